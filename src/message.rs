@@ -1,0 +1,749 @@
+//! Reading and writing announcements in the three dialects of formats.md: the demo's
+//! v03 (`integrity`), sr3's v03 (`identity`) and the older array form.
+//!
+//! Parsing borrows from the payload: fields the node does not know are kept as raw
+//! JSON slices and written back byte for byte (the v03 rule: forward unknown fields
+//! unmodified).
+
+use crate::integrity::{self, Digest, Method};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
+use std::marker::PhantomData;
+
+/// Most top-level fields (or array-form headers) accepted in one message.
+pub const MAX_FIELDS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// v03 with `integrity` (the wmo_mesh demo).
+    WmoMesh,
+    /// v03 with `identity` (Sarracenia sr3).
+    Sr3,
+    /// `[pubTime, baseUrl, relPath, {headers}]`.
+    Array,
+}
+
+/// Which dialect the node writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    WmoMesh,
+    Sr3,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "wmo_mesh" | "wmo-mesh" | "v03" => Some(Format::WmoMesh),
+            "sr3" => Some(Format::Sr3),
+            _ => None,
+        }
+    }
+    /// The xattr where the dialect's tools cache a file's checksum.
+    pub fn xattr_name(self) -> &'static str {
+        match self {
+            Format::WmoMesh => "user.sr_integrity",
+            Format::Sr3 => "user.sr_identity",
+        }
+    }
+    pub fn default_topic_prefix(self) -> &'static str {
+        match self {
+            Format::WmoMesh => "v03/post",
+            Format::Sr3 => "v03",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integrity {
+    pub method: Method,
+    /// The digest, for methods that carry one and when it decoded.
+    pub digest: Option<Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp<'a> {
+    Remove,
+    Link(Cow<'a, str>),
+    Rename(Cow<'a, str>),
+    Mkdir,
+    Rmdir,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content<'a> {
+    pub encoding: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+}
+
+impl Content<'_> {
+    /// The bytes the content stands for.
+    pub fn decode(&self) -> Result<Vec<u8>, String> {
+        match self.encoding.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" | "text" => Ok(self.value.as_bytes().to_vec()),
+            "base64" => B64
+                .decode(self.value.as_bytes())
+                .map_err(|e| format!("invalid base64 in content: {e}")),
+            // sr3 allows it: each char is one byte
+            "iso-8859-1" | "latin1" => self
+                .value
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).map_err(|_| "char beyond latin1".into()))
+                .collect(),
+            other => Err(format!("unknown content encoding {other:?}")),
+        }
+    }
+}
+
+/// One announcement, borrowing from its payload.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub dialect: Dialect,
+    pub pub_time: Cow<'a, str>,
+    pub base_url: Cow<'a, str>,
+    pub rel_path: Cow<'a, str>,
+    pub ret_path: Option<Cow<'a, str>>,
+    pub integrity: Option<Integrity>,
+    pub content: Option<Content<'a>>,
+    pub size: Option<u64>,
+    pub file_op: Option<FileOp<'a>>,
+    /// Fields not interpreted here, in arrival order, as raw JSON.
+    pub extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn err<T>(s: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(s.into()))
+}
+
+/// A string that borrows from the payload unless it holds escapes.
+#[derive(Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A JSON object kept as (key, raw value) pairs, in order.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawObject<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(12);
+                while let Some((k, v)) = m.next_entry::<Str<'a>, &'a RawValue>()? {
+                    if fields.len() == MAX_FIELDS {
+                        return Err(de::Error::custom(format!("more than {MAX_FIELDS} fields")));
+                    }
+                    fields.push((k.0, v));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ParseError> {
+    match serde_json::from_str::<Str<'a>>(raw.get()) {
+        Ok(s) => Ok(s.0),
+        Err(_) => err(format!("field {field} is not a string")),
+    }
+}
+
+fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
+    serde_json::from_str::<RawObject<'a>>(raw.get())
+        .or_else(|_| err(format!("field {field} is not an object")))
+}
+
+fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {
+    let obj = object(field, raw)?;
+    let mut method = None;
+    let mut value = None;
+    for (k, v) in &obj.0 {
+        match k.as_ref() {
+            "method" => method = Some(string("integrity.method", v)?),
+            "value" => value = Some(string("integrity.value", v)?),
+            _ => {}
+        }
+    }
+    let Some(method_name) = method else {
+        return err(format!("{field} has no method"));
+    };
+    let Some(method) = Method::from_name(&method_name) else {
+        return err(format!("{field} method {method_name:?} is unknown"));
+    };
+    let digest = match (method.digest_len(), value) {
+        (Some(_), Some(v)) => Some(
+            integrity::decode_value(method, &v).map_err(|e| ParseError(format!("{field}: {e}")))?,
+        ),
+        (Some(_), None) if method.verifies_content() => {
+            return err(format!("{field} has no value"));
+        }
+        _ => None,
+    };
+    Ok(Integrity { method, digest })
+}
+
+fn parse_size(raw: &RawValue) -> Option<u64> {
+    let t = raw.get().trim();
+    t.parse::<u64>()
+        .ok()
+        .or_else(|| t.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+}
+
+fn parse_file_op<'a>(raw: &'a RawValue) -> Result<FileOp<'a>, ParseError> {
+    let obj = object("fileOp", raw)?;
+    let has = |k: &str| obj.0.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
+    match (has("remove"), has("directory"), has("link"), has("rename")) {
+        (Some(_), Some(_), _, _) => Ok(FileOp::Rmdir),
+        (None, Some(_), _, _) => Ok(FileOp::Mkdir),
+        (_, _, Some(l), _) => Ok(FileOp::Link(string("fileOp.link", l)?)),
+        (_, _, _, Some(r)) => Ok(FileOp::Rename(string("fileOp.rename", r)?)),
+        (Some(_), None, None, None) => Ok(FileOp::Remove),
+        _ => err("fileOp has no operation this node knows (remove, link, rename, directory)"),
+    }
+}
+
+/// Parses one payload in any of the three dialects.
+pub fn parse(payload: &[u8]) -> Result<Message<'_>, ParseError> {
+    let text =
+        std::str::from_utf8(payload).or_else(|e| err(format!("payload is not UTF-8: {e}")))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => parse_v03(text),
+        Some(b'[') => parse_array(text),
+        Some(_) => err("payload is neither a JSON object nor a JSON array"),
+        None => err("payload is empty"),
+    }
+}
+
+fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
+    let obj: RawObject<'_> =
+        serde_json::from_str(text).or_else(|e| err(format!("invalid JSON: {e}")))?;
+    let (mut pub_time, mut base_url, mut rel_path, mut ret_path) = (None, None, None, None);
+    let (mut integrity, mut content, mut size, mut file_op) = (None, None, None, None);
+    let mut dialect = Dialect::WmoMesh;
+    let mut extra = Vec::new();
+    for (k, v) in obj.0 {
+        match k.as_ref() {
+            "pubTime" => pub_time = Some(string("pubTime", v)?),
+            "baseUrl" => base_url = Some(string("baseUrl", v)?),
+            "relPath" => rel_path = Some(string("relPath", v)?),
+            "retPath" | "retrievePath" => ret_path = Some(string(&k, v)?),
+            "integrity" => {
+                // sr3 reads both; identity wins when both are present
+                if integrity.is_none() || dialect != Dialect::Sr3 {
+                    integrity = Some(parse_integrity("integrity", v)?);
+                }
+            }
+            "identity" => {
+                integrity = Some(parse_integrity("identity", v)?);
+                dialect = Dialect::Sr3;
+            }
+            "content" => {
+                let o = object("content", v)?;
+                let mut enc = None;
+                let mut val = None;
+                for (ck, cv) in &o.0 {
+                    match ck.as_ref() {
+                        "encoding" => enc = Some(string("content.encoding", cv)?),
+                        "value" => val = Some(string("content.value", cv)?),
+                        _ => {}
+                    }
+                }
+                match (enc, val) {
+                    (Some(encoding), Some(value)) => content = Some(Content { encoding, value }),
+                    _ => return err("content needs both encoding and value"),
+                }
+            }
+            "size" => match parse_size(v) {
+                Some(n) => size = Some(n),
+                None => extra.push((k, v)),
+            },
+            "fileOp" => file_op = Some(parse_file_op(v)?),
+            _ => extra.push((k, v)),
+        }
+    }
+    let Some(pub_time) = pub_time else {
+        return err("missing pubTime");
+    };
+    let Some(rel_path) = rel_path else {
+        return err("missing relPath");
+    };
+    let base_url = base_url.unwrap_or(Cow::Borrowed(""));
+    if let Some(i) = &integrity {
+        match i.method {
+            Method::Remove if file_op.is_none() => file_op = Some(FileOp::Remove),
+            _ => {}
+        }
+    }
+    if integrity.is_none() && file_op.is_none() {
+        return err("missing integrity (or identity)");
+    }
+    if base_url.is_empty() && content.is_none() && file_op.is_none() {
+        return err("missing baseUrl and no inline content");
+    }
+    Ok(Message {
+        dialect,
+        pub_time,
+        base_url,
+        rel_path,
+        ret_path,
+        integrity,
+        content,
+        size,
+        file_op,
+        extra,
+    })
+}
+
+fn parse_array(text: &str) -> Result<Message<'_>, ParseError> {
+    let items: Vec<&RawValue> =
+        serde_json::from_str(text).or_else(|e| err(format!("invalid JSON: {e}")))?;
+    if items.len() < 4 {
+        return err(format!("array form needs 4 elements, got {}", items.len()));
+    }
+    let pub_time = string("[0] pubTime", items[0])?;
+    let base_url = string("[1] baseUrl", items[1])?;
+    let rel_path = string("[2] relPath", items[2])?;
+    let headers = object("[3] headers", items[3])?;
+    let mut integrity = None;
+    let mut size = None;
+    let mut file_op = None;
+    let mut extra = Vec::new();
+    for (k, v) in headers.0 {
+        match k.as_ref() {
+            "sum" => {
+                let sum = string("sum", v)?;
+                let (flag, hex) = sum.split_once(',').unwrap_or((sum.as_ref(), ""));
+                let Some(method) = Method::from_sum_flag(flag) else {
+                    return err(format!("sum flag {flag:?} is unknown"));
+                };
+                let digest = match method.digest_len() {
+                    Some(_) => Some(
+                        integrity::decode_value(method, hex)
+                            .map_err(|e| ParseError(format!("sum: {e}")))?,
+                    ),
+                    None => None,
+                };
+                match method {
+                    Method::Remove => file_op = Some(FileOp::Remove),
+                    Method::Link => {
+                        return err("sum flag L (link) is not supported: links are refused");
+                    }
+                    _ => {}
+                }
+                integrity = Some(Integrity { method, digest });
+            }
+            "parts" => {
+                // "1,<size>,1,0,0": whole file of <size> bytes
+                let p = string("parts", v)?;
+                let mut f = p.split(',');
+                match (f.next(), f.next().and_then(|s| s.parse().ok())) {
+                    (Some("1"), Some(n)) => size = Some(n),
+                    _ => return err(format!("parts {p:?}: only whole files are supported")),
+                }
+            }
+            "link" if file_op.is_none() => file_op = Some(FileOp::Link(string("link", v)?)),
+            _ => extra.push((k, v)),
+        }
+    }
+    let Some(integrity) = integrity else {
+        return err("array form without a sum header");
+    };
+    Ok(Message {
+        dialect: Dialect::Array,
+        pub_time,
+        base_url,
+        rel_path,
+        ret_path: None,
+        integrity: Some(integrity),
+        content: None,
+        size,
+        file_op,
+        extra,
+    })
+}
+
+/// Seconds since the Unix epoch of a pubTime (`YYYYMMDD[T]HHMMSS[.frac][Z]`, UTC).
+pub fn parse_time(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (main, frac) = match s.split_once('.') {
+        Some((m, f)) => (m, Some(f)),
+        None => (s, None),
+    };
+    let main = main.as_bytes();
+    let (date, time) = match main.len() {
+        15 if main[8] == b'T' => (&main[..8], &main[9..]),
+        14 => (&main[..8], &main[8..]),
+        _ => return None,
+    };
+    if !date.iter().chain(time).all(u8::is_ascii_digit) {
+        return None;
+    }
+    let num = |b: &[u8]| b.iter().fold(0i64, |a, d| a * 10 + i64::from(d - b'0'));
+    let (y, mo, d) = (num(&date[..4]), num(&date[4..6]), num(&date[6..8]));
+    let (h, mi, se) = (num(&time[..2]), num(&time[2..4]), num(&time[4..6]));
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut secs = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) as f64;
+    if let Some(f) = frac {
+        if f.is_empty() || f.len() > 12 || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        secs += num(f.as_bytes()) as f64 / 10f64.powi(f.len() as i32);
+    }
+    Some(secs)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Civil date of a day number (inverse of `days_from_civil`).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// Formats epoch seconds as a v03 pubTime, `YYYYMMDDTHHMMSS.mmm`.
+pub fn format_time(out: &mut String, epoch: f64) {
+    use std::fmt::Write as _;
+    let secs = epoch.floor() as i64;
+    let millis = (((epoch - secs as f64) * 1000.0).round() as i64).min(999);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let t = secs.rem_euclid(86400);
+    let _ = write!(
+        out,
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{millis:03}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    );
+}
+
+/// What this node says in its own announcement, beside what it forwards.
+pub struct Outgoing<'a> {
+    pub format: Format,
+    pub base_url: &'a str,
+    pub rel_path: &'a str,
+    /// The integrity to write (computed by this node); `None` for a removal.
+    pub integrity: Option<(Method, &'a str)>,
+    pub size: Option<u64>,
+    /// Inline content: (encoding, value).
+    pub content: Option<(&'a str, &'a str)>,
+    pub remove: bool,
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Writes the node's re-announcement of `msg` (or a fresh one when `msg` is `None`) as
+/// v03 in the chosen dialect: pubTime kept, baseUrl rewritten, integrity as computed,
+/// unknown fields forwarded untouched.
+pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o: &Outgoing<'_>) {
+    out.extend_from_slice(b"{\"pubTime\":");
+    json_str(out, pub_time);
+    out.extend_from_slice(b",\"baseUrl\":");
+    json_str(out, o.base_url);
+    out.extend_from_slice(b",\"relPath\":");
+    json_str(out, o.rel_path);
+    let key: &[u8] = match o.format {
+        Format::WmoMesh => b",\"integrity\":{\"method\":",
+        Format::Sr3 => b",\"identity\":{\"method\":",
+    };
+    if let Some((method, value)) = o.integrity {
+        out.extend_from_slice(key);
+        json_str(out, method.name());
+        out.extend_from_slice(b",\"value\":");
+        json_str(out, value);
+        out.push(b'}');
+    } else if o.remove && o.format == Format::WmoMesh {
+        // the demo's schema names removal as an integrity method
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\"remove\",\"value\":\"\"}");
+    }
+    if let Some(n) = o.size {
+        let _ = write!(out, ",\"size\":{n}");
+    }
+    if let Some((enc, value)) = o.content {
+        out.extend_from_slice(b",\"content\":{\"encoding\":");
+        json_str(out, enc);
+        out.extend_from_slice(b",\"value\":");
+        json_str(out, value);
+        out.push(b'}');
+    }
+    if o.remove {
+        out.extend_from_slice(b",\"fileOp\":{\"remove\":\"\"}");
+    }
+    if let Some(m) = msg {
+        for (k, v) in &m.extra {
+            out.push(b',');
+            json_str(out, k);
+            out.push(b':');
+            out.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA512_EMPTY: &str =
+        "z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==";
+
+    static DEMO_V03: &[u8] = br#"{"pubTime": "20190130T033822.951880",
+     "baseUrl": "http://blacklab:8000/data",
+     "relPath": "2019013003/GTS/AMMC/FT/FTAU31_AMMC_292300_AAC_c267.txt",
+     "integrity": {"method": "md5", "value": "sZRqySSS0jR8YjW00mERhA=="},
+     "content": {"encoding": "utf-8", "value": "hello\n"}}"#;
+
+    static SR3_V03: &[u8] = br#"{"pubTime": "20261123T065146.406", "baseUrl": "http://peer:8000/",
+     "relPath": "20261123/CA/data/file1.txt",
+     "identity": {"method": "sha512", "value": "z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg=="},
+     "size": 0, "mtime": "20261123T065146.406", "mode": "644", "source": "meshuser",
+     "to_clusters": ["a", {"deep": [1, 2.5e3, null]}]}"#;
+
+    static ARRAY_FORM: &[u8] = br#"["20190130033826.740083", "http://blacklab:8000/data",
+     "/2019013003/GTS/CWAO/SX/SXCN19_CWAO_300300_ac8d.txt",
+     {"sum": "d,b1946ac92492d2347c6235b4d2611184", "parts": "1,6,1,0,0", "source": "UCAR-UNIDATA"}]"#;
+
+    static README_EXAMPLE: &[u8] = br#"{ "pubTime" : "20190120T045018.314854383", "baseUrl" : "https://localhost/data", "relPath" : "20190120/WIS/CA/CMC/UpperAir/04/UANT01_CWAO_200445___15103.txt", "size": "TBD", "integrity": { "method": "MD5", "value": "d41d8cd98f00b204e9800998ecf8427e" }, "content": { "encoding": "utf-8", "value": "" } }"#;
+
+    #[test]
+    fn reads_demo_v03() {
+        let m = parse(DEMO_V03).unwrap();
+        assert_eq!(m.dialect, Dialect::WmoMesh);
+        assert_eq!(m.base_url, "http://blacklab:8000/data");
+        assert!(
+            matches!(m.rel_path, Cow::Borrowed(_)),
+            "no copy for plain strings"
+        );
+        let i = m.integrity.unwrap();
+        assert_eq!(i.method, Method::Md5);
+        assert_eq!(i.digest, integrity::digest_of(Method::Md5, b"hello\n"));
+        assert_eq!(m.content.unwrap().decode().unwrap(), b"hello\n");
+        assert!(m.extra.is_empty());
+    }
+
+    #[test]
+    fn reads_sr3_and_keeps_unknown_fields_raw() {
+        let m = parse(SR3_V03).unwrap();
+        assert_eq!(m.dialect, Dialect::Sr3);
+        assert_eq!(m.size, Some(0));
+        assert_eq!(m.integrity.as_ref().unwrap().method, Method::Sha512);
+        let keys: Vec<&str> = m.extra.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["mtime", "mode", "source", "to_clusters"]);
+        assert_eq!(m.extra[3].1.get(), r#"["a", {"deep": [1, 2.5e3, null]}]"#);
+    }
+
+    #[test]
+    fn reads_array_form() {
+        let m = parse(ARRAY_FORM).unwrap();
+        assert_eq!(m.dialect, Dialect::Array);
+        assert_eq!(
+            m.rel_path,
+            "/2019013003/GTS/CWAO/SX/SXCN19_CWAO_300300_ac8d.txt"
+        );
+        assert_eq!(m.size, Some(6));
+        assert_eq!(
+            m.integrity.unwrap().digest,
+            integrity::digest_of(Method::Md5, b"hello\n")
+        );
+        assert_eq!(m.extra.len(), 1);
+        let m = parse(br#"["20190130033826", "http://h/", "/a/b", {"sum": "R,"}]"#).unwrap();
+        assert_eq!(m.file_op, Some(FileOp::Remove));
+    }
+
+    #[test]
+    fn reads_the_reference_readme_example() {
+        let m = parse(README_EXAMPLE).unwrap();
+        assert_eq!(
+            m.integrity.unwrap().digest,
+            integrity::digest_of(Method::Md5, b"")
+        );
+        assert_eq!(m.size, None);
+        assert_eq!(
+            m.extra[0].0, "size",
+            "a non-numeric size is forwarded as is"
+        );
+    }
+
+    #[test]
+    fn reads_file_ops() {
+        let base =
+            r#"{"pubTime":"20261123T000000","baseUrl":"http://h/","relPath":"a/b","fileOp":"#;
+        let op =
+            |o: &str| parse(format!("{base}{o}}}").as_bytes().to_vec().leak()).map(|m| m.file_op);
+        assert_eq!(op(r#"{"remove":""}"#).unwrap(), Some(FileOp::Remove));
+        assert_eq!(op(r#"{"directory":""}"#).unwrap(), Some(FileOp::Mkdir));
+        assert_eq!(
+            op(r#"{"remove":"","directory":""}"#).unwrap(),
+            Some(FileOp::Rmdir)
+        );
+        assert_eq!(
+            op(r#"{"link":"x/y"}"#).unwrap(),
+            Some(FileOp::Link("x/y".into()))
+        );
+        assert_eq!(
+            op(r#"{"rename":"old"}"#).unwrap(),
+            Some(FileOp::Rename("old".into()))
+        );
+        assert!(op(r#"{"frobnicate":""}"#).is_err());
+        assert!(op(r#""remove""#).is_err());
+    }
+
+    #[test]
+    fn refuses_malformed_messages() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"hello", "neither"),
+            (b"{\"pubTime\": ", "invalid JSON"),
+            (b"\xff\xfe", "UTF-8"),
+            (br#"{"pubTime": 5, "relPath": "a"}"#, "pubTime is not a string"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a"}"#, "missing integrity"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "missing relPath"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"md5","value":"!!!"}}"#, "base64"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"crc32","value":"AA=="}}"#, "unknown"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": "md5"}"#, "not an object"),
+            (br#"{"pubTime": "x", "relPath": "a", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "missing baseUrl"),
+            (br#"["20190130033826", "http://h/", "/a/b"]"#, "4 elements"),
+            (br#"["20190130033826", "http://h/", "/a/b", {"sum": "x,00"}]"#, "flag"),
+            (br#"["20190130033826", 7, "/a/b", {"sum": "d,00"}]"#, "baseUrl is not a string"),
+        ];
+        for (payload, want) in cases {
+            let e = parse(payload).unwrap_err();
+            assert!(
+                e.0.contains(want),
+                "{:?}: got {:?}",
+                String::from_utf8_lossy(payload),
+                e.0
+            );
+        }
+    }
+
+    #[test]
+    fn survives_deep_nesting_and_many_fields() {
+        let mut deep = br#"{"pubTime":"x","baseUrl":"h","relPath":"a","junk":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
+        assert!(parse(&deep).is_err());
+        let mut wide = String::from(r#"{"pubTime":"x""#);
+        for i in 0..100 {
+            wide.push_str(&format!(",\"f{i}\":1"));
+        }
+        wide.push('}');
+        assert!(parse(wide.as_bytes()).unwrap_err().0.contains("more than"));
+    }
+
+    #[test]
+    fn unescapes_strings_and_surrogate_pairs() {
+        let p = br#"{"pubTime":"x","baseUrl":"h","relPath":"a","integrity":{"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="},"content":{"encoding":"utf-8","value":"line\n\"q\" \ud83d\ude00"}}"#;
+        let m = parse(p).unwrap();
+        assert_eq!(m.content.unwrap().value, "line\n\"q\" \u{1F600}");
+    }
+
+    #[test]
+    fn parses_pub_times() {
+        assert_eq!(parse_time("19700101T000000"), Some(0.0));
+        assert_eq!(parse_time("19700101000001"), Some(1.0));
+        let t = parse_time("20190130T033822.951880").unwrap();
+        assert!((t - 1548819502.95188).abs() < 1e-6);
+        assert_eq!(parse_time("20190130T033822Z"), parse_time("20190130033822"));
+        assert_eq!(parse_time("2019013T033822"), None);
+        assert_eq!(parse_time("20191330T033822"), None);
+        assert_eq!(parse_time("20190130T033822."), None);
+        let mut s = String::new();
+        format_time(&mut s, 1548819502.951);
+        assert_eq!(s, "20190130T033822.951");
+    }
+
+    #[test]
+    fn writes_back_with_unknown_fields_untouched() {
+        let m = parse(SR3_V03).unwrap();
+        let mut out = Vec::new();
+        let o = Outgoing {
+            format: Format::Sr3,
+            base_url: "http://me:8000/data",
+            rel_path: &m.rel_path,
+            integrity: Some((Method::Sha512, SHA512_EMPTY)),
+            size: Some(0),
+            content: None,
+            remove: false,
+        };
+        write_v03(&mut out, &m.pub_time, Some(&m), &o);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["pubTime"], "20261123T065146.406");
+        assert_eq!(v["baseUrl"], "http://me:8000/data");
+        assert_eq!(v["identity"]["value"], SHA512_EMPTY);
+        assert_eq!(v["to_clusters"][1]["deep"][1], 2.5e3);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""to_clusters":["a", {"deep": [1, 2.5e3, null]}]"#),
+            "{text}"
+        );
+        // and it reads back
+        let again = parse(text.as_bytes()).unwrap();
+        assert_eq!(again.extra.len(), 4);
+    }
+
+    #[test]
+    fn writes_removals_both_ways() {
+        let mut out = Vec::new();
+        let o = Outgoing {
+            format: Format::WmoMesh,
+            base_url: "http://me/",
+            rel_path: "a/b",
+            integrity: None,
+            size: None,
+            content: None,
+            remove: true,
+        };
+        write_v03(&mut out, "20261123T000000", None, &o);
+        let m = parse(&out).unwrap();
+        assert_eq!(m.file_op, Some(FileOp::Remove));
+        assert_eq!(m.integrity.unwrap().method, Method::Remove);
+    }
+}

@@ -1,0 +1,147 @@
+//! MQTT topics: building announcement topics from a relPath, subscription filters,
+//! and filter matching.
+
+/// Appends the announcement topic for `rel` to `out`:
+/// `<exchange>[NN]/<prefix>/<directories of rel>`, with `#` and `+` inside directory
+/// names escaped as sr3 does (`%23`, `%2B`) so a name can never act as a wildcard.
+pub fn announce_topic(out: &mut String, exchange: &str, prefix: &str, rel_dir: &str) {
+    out.push_str(exchange);
+    if !prefix.is_empty() {
+        out.push('/');
+        out.push_str(prefix);
+    }
+    for level in rel_dir.split('/').filter(|l| !l.is_empty()) {
+        out.push('/');
+        for c in level.chars() {
+            match c {
+                '#' => out.push_str("%23"),
+                '+' => out.push_str("%2B"),
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+/// The exchange a message goes to when a flow is split over `n` workers, as the demo's
+/// `mesh_multi.sh` does: `<exchange>NN`, NN = (first byte of integrity value) mod n.
+pub fn split_exchange(out: &mut String, exchange: &str, n: u32, integrity_value: &str) {
+    out.push_str(exchange);
+    if n > 1 {
+        let first = integrity_value.bytes().next().unwrap_or(0);
+        let k = u32::from(first) % n;
+        out.push(char::from(b'0' + (k / 10 % 10) as u8));
+        out.push(char::from(b'0' + (k % 10) as u8));
+    }
+}
+
+/// The subscription filter for one `--subtopic`.
+///
+/// With the default subtopic `#` and the demo's prefix `v03/post`, the filter is widened
+/// to `<exchange>/v03/#`: it then also receives the demo peer's re-announcements, which
+/// lack the slash after `post` (`xpublic/v03/post2019.../...`, formats.md), and sr3's
+/// `xpublic/v03/...`. The message body, not the topic, says which file is meant.
+pub fn subscription(exchange: &str, prefix: &str, subtopic: &str) -> String {
+    if subtopic == "#" && prefix == "v03/post" {
+        return format!("{exchange}/v03/#");
+    }
+    if prefix.is_empty() {
+        format!("{exchange}/{subtopic}")
+    } else {
+        format!("{exchange}/{prefix}/{subtopic}")
+    }
+}
+
+/// MQTT topic filter matching (`+` one level, `#` the rest, including the parent level).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a filter given by a user: `#` only last and alone in its level, `+` alone.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Err("empty topic filter".into());
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Err(format!(
+                "'#' must be a whole last level in filter {filter:?}"
+            ));
+        }
+        if level.contains('+') && *level != "+" {
+            return Err(format!("'+' must be a whole level in filter {filter:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_announcement_topics() {
+        let mut t = String::new();
+        announce_topic(&mut t, "xpublic", "v03/post", "2019013003/GTS/CWAO/SX");
+        assert_eq!(t, "xpublic/v03/post/2019013003/GTS/CWAO/SX");
+        t.clear();
+        announce_topic(&mut t, "xpublic", "v03", "");
+        assert_eq!(t, "xpublic/v03");
+        t.clear();
+        announce_topic(&mut t, "xpublic", "v03", "a#b/c+d");
+        assert_eq!(t, "xpublic/v03/a%23b/c%2Bd");
+    }
+
+    #[test]
+    fn splits_exchanges_like_mesh_multi() {
+        let mut e = String::new();
+        split_exchange(&mut e, "xpublic", 5, "wmJVl6e0Xo8Zd3fqZ4+IxQ==");
+        // 'w' is 119; 119 mod 5 = 4
+        assert_eq!(e, "xpublic04");
+        e.clear();
+        split_exchange(&mut e, "xpublic", 1, "w");
+        assert_eq!(e, "xpublic");
+    }
+
+    #[test]
+    fn subscriptions_widen_only_the_default() {
+        assert_eq!(subscription("xpublic", "v03/post", "#"), "xpublic/v03/#");
+        assert_eq!(
+            subscription("xpublic", "v03/post", "+/GTS/+/IU/#"),
+            "xpublic/v03/post/+/GTS/+/IU/#"
+        );
+        assert_eq!(subscription("xpublic", "v03", "#"), "xpublic/v03/#");
+    }
+
+    #[test]
+    fn matches_filters() {
+        assert!(matches("xpublic/v03/#", "xpublic/v03/post/a/b"));
+        assert!(matches("xpublic/v03/#", "xpublic/v03"));
+        assert!(matches("xpublic/v03/#", "xpublic/v03/post2019013003/GTS"));
+        assert!(matches("a/+/c", "a/b/c"));
+        assert!(!matches("a/+/c", "a/b/d"));
+        assert!(!matches("a/+/c", "a/b"));
+        assert!(!matches("a/b", "a/b/c"));
+        assert!(matches("+/GTS/+/IU/#", "2019/GTS/CWAO/IU/x"));
+        assert!(!matches("+/GTS/+/IU/#", "2019/GTS/CWAO/IS/x"));
+    }
+
+    #[test]
+    fn checks_filters() {
+        assert!(check_filter("a/+/#").is_ok());
+        assert!(check_filter("a/#/b").is_err());
+        assert!(check_filter("a/b#").is_err());
+        assert!(check_filter("a/b+/c").is_err());
+        assert!(check_filter("").is_err());
+    }
+}
