@@ -1,7 +1,16 @@
 //! meshnode: a full peer of a weather-data mesh, small enough for a first-generation
 //! Raspberry Pi. See README.md for the picture.
 
+pub mod cli;
+pub mod fetch;
 pub mod integrity;
+pub mod logger;
 pub mod message;
+pub mod mqtt;
+pub mod peer;
+pub mod post;
+pub mod recent;
 pub mod relpath;
+pub mod select;
+pub mod store;
 pub mod topic;

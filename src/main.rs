@@ -1,1 +1,106 @@
-fn main() {}
+//! meshnode: thin entry point; the work is in the library.
+
+use meshnode::cli::{self, PeerArgs, PostArgs};
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+const USAGE: &str = "\
+usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
+       meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
+       meshnode --version
+
+peer: subscribe to announcements of peers, download what is missing, verify, store
+      under --dir, re-announce on this node's broker. See README.md for every option.
+post: announce local files (under --post-baseDir) on a broker.";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    args.next();
+    let Some(cmd) = args.next() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<OsString> = args.collect();
+    match cmd.to_str() {
+        Some("peer") => peer(rest),
+        Some("post") => post(rest),
+        Some("--version" | "-V" | "version") => {
+            println!("meshnode {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("meshnode: unknown command {cmd:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("meshnode: cannot handle signal {sig}: {e}");
+        }
+    }
+    stop
+}
+
+fn peer(args: Vec<OsString>) -> ExitCode {
+    let mut a = PeerArgs::new();
+    let parsed = cli::parse_args(
+        args,
+        |n, v| a.apply(n, v),
+        |v| Err(format!("unexpected argument {v:?}")),
+    );
+    let (cfg, verbose) = match parsed.and_then(|()| a.finish()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshnode peer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    meshnode::logger::init(verbose);
+    match meshnode::peer::run(cfg, stop_on_signals()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn post(args: Vec<OsString>) -> ExitCode {
+    let mut a = PostArgs::default();
+    let mut files = Vec::new();
+    let parsed = cli::parse_args(
+        args,
+        |n, v| a.apply(n, v),
+        |v| {
+            files.push(v.into());
+            Ok(())
+        },
+    );
+    if let Err(e) = parsed {
+        eprintln!("meshnode post: {e}");
+        return ExitCode::from(2);
+    }
+    a.files = files;
+    meshnode::logger::init(a.verbose);
+    match meshnode::post::run(&a) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(n) => {
+            log::error!("{n} file(s) not announced");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

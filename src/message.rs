@@ -472,8 +472,13 @@ pub struct Outgoing<'a> {
     pub size: Option<u64>,
     /// Inline content: (encoding, value).
     pub content: Option<(&'a str, &'a str)>,
-    pub remove: bool,
+    /// A file operation to announce, as raw JSON (`FILEOP_REMOVE`...).
+    pub file_op: Option<&'a str>,
 }
+
+pub const FILEOP_REMOVE: &str = r#"{"remove":""}"#;
+pub const FILEOP_MKDIR: &str = r#"{"directory":""}"#;
+pub const FILEOP_RMDIR: &str = r#"{"remove":"","directory":""}"#;
 
 fn json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
@@ -499,7 +504,7 @@ pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o
         out.extend_from_slice(b",\"value\":");
         json_str(out, value);
         out.push(b'}');
-    } else if o.remove && o.format == Format::WmoMesh {
+    } else if o.file_op == Some(FILEOP_REMOVE) && o.format == Format::WmoMesh {
         // the demo's schema names removal as an integrity method
         out.extend_from_slice(key);
         out.extend_from_slice(b"\"remove\",\"value\":\"\"}");
@@ -514,8 +519,9 @@ pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o
         json_str(out, value);
         out.push(b'}');
     }
-    if o.remove {
-        out.extend_from_slice(b",\"fileOp\":{\"remove\":\"\"}");
+    if let Some(op) = o.file_op {
+        out.extend_from_slice(b",\"fileOp\":");
+        out.extend_from_slice(op.as_bytes());
     }
     if let Some(m) = msg {
         for (k, v) in &m.extra {
@@ -711,7 +717,7 @@ mod tests {
             integrity: Some((Method::Sha512, SHA512_EMPTY)),
             size: Some(0),
             content: None,
-            remove: false,
+            file_op: None,
         };
         write_v03(&mut out, &m.pub_time, Some(&m), &o);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -739,7 +745,7 @@ mod tests {
             integrity: None,
             size: None,
             content: None,
-            remove: true,
+            file_op: Some(FILEOP_REMOVE),
         };
         write_v03(&mut out, "20261123T000000", None, &o);
         let m = parse(&out).unwrap();

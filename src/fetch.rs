@@ -1,0 +1,102 @@
+//! Blocking HTTP(S) GET of announced files, streamed into the store, with keep-alive
+//! connections and timeouts named by phase.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// Timeouts of one download, by phase. No total deadline: a large file on a slow link
+/// may take long as long as bytes keep coming.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+    /// Longest wait for any single read of the body.
+    pub per_read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(30),
+            per_read: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum FetchError {
+    /// The server answered with a status other than 200.
+    Status(u16),
+    /// Connecting, sending or receiving failed.
+    Transport(String),
+    /// Writing the body locally failed (disk full, size limit...).
+    Write(io::Error),
+}
+
+impl FetchError {
+    /// A 4xx answer will not change by asking again; everything else may.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, FetchError::Status(s) if (400..500).contains(s) && *s != 408 && *s != 429)
+            || matches!(self, FetchError::Write(e) if e.kind() == io::ErrorKind::Other)
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Status(s) => write!(f, "HTTP status {s}"),
+            FetchError::Transport(e) => write!(f, "{e}"),
+            FetchError::Write(e) => write!(f, "writing the download: {e}"),
+        }
+    }
+}
+
+pub struct Fetcher {
+    agent: ureq::Agent,
+}
+
+impl Fetcher {
+    pub fn new(t: Timeouts) -> Fetcher {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // peers are addressed directly; an http_proxy meant for other traffic must not apply
+            .proxy(None)
+            .timeout_connect(Some(t.connect))
+            .timeout_recv_response(Some(t.response))
+            .timeout_per_read(Some(t.per_read))
+            .max_idle_connections(16)
+            .max_idle_connections_per_host(4)
+            .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Fetcher { agent }
+    }
+
+    /// GETs `url` and copies its body into `sink`; returns the number of bytes.
+    pub fn get_into(&self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
+        let mut resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status(status));
+        }
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FetchError::Transport(format!("reading body: {e}"))),
+            };
+            sink.write_all(&buf[..n]).map_err(FetchError::Write)?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+}

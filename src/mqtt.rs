@@ -1,0 +1,489 @@
+//! The MQTT edge: broker URLs, session options, one polling thread per connection.
+//!
+//! rumqttc's sync client only moves (pings, acks, reconnects) while its connection is
+//! polled, so every connection gets a thread of its own that does nothing but poll:
+//! a download blocking the flow's loop can never starve the keepalive.
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, ClientError, Connection, Event, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Requests rumqttc may hold between the flow and a connection thread.
+pub const REQUEST_CAPACITY: usize = 512;
+/// Longest pause between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8".into())
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt[s]://[user[:password]@]host[:port]`.
+    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("broker {url:?}: expected mqtt://host or mqtts://host"))?;
+        let tls = match scheme {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            _ => {
+                return Err(format!(
+                    "broker {url:?}: scheme {scheme:?} is not mqtt or mqtts"
+                ))
+            }
+        };
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (user, password) = match auth {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (Some(percent_decode(u)?), Some(percent_decode(p)?)),
+                None => (Some(percent_decode(a)?), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+                let port = p
+                    .parse()
+                    .map_err(|_| format!("broker {url:?}: bad port {p:?}"))?;
+                (h, port)
+            }
+            _ => (hostport, if tls { 8883 } else { 1883 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("broker {url:?}: no host"));
+        }
+        Ok(BrokerUrl {
+            tls,
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
+
+    /// The URL without its password, for logs.
+    pub fn redacted(&self) -> String {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        match &self.user {
+            Some(u) => format!("{scheme}://{u}@{}:{}", self.host, self.port),
+            None => format!("{scheme}://{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// How one session with a broker behaves.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub client_id: String,
+    pub clean_start: bool,
+    pub session_expiry: u32,
+    pub receive_maximum: u16,
+    pub max_packet: u32,
+    pub keepalive: Duration,
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+pub fn mqtt_options(url: &BrokerUrl, s: &SessionOptions) -> MqttOptions {
+    let mut o = MqttOptions::new(s.client_id.clone(), url.host.clone(), url.port);
+    o.set_keep_alive(s.keepalive);
+    o.set_clean_start(s.clean_start);
+    // a persistent session needs an expiry: 0 would end it at disconnect
+    o.set_session_expiry_interval(if s.clean_start {
+        None
+    } else {
+        Some(s.session_expiry)
+    });
+    o.set_receive_maximum(Some(s.receive_maximum));
+    // rumqttc's default incoming limit (10 KiB) would turn a large message into a
+    // reconnect loop; the broker is told our limit in CONNECT and drops what exceeds it
+    o.set_max_packet_size(Some(s.max_packet));
+    o.set_manual_acks(true);
+    o.set_request_channel_capacity(REQUEST_CAPACITY);
+    o.set_connection_timeout(10);
+    if let Some(u) = &url.user {
+        o.set_credentials(u.clone(), url.password.clone().unwrap_or_default());
+    }
+    if url.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls_config(),
+        )));
+    }
+    o
+}
+
+/// What connection threads tell a flow.
+#[derive(Debug)]
+pub enum Inbound {
+    /// An announcement from upstream broker `broker`, received in connection `epoch`.
+    Message {
+        broker: usize,
+        epoch: u32,
+        pkid: u16,
+        qos: QoS,
+        topic: Bytes,
+        payload: Bytes,
+    },
+    /// The post broker acknowledged more publications.
+    PostAcked,
+    /// The post broker lost the session while publications were unacknowledged.
+    PostSessionLost,
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let step = Duration::from_millis(100);
+    let mut left = d;
+    while !stop.load(Ordering::Relaxed) && !left.is_zero() {
+        let s = left.min(step);
+        thread::sleep(s);
+        left -= s;
+    }
+}
+
+/// An upstream session: subscribes on every connect, forwards messages to the flow.
+pub struct Subscriber {
+    pub client: Client,
+    /// Bumped on every (re)connect: acks for messages of an older connection are not
+    /// sent, the broker redelivers those messages instead.
+    pub epoch: Arc<AtomicU32>,
+    pub thread: JoinHandle<()>,
+}
+
+pub fn spawn_subscriber(
+    index: usize,
+    url: &BrokerUrl,
+    session: &SessionOptions,
+    filters: Vec<String>,
+    tx: SyncSender<Inbound>,
+    stop: Arc<AtomicBool>,
+) -> Subscriber {
+    let (client, connection) = Client::new(mqtt_options(url, session), REQUEST_CAPACITY);
+    let epoch = Arc::new(AtomicU32::new(0));
+    let name = url.redacted();
+    let thread = {
+        let client = client.clone();
+        let epoch = epoch.clone();
+        thread::Builder::new()
+            .name(format!("sub{index}"))
+            .spawn(move || {
+                subscriber_loop(index, name, client, connection, filters, tx, epoch, stop)
+            })
+            .expect("spawning a thread")
+    };
+    Subscriber {
+        client,
+        epoch,
+        thread,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn subscriber_loop(
+    index: usize,
+    name: String,
+    client: Client,
+    mut connection: Connection,
+    filters: Vec<String>,
+    tx: SyncSender<Inbound>,
+    epoch: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut current = 0;
+    loop {
+        let event = match connection.recv() {
+            Ok(e) => e,
+            Err(_) => return, // the client side is gone
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                current = epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                log::info!(
+                    "upstream {name}: connected (session present: {})",
+                    ack.session_present
+                );
+                backoff = Duration::from_secs(1);
+                // a subscription queued while disconnected is lost: subscribe on every
+                // connect (idempotent for a resumed session)
+                for f in &filters {
+                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                        log::error!("upstream {name}: cannot subscribe to {f}: {e}");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                for code in &ack.return_codes {
+                    let ok = matches!(
+                        code,
+                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                    );
+                    if !ok {
+                        log::error!("upstream {name}: subscription refused: {code:?}");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let m = Inbound::Message {
+                    broker: index,
+                    epoch: current,
+                    pkid: p.pkid,
+                    qos: p.qos,
+                    topic: p.topic,
+                    payload: p.payload,
+                };
+                // blocks only while the flow is behind; the broker's receive maximum
+                // bounds how much can be waiting
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                log::warn!("upstream {name}: {e}; retrying in {}s", backoff.as_secs());
+                sleep_unless(&stop, backoff);
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The post session: publications are numbered in order; the broker's PUBACKs, which
+/// come back in order, advance `acked`.
+pub struct Poster {
+    client: Client,
+    props: PublishProperties,
+    issued: u64,
+    acked: Arc<AtomicU64>,
+    notified: Arc<AtomicBool>,
+    pub thread: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub enum PostError {
+    /// The request queue is full (broker slow or away): try again later.
+    Full,
+    Other(String),
+}
+
+impl Poster {
+    pub fn spawn(
+        url: &BrokerUrl,
+        session: &SessionOptions,
+        tx: SyncSender<Inbound>,
+        stop: Arc<AtomicBool>,
+    ) -> Poster {
+        let mut opts = mqtt_options(url, session);
+        opts.set_manual_acks(false);
+        let (client, connection) = Client::new(opts, REQUEST_CAPACITY);
+        let acked = Arc::new(AtomicU64::new(0));
+        let notified = Arc::new(AtomicBool::new(false));
+        let name = url.redacted();
+        let thread = {
+            let (acked, notified) = (acked.clone(), notified.clone());
+            thread::Builder::new()
+                .name("post".into())
+                .spawn(move || poster_loop(name, connection, tx, acked, notified, stop))
+                .expect("spawning a thread")
+        };
+        let props = PublishProperties {
+            payload_format_indicator: Some(1),
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        Poster {
+            client,
+            props,
+            issued: 0,
+            acked,
+            notified,
+            thread,
+        }
+    }
+
+    /// Queues one publication; returns its sequence number.
+    pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<u64, PostError> {
+        match self.client.try_publish_with_properties(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            payload,
+            self.props.clone(),
+        ) {
+            Ok(()) => {
+                self.issued += 1;
+                Ok(self.issued)
+            }
+            Err(ClientError::TryRequest(_)) => Err(PostError::Full),
+            Err(e) => Err(PostError::Other(e.to_string())),
+        }
+    }
+
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+
+    /// Publications acknowledged so far. Call after taking a `PostAcked`.
+    pub fn acked(&self) -> u64 {
+        self.notified.store(false, Ordering::SeqCst);
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    pub fn disconnect(&self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
+fn poster_loop(
+    name: String,
+    mut connection: Connection,
+    tx: SyncSender<Inbound>,
+    acked: Arc<AtomicU64>,
+    notified: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut connections = 0u32;
+    let mut unacked_at_error = false;
+    loop {
+        let event = match connection.recv() {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connections += 1;
+                log::info!(
+                    "post {name}: connected (session present: {})",
+                    ack.session_present
+                );
+                backoff = Duration::from_secs(1);
+                // rumqttc drops its unacknowledged publications when the broker lost
+                // the session: the flow must know, or it would wait for them forever
+                if connections > 1 && !ack.session_present && unacked_at_error {
+                    let _ = tx.send(Inbound::PostSessionLost);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                use rumqttc::v5::mqttbytes::v5::PubAckReason;
+                if !matches!(
+                    ack.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                ) {
+                    log::error!(
+                        "post {name}: publication refused by the broker: {:?}",
+                        ack.reason
+                    );
+                }
+                acked.fetch_add(1, Ordering::SeqCst);
+                if !notified.swap(true, Ordering::SeqCst) {
+                    if let Err(TrySendError::Full(_)) = tx.try_send(Inbound::PostAcked) {
+                        // the flow polls `acked` on its own while its queue is busy
+                        notified.store(false, Ordering::SeqCst);
+                    }
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                unacked_at_error = true;
+                log::warn!("post {name}: {e}; retrying in {}s", backoff.as_secs());
+                sleep_unless(&stop, backoff);
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        let u = BrokerUrl::parse("mqtt://guest:guest%40pw@peer1:1884").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("peer1", 1884, false));
+        assert_eq!(u.user.as_deref(), Some("guest"));
+        assert_eq!(u.password.as_deref(), Some("guest@pw"));
+        assert_eq!(u.redacted(), "mqtt://guest@peer1:1884");
+        let u = BrokerUrl::parse("mqtts://owner:x@host").unwrap();
+        assert_eq!((u.port, u.tls), (8883, true));
+        let u = BrokerUrl::parse("mqtt://127.0.0.1").unwrap();
+        assert_eq!(u.port, 1883);
+        assert!(BrokerUrl::parse("http://owner:ownerpw@awzz")
+            .unwrap_err()
+            .contains("scheme"));
+        assert!(BrokerUrl::parse("awzz").is_err());
+        assert!(BrokerUrl::parse("mqtt://h:99999")
+            .unwrap_err()
+            .contains("port"));
+        assert!(BrokerUrl::parse("mqtt://u:p@")
+            .unwrap_err()
+            .contains("no host"));
+    }
+}

@@ -1,0 +1,205 @@
+//! `meshnode post FILE...`: announce local files (the demo's mesh_pub.py).
+
+use crate::cli::PostArgs;
+use crate::integrity::{Hasher, Method};
+use crate::message::{self, Dialect, Format, Message, Outgoing};
+use crate::mqtt::{Inbound, PostError, Poster, SessionOptions};
+use crate::peer::encode;
+use crate::{relpath, topic};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::io::Read;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long to wait for the broker to acknowledge every announcement.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Prepared {
+    rel: String,
+    topic: String,
+    payload: Vec<u8>,
+}
+
+fn prepare(
+    a: &PostArgs,
+    file: &std::path::Path,
+    headers: &[(String, Box<RawValue>)],
+) -> Result<Prepared, String> {
+    let base = a
+        .base_dir
+        .canonicalize()
+        .map_err(|e| format!("--post-baseDir {}: {e}", a.base_dir.display()))?;
+    let path = file
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let rel = path
+        .strip_prefix(&base)
+        .map_err(|_| {
+            format!(
+                "{}: not under --post-baseDir {}",
+                file.display(),
+                base.display()
+            )
+        })?
+        .to_str()
+        .ok_or_else(|| format!("{}: name is not UTF-8", file.display()))?
+        .to_string();
+    relpath::validate(&rel).map_err(|e| format!("{}: {e}", file.display()))?;
+    let method = a.integrity.unwrap_or(match a.format {
+        Format::WmoMesh => Method::Md5,
+        Format::Sr3 => Method::Sha512,
+    });
+    let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", file.display()))?;
+    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(format!("{}: not a regular file", file.display()));
+    }
+    let mut h = Hasher::new(method).expect("md5 or sha512");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    let mut small = Vec::new();
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        if a.inline && size as usize + n <= a.inline_max {
+            small.extend_from_slice(&buf[..n]);
+        }
+        size += n as u64;
+    }
+    let digest = h.finish().to_base64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut pub_time = String::new();
+    message::format_time(&mut pub_time, now);
+    let content = (a.inline && size as usize <= a.inline_max).then(|| encode(&small, a.encoding));
+    let extra = headers
+        .iter()
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_ref()))
+        .collect();
+    let msg = Message {
+        dialect: Dialect::WmoMesh,
+        pub_time: Cow::Borrowed(""),
+        base_url: Cow::Borrowed(""),
+        rel_path: Cow::Borrowed(""),
+        ret_path: None,
+        integrity: None,
+        content: None,
+        size: None,
+        file_op: None,
+        extra,
+    };
+    let o = Outgoing {
+        format: a.format,
+        base_url: &a.base_url,
+        rel_path: &rel,
+        integrity: Some((method, &digest)),
+        size: Some(size),
+        content: content.as_ref().map(|(e, v)| (*e, v.as_str())),
+        file_op: None,
+    };
+    let mut payload = Vec::with_capacity(512);
+    message::write_v03(&mut payload, &pub_time, Some(&msg), &o);
+    let mut t = String::new();
+    let prefix = a
+        .topic_prefix
+        .as_deref()
+        .unwrap_or(a.format.default_topic_prefix());
+    topic::announce_topic(&mut t, &a.exchange, prefix, relpath::dirname(&rel));
+    Ok(Prepared {
+        rel,
+        topic: t,
+        payload,
+    })
+}
+
+/// Announces every file; returns how many could not be announced.
+pub fn run(a: &PostArgs) -> Result<usize, String> {
+    let Some(url) = &a.post_broker else {
+        return Err("give --post-broker mqtt://user:password@host".into());
+    };
+    if a.base_url.is_empty() {
+        return Err(
+            "give --post-baseUrl (where peers download the files, e.g. http://thishost:8000/data)"
+                .into(),
+        );
+    }
+    if a.files.is_empty() {
+        return Err("no FILE to announce".into());
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &a.headers {
+        let raw = serde_json::to_string(v).expect("a string serializes");
+        headers.push((k.clone(), RawValue::from_string(raw).expect("valid JSON")));
+    }
+    let mut failed = 0;
+    let mut ready = Vec::new();
+    for f in &a.files {
+        match prepare(a, f, &headers) {
+            Ok(p) => ready.push(p),
+            Err(e) => {
+                log::error!("not announced: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if ready.is_empty() {
+        return Ok(failed);
+    }
+    let (tx, rx) = mpsc::sync_channel(16);
+    let session = SessionOptions {
+        client_id: a
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("meshnode-post-{}", std::process::id())),
+        clean_start: true,
+        session_expiry: 0,
+        receive_maximum: 100,
+        max_packet: 1 << 20,
+        keepalive: Duration::from_secs(30),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut poster = Poster::spawn(url, &session, tx, stop.clone());
+    let deadline = Instant::now() + ACK_TIMEOUT;
+    for p in &ready {
+        loop {
+            match poster.publish(&p.topic, p.payload.clone()) {
+                Ok(_) => break,
+                Err(PostError::Full) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(format!("{}: cannot announce: {e:?}", p.rel)),
+            }
+        }
+        log::debug!("{}: announced on {}", p.rel, p.topic);
+    }
+    while poster.acked() < poster.issued() && Instant::now() < deadline {
+        if let Ok(Inbound::PostSessionLost) = rx.recv_timeout(Duration::from_millis(50)) {
+            break;
+        }
+    }
+    let acked = poster.acked() as usize;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poster.disconnect();
+    let _ = poster.thread.join();
+    if acked < ready.len() {
+        log::error!(
+            "{} of {} announcements not acknowledged by {} within {}s",
+            ready.len() - acked,
+            ready.len(),
+            url.redacted(),
+            ACK_TIMEOUT.as_secs()
+        );
+        failed += ready.len() - acked;
+    } else {
+        log::info!("{} files announced to {}", ready.len(), url.redacted());
+    }
+    Ok(failed)
+}

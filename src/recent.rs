@@ -1,0 +1,102 @@
+//! A bounded record of recently stored or verified files, so the same file announced by
+//! several peers costs no disk read after the first.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+/// Files remembered per flow. At ~40 bytes an entry, 16 Ki entries is ~0.7 MB.
+pub const RECENT_CAPACITY: usize = 16 * 1024;
+
+/// relPath fingerprint -> digest fingerprint, oldest evicted first.
+pub struct Recent {
+    map: HashMap<u64, u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+fn fingerprint(bytes: &[u8]) -> u64 {
+    // DefaultHasher::new() has fixed keys: the same input gives the same value
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Recent {
+        Recent {
+            map: HashMap::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// True when `rel` was last seen with exactly this digest.
+    pub fn contains(&self, rel: &str, digest: &[u8]) -> bool {
+        self.map.get(&fingerprint(rel.as_bytes())) == Some(&fingerprint(digest))
+    }
+
+    pub fn insert(&mut self, rel: &str, digest: &[u8]) {
+        let key = fingerprint(rel.as_bytes());
+        if self.map.insert(key, fingerprint(digest)).is_none() {
+            if self.order.len() == self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+            self.order.push_back(key);
+        }
+    }
+
+    /// Forgets `rel` (it was removed or replaced on disk).
+    pub fn forget(&mut self, rel: &str) {
+        // its slot in `order` stays until it ages out; the map is what answers
+        self.map.remove(&fingerprint(rel.as_bytes()));
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_and_evicts_oldest() {
+        let mut r = Recent::new(2);
+        r.insert("a", b"1");
+        r.insert("b", b"2");
+        assert!(r.contains("a", b"1"));
+        assert!(
+            !r.contains("a", b"2"),
+            "another version is not the same file"
+        );
+        r.insert("c", b"3");
+        assert!(!r.contains("a", b"1"), "oldest evicted");
+        assert!(r.contains("b", b"2") && r.contains("c", b"3"));
+        assert_eq!(r.len(), 2);
+        r.forget("b");
+        assert!(!r.contains("b", b"2"));
+    }
+
+    #[test]
+    fn replacing_a_version_does_not_grow() {
+        let mut r = Recent::new(2);
+        for i in 0..100u32 {
+            r.insert("a", &i.to_le_bytes());
+        }
+        assert_eq!(r.len(), 1);
+        assert!(r.contains("a", &99u32.to_le_bytes()));
+    }
+}

@@ -1,0 +1,371 @@
+//! The data tree on disk: files are written to a temporary name in their target
+//! directory, verified, then renamed, so nobody ever sees a partial file under its
+//! final name and two writers of the same file cannot corrupt it.
+
+use crate::integrity::{self, Digest, Hasher, Method};
+use crate::relpath;
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Directories remembered as already checked (no symlink on the way); cleared when full.
+pub const KNOWN_DIRS_CAPACITY: usize = 1024;
+/// Prefix of temporary files: hidden, and recognisable for clean-up.
+pub const TEMP_PREFIX: &str = ".meshnode.";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(serde::Deserialize)]
+struct XattrIntegrity<'a> {
+    method: &'a str,
+    value: &'a str,
+}
+
+pub struct Store {
+    root: PathBuf,
+    xattr_name: &'static str,
+    known_dirs: HashSet<PathBuf>,
+    buf: Vec<u8>,
+}
+
+/// A file being written; removed on drop unless committed.
+pub struct TempFile {
+    file: File,
+    path: PathBuf,
+    hasher: Option<Hasher>,
+    size: u64,
+    limit: u64,
+    committed: bool,
+}
+
+impl Write for TempFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.size + data.len() as u64 > self.limit {
+            return Err(io::Error::other(format!(
+                "file exceeds the size limit of {} bytes",
+                self.limit
+            )));
+        }
+        let n = self.file.write(data)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&data[..n]);
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl TempFile {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating) the tree at `root`. `xattr_name` is where checksums are cached.
+    pub fn open(root: &Path, xattr_name: &'static str) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        Ok(Store {
+            root,
+            xattr_name,
+            known_dirs: HashSet::new(),
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of a validated relPath.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Creates the directories of `rel` under the root, refusing to go through a symlink
+    /// (which could lead outside the tree).
+    fn ensure_dirs(&mut self, rel_dir: &str) -> io::Result<PathBuf> {
+        let dir = self.root.join(rel_dir);
+        if rel_dir.is_empty() || self.known_dirs.contains(&dir) {
+            return Ok(dir);
+        }
+        let mut p = self.root.clone();
+        for c in rel_dir.split('/') {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::other(format!(
+                        "{} is a symlink: refusing to write through it",
+                        p.display()
+                    )));
+                }
+                Ok(_) => {
+                    return Err(io::Error::other(format!(
+                        "{} exists and is not a directory",
+                        p.display()
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&p) {
+                    Ok(()) => {}
+                    // another writer made it in between; check what it is on the next pass
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !fs::symlink_metadata(&p)?.is_dir() {
+                            return Err(io::Error::other(format!(
+                                "{} is not a directory",
+                                p.display()
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        if self.known_dirs.len() >= KNOWN_DIRS_CAPACITY {
+            self.known_dirs.clear();
+        }
+        self.known_dirs.insert(dir.clone());
+        Ok(dir)
+    }
+
+    /// Forgets checked directories (after retention removed some).
+    pub fn forget_dirs(&mut self) {
+        self.known_dirs.clear();
+    }
+
+    /// Starts writing `rel`, hashing with `method` when it describes content.
+    pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
+        let dir = self.ensure_dirs(relpath::dirname(rel))?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.tmp", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(TempFile {
+            file,
+            path,
+            hasher: Hasher::new(method),
+            size: 0,
+            limit,
+            committed: false,
+        })
+    }
+
+    /// Verifies `tmp` against `expected` and renames it to `rel`. Returns the digest
+    /// computed (of `fallback` method when the announced one cannot describe content).
+    pub fn commit(
+        &mut self,
+        mut tmp: TempFile,
+        rel: &str,
+        expected: Option<&Digest>,
+    ) -> Result<(Method, Digest), CommitError> {
+        let computed = match tmp.hasher.take() {
+            Some(h) => (h.method(), h.finish()),
+            None => {
+                return Err(CommitError::Io(io::Error::other(
+                    "no content checksum to verify",
+                )))
+            }
+        };
+        if let Some(want) = expected {
+            if *want != computed.1 {
+                return Err(CommitError::Mismatch {
+                    announced: Box::new(want.clone()),
+                    computed: Box::new(computed.1),
+                });
+            }
+        }
+        self.set_xattr(&tmp.path, computed.0, &computed.1);
+        fs::rename(&tmp.path, self.path(rel)).map_err(CommitError::Io)?;
+        tmp.committed = true;
+        Ok(computed)
+    }
+
+    fn set_xattr(&self, path: &Path, method: Method, digest: &Digest) {
+        let v = format!(
+            "{{\"method\":\"{}\",\"value\":\"{}\"}}",
+            method.name(),
+            digest.to_base64()
+        );
+        // a filesystem without user xattrs just means recomputing later
+        let _ = xattr::set(path, self.xattr_name, v.as_bytes());
+    }
+
+    /// The digest of the local copy of `rel` by `method`, from the xattr cache when it
+    /// holds that method, else computed (and cached). `None` when there is no regular file.
+    pub fn local_digest(&mut self, rel: &str, method: Method) -> io::Result<Option<Digest>> {
+        let path = self.path(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if let Ok(Some(raw)) = xattr::get(&path, self.xattr_name) {
+            if let Ok(x) = serde_json::from_slice::<XattrIntegrity<'_>>(&raw) {
+                if Method::from_name(x.method) == Some(method) {
+                    if let Ok(d) = integrity::decode_value(method, x.value) {
+                        return Ok(Some(d));
+                    }
+                }
+            }
+        }
+        let Some(mut h) = Hasher::new(method) else {
+            return Ok(None);
+        };
+        let mut f = File::open(&path)?;
+        loop {
+            let n = f.read(&mut self.buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&self.buf[..n]);
+        }
+        let d = h.finish();
+        self.set_xattr(&path, method, &d);
+        Ok(Some(d))
+    }
+
+    /// True when a regular file (or anything) exists at `rel`.
+    pub fn exists(&self, rel: &str) -> bool {
+        fs::symlink_metadata(self.path(rel)).is_ok()
+    }
+
+    /// Removes the file at `rel`; `Ok(false)` when there was none.
+    pub fn remove(&mut self, rel: &str) -> io::Result<bool> {
+        match fs::remove_file(self.path(rel)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the directory `rel` (fileOp directory); `Ok(false)` when it existed.
+    pub fn mkdir(&mut self, rel: &str) -> io::Result<bool> {
+        let existed = self.path(rel).is_dir();
+        self.ensure_dirs(rel)?;
+        Ok(!existed)
+    }
+
+    /// Removes the empty directory `rel` (fileOp remove+directory).
+    pub fn rmdir(&mut self, rel: &str) -> io::Result<bool> {
+        self.known_dirs.clear();
+        match fs::remove_dir(self.path(rel)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CommitError {
+    Mismatch {
+        announced: Box<Digest>,
+        computed: Box<Digest>,
+    },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Mismatch {
+                announced,
+                computed,
+            } => {
+                write!(
+                    f,
+                    "checksum mismatch: announced {announced:?}, computed {computed:?}"
+                )
+            }
+            CommitError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meshnode-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn writes_verifies_renames_and_caches() {
+        let root = scratch("write");
+        let mut s = Store::open(&root, "user.sr_integrity").unwrap();
+        let want = integrity::digest_of(Method::Md5, b"hello\n").unwrap();
+        let mut t = s.begin("a/b/c.txt", Method::Md5, 100).unwrap();
+        t.write_all(b"hello\n").unwrap();
+        let (m, d) = s.commit(t, "a/b/c.txt", Some(&want)).unwrap();
+        assert_eq!((m, &d), (Method::Md5, &want));
+        assert_eq!(fs::read(root.join("a/b/c.txt")).unwrap(), b"hello\n");
+        assert_eq!(
+            s.local_digest("a/b/c.txt", Method::Md5).unwrap(),
+            Some(want)
+        );
+        assert_eq!(s.local_digest("a/b/nope", Method::Md5).unwrap(), None);
+        let names: Vec<_> = fs::read_dir(root.join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["c.txt"], "no temporary file left");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn mismatch_leaves_nothing_and_keeps_old_file() {
+        let root = scratch("mismatch");
+        let mut s = Store::open(&root, "user.sr_integrity").unwrap();
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/f"), b"old").unwrap();
+        let want = integrity::digest_of(Method::Md5, b"good").unwrap();
+        let mut t = s.begin("d/f", Method::Md5, 100).unwrap();
+        t.write_all(b"evil").unwrap();
+        assert!(matches!(
+            s.commit(t, "d/f", Some(&want)),
+            Err(CommitError::Mismatch { .. })
+        ));
+        assert_eq!(fs::read(root.join("d/f")).unwrap(), b"old");
+        assert_eq!(fs::read_dir(root.join("d")).unwrap().count(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn size_limit_and_symlinks_refused() {
+        let root = scratch("limits");
+        let outside = scratch("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let mut s = Store::open(&root, "user.sr_integrity").unwrap();
+        let mut t = s.begin("big", Method::Md5, 4).unwrap();
+        assert!(t.write_all(b"12345").is_err());
+        drop(t);
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let e = s.begin("link/x", Method::Md5, 4).err().unwrap();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 1, "only the link");
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
+    }
+}
