@@ -124,6 +124,7 @@ impl PeerArgs {
                     return Err("--inflight must be at least 1".into());
                 }
             }
+            // rumqttc refuses keepalives under 5 s
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
             "retries" => c.retries = num(name, v)?,
             "timeout" => {

@@ -166,6 +166,8 @@ pub enum Inbound {
         epoch: u32,
         pkid: u16,
         qos: QoS,
+        /// Delivered before (MQTT DUP): its earlier processing may not have finished.
+        dup: bool,
         topic: Bytes,
         payload: Bytes,
     },
@@ -257,6 +259,7 @@ fn subscriber_loop(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                log::info!("upstream {name}: subscribed");
                 for code in &ack.return_codes {
                     let ok = matches!(
                         code,
@@ -273,6 +276,7 @@ fn subscriber_loop(
                     epoch: current,
                     pkid: p.pkid,
                     qos: p.qos,
+                    dup: p.dup,
                     topic: p.topic,
                     payload: p.payload,
                 };

@@ -318,9 +318,10 @@ impl Flow {
                     epoch,
                     pkid,
                     qos,
+                    dup,
                     topic,
                     payload,
-                }) => match self.handle(&topic, &payload, poster.as_mut()) {
+                }) => match self.handle(&topic, &payload, dup, poster.as_mut()) {
                     Outcome::Done(post_seq) => pending.push_back(Pending {
                         broker,
                         epoch,
@@ -400,7 +401,13 @@ impl Flow {
     }
 
     /// Processes one message; never fails: problems are logged and counted.
-    fn handle(&mut self, topic: &[u8], payload: &[u8], poster: Option<&mut Poster>) -> Outcome {
+    fn handle(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        redelivered: bool,
+        poster: Option<&mut Poster>,
+    ) -> Outcome {
         self.stats.messages += 1;
         let topic = String::from_utf8_lossy(topic);
         if payload.len() > self.cfg.message_max as usize {
@@ -463,8 +470,8 @@ impl Flow {
         }
         let rel = rel.to_string();
         match &msg.file_op {
-            Some(op) => self.file_op(&msg, &rel, op, poster),
-            None => self.file(&msg, &rel, poster),
+            Some(op) => self.file_op(&msg, &rel, op, redelivered, poster),
+            None => self.file(&msg, &rel, redelivered, poster),
         }
     }
 
@@ -473,6 +480,7 @@ impl Flow {
         msg: &Message<'_>,
         rel: &str,
         op: &FileOp<'_>,
+        redelivered: bool,
         poster: Option<&mut Poster>,
     ) -> Outcome {
         let (result, announce) = match op {
@@ -496,8 +504,10 @@ impl Flow {
             }
         };
         match result {
-            Ok(true) => {
-                self.stats.removes += u64::from(matches!(op, FileOp::Remove));
+            // a redelivered message may have been applied before its announcement
+            // was acknowledged: announce again rather than lose it
+            Ok(changed) if changed || redelivered => {
+                self.stats.removes += u64::from(matches!(op, FileOp::Remove) && changed);
                 log::debug!("{rel}: applied {announce}");
                 let o = Outgoing {
                     format: self.cfg.format,
@@ -513,7 +523,7 @@ impl Flow {
                 self.announce(rel, "", poster)
             }
             // nothing to do: the mesh already did it here, so the ripple stops here
-            Ok(false) => {
+            Ok(_) => {
                 self.stats.duplicates += 1;
                 Outcome::Done(0)
             }
@@ -525,7 +535,13 @@ impl Flow {
         }
     }
 
-    fn file(&mut self, msg: &Message<'_>, rel: &str, poster: Option<&mut Poster>) -> Outcome {
+    fn file(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        redelivered: bool,
+        poster: Option<&mut Poster>,
+    ) -> Outcome {
         let Some(integrity) = &msg.integrity else {
             self.stats.rejected += 1;
             return Outcome::Done(0);
@@ -571,20 +587,33 @@ impl Flow {
 
         // already here? the recent record first, then the disk
         if let Some(want) = expected {
-            if self.recent.contains(rel, want.as_bytes()) {
-                log::trace!("{rel}: duplicate (recent)");
+            let present = self.recent.contains(rel, want.as_bytes())
+                || match self.store.local_digest(rel, integrity.method) {
+                    Ok(Some(have)) => have == *want,
+                    Ok(None) => false,
+                    Err(e) => {
+                        log::warn!("{rel}: cannot read the local copy: {e}");
+                        false
+                    }
+                };
+            if present {
                 self.stats.duplicates += 1;
-                return Outcome::Done(0);
-            }
-            match self.store.local_digest(rel, integrity.method) {
-                Ok(Some(have)) if have == *want => {
-                    log::trace!("{rel}: duplicate (same checksum on disk)");
-                    self.recent.insert(rel, want.as_bytes());
-                    self.stats.duplicates += 1;
+                self.recent.insert(rel, want.as_bytes());
+                if !redelivered {
+                    log::trace!("{rel}: duplicate, already here with the same checksum");
                     return Outcome::Done(0);
                 }
-                Ok(_) => {}
-                Err(e) => log::warn!("{rel}: cannot read the local copy: {e}"),
+                // it may have been stored before a crash, its announcement not yet
+                // acknowledged: announce again rather than lose the announcement
+                let size = std::fs::metadata(self.store.path(rel)).map_or(0, |m| m.len());
+                return self.announce_stored(
+                    msg,
+                    rel,
+                    integrity.method,
+                    want.clone(),
+                    size,
+                    poster,
+                );
             }
         } else if self.store.exists(rel) {
             // nothing checkable was announced: a file of that name counts as the same
@@ -617,7 +646,19 @@ impl Flow {
             method.name(),
             digest.to_base64()
         );
+        self.announce_stored(msg, rel, method, digest, size, poster)
+    }
 
+    /// Announces the local copy of `rel` with this node's baseUrl.
+    fn announce_stored(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        method: Method,
+        digest: Digest,
+        size: u64,
+        poster: Option<&mut Poster>,
+    ) -> Outcome {
         let value = digest.to_base64();
         let inline_data = if self.cfg.inline && size as usize <= self.cfg.inline_max {
             std::fs::read(self.store.path(rel)).ok()

@@ -1,0 +1,650 @@
+//! The mesh peer against real mosquitto brokers, with real HTTP downloads.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const WAIT: u64 = 60;
+
+fn subscribed(node: &Node, n: usize) -> bool {
+    wait_until(WAIT, || node.log_text().matches("subscribed").count() >= n)
+}
+
+#[test]
+fn two_nodes_store_verify_and_reannounce_every_dialect() {
+    let s = Scratch::new("two");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let peer_tree = s.path("peer");
+    let web = WebServer::start(&peer_tree, WebOptions::default());
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 1));
+
+    put(
+        &peer_tree,
+        "2026112310/GTS/CWAO/SX/SXCN19.txt",
+        b"SXCN19 CWAO 231000\nbody\n",
+    );
+    put(
+        &peer_tree,
+        "2026112310/GTS/EGRR/IU/IUAA01.bufr",
+        &[0u8, 159, 1, 2, 255],
+    );
+    let sr3_payload = {
+        let data = [0u8, 159, 1, 2, 255];
+        let sha =
+            meshnode::integrity::digest_of(meshnode::integrity::Method::Sha512, &data).unwrap();
+        format!(
+            r#"{{"pubTime":"20261123T100000.5","baseUrl":"{}","relPath":"2026112310/GTS/EGRR/IU/IUAA01.bufr","identity":{{"method":"sha512","value":"{}"}},"size":5,"mtime":"20261123T100000.5","to_clusters":["a",{{"b":[1,2]}}]}}"#,
+            web.base_url(),
+            sha.to_base64()
+        )
+    };
+    let array_payload = format!(
+        r#"["20261123100001.25", "{}", "/2026112310/GTS/CWAO/SX/SXCN19.txt", {{"sum": "d,{}", "parts": "1,24,1,0,0", "source": "UCAR-UNIDATA"}}]"#,
+        web.base_url(),
+        meshnode::integrity::decode_hex("00")
+            .map(|_| ())
+            .map_or(String::new(), |_| {
+                let d = meshnode::integrity::digest_of(
+                    meshnode::integrity::Method::Md5,
+                    b"SXCN19 CWAO 231000\nbody\n",
+                )
+                .unwrap();
+                d.as_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            })
+    );
+    publish_raw(
+        &up,
+        &[
+            (
+                "xpublic/v03/2026112310/GTS/EGRR/IU".into(),
+                sr3_payload.into_bytes(),
+            ),
+            (
+                "xpublic/v03/post/2026112310/GTS/CWAO/SX".into(),
+                array_payload.into_bytes(),
+            ),
+            (
+                topic_of("2026112310/GTS/KWBC/FT/inline.txt"),
+                announcement(
+                    "http://127.0.0.1:1/data",
+                    "2026112310/GTS/KWBC/FT/inline.txt",
+                    b"FT inline\n",
+                    true,
+                ),
+            ),
+            // the demo peer's topic without the slash after "post" (formats.md) is still read
+            (
+                "xpublic/v03/post2026112310/GTS/KWBC/WA".into(),
+                announcement(
+                    "http://127.0.0.1:1/data",
+                    "2026112310/GTS/KWBC/WA/wa.txt",
+                    b"WA\n",
+                    true,
+                ),
+            ),
+        ],
+    );
+    assert!(
+        wait_until(WAIT, || watch.count() >= 4),
+        "4 re-announcements, got {:?}",
+        watch.snapshot()
+    );
+    assert_eq!(
+        read(&dir, "2026112310/GTS/CWAO/SX/SXCN19.txt").unwrap(),
+        b"SXCN19 CWAO 231000\nbody\n"
+    );
+    assert_eq!(
+        read(&dir, "2026112310/GTS/EGRR/IU/IUAA01.bufr").unwrap(),
+        [0u8, 159, 1, 2, 255]
+    );
+    assert_eq!(
+        read(&dir, "2026112310/GTS/KWBC/FT/inline.txt").unwrap(),
+        b"FT inline\n"
+    );
+    assert_eq!(
+        read(&dir, "2026112310/GTS/KWBC/WA/wa.txt").unwrap(),
+        b"WA\n"
+    );
+
+    let sr3 = watch.for_rel("2026112310/GTS/EGRR/IU/IUAA01.bufr");
+    assert_eq!(sr3.len(), 1);
+    assert_eq!(
+        sr3[0]["baseUrl"], "http://127.0.0.1:9/data",
+        "baseUrl rewritten"
+    );
+    assert_eq!(sr3[0]["pubTime"], "20261123T100000.5", "pubTime kept");
+    assert_eq!(
+        sr3[0]["integrity"]["method"], "sha512",
+        "the integrity it computed"
+    );
+    assert_eq!(
+        sr3[0]["to_clusters"][1]["b"][1], 2,
+        "unknown fields forwarded"
+    );
+    assert_eq!(sr3[0]["mtime"], "20261123T100000.5");
+    let arr = watch.for_rel("2026112310/GTS/CWAO/SX/SXCN19.txt");
+    assert_eq!(arr.len(), 1);
+    assert_eq!(
+        arr[0]["integrity"]["value"],
+        md5_b64(b"SXCN19 CWAO 231000\nbody\n")
+    );
+    assert_eq!(arr[0]["source"], "UCAR-UNIDATA");
+    assert_eq!(arr[0]["size"], 24);
+    let all = watch.snapshot();
+    assert!(all
+        .iter()
+        .all(|m| m.content_type.as_deref() == Some("application/json")));
+    let topics: Vec<&str> = all.iter().map(|m| m.topic.as_str()).collect();
+    assert!(
+        topics.contains(&"xpublic/v03/post/2026112310/GTS/EGRR/IU"),
+        "{topics:?}"
+    );
+    assert_eq!(
+        web.requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "inline files are not downloaded"
+    );
+}
+
+#[test]
+fn ring_with_chord_gives_everyone_everything_once() {
+    let s = Scratch::new("ring");
+    let b: Vec<Broker> = (1..=3)
+        .map(|i| Broker::start(&s.path(&format!("b{i}"))))
+        .collect();
+    let trees: Vec<_> = (1..=3).map(|i| s.path(&format!("node{i}"))).collect();
+    let webs: Vec<WebServer> = trees
+        .iter()
+        .map(|t| WebServer::start(t, WebOptions::default()))
+        .collect();
+    let watches: Vec<Watcher> = b.iter().map(|b| Watcher::start(b, "xpublic/#")).collect();
+    // ring 1 <- 3 <- 2 <- 1, and a chord: node 3 also follows broker 1
+    let n1 = Node::start(
+        &s.path("n1.log"),
+        &peer_args(&[&b[2]], &b[0], &trees[0], &webs[0].base_url(), &[]),
+    );
+    let n2 = Node::start(
+        &s.path("n2.log"),
+        &peer_args(&[&b[0]], &b[1], &trees[1], &webs[1].base_url(), &[]),
+    );
+    let n3 = Node::start(
+        &s.path("n3.log"),
+        &peer_args(&[&b[1], &b[0]], &b[2], &trees[2], &webs[2].base_url(), &[]),
+    );
+    assert!(subscribed(&n1, 1) && subscribed(&n2, 1) && subscribed(&n3, 2));
+
+    let mut files = Vec::new();
+    for (i, (tree, broker)) in trees.iter().zip(&b).enumerate() {
+        for k in 0..3 {
+            let rel = format!("2026112311/GTS/N{i}/file{k}.txt");
+            let data = format!("bulletin {k} from node {i}\n").into_bytes();
+            put(tree, &rel, &data);
+            // one of each node's files travels inline
+            publish_raw(
+                broker,
+                &[(
+                    topic_of(&rel),
+                    announcement(&webs[i].base_url(), &rel, &data, k == 2),
+                )],
+            );
+            files.push((rel, data));
+        }
+    }
+    let complete = || {
+        files.iter().all(|(rel, data)| {
+            trees
+                .iter()
+                .all(|t| read(t, rel).as_deref() == Some(data.as_slice()))
+        })
+    };
+    assert!(wait_until(WAIT, complete), "every node holds every file");
+    std::thread::sleep(Duration::from_secs(2)); // let any echo show up
+    for (i, w) in watches.iter().enumerate() {
+        let mut per_rel: HashMap<String, usize> = HashMap::new();
+        for m in w.snapshot() {
+            let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+            *per_rel
+                .entry(v["relPath"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        for (rel, _) in &files {
+            assert_eq!(
+                per_rel.get(rel),
+                Some(&1),
+                "broker {} announced {rel} exactly once: {per_rel:?}",
+                i + 1
+            );
+        }
+        assert_eq!(per_rel.len(), files.len());
+    }
+    let downloads: usize = webs
+        .iter()
+        .map(|w| w.requests.load(std::sync::atomic::Ordering::SeqCst))
+        .sum();
+    // 9 files, each needed by 2 other nodes: 18 arrivals. The 3 inline ones reach the
+    // nodes following their origin's broker inline (N1's file: N2 and N3; N2's: N3;
+    // N3's: N1), 4 arrivals; every other arrival is one download, none twice.
+    assert_eq!(downloads, 14);
+}
+
+#[test]
+fn the_same_file_from_two_peers_is_downloaded_once() {
+    let s = Scratch::new("twopeers");
+    let (b1, b2, local) = (
+        Broker::start(&s.path("b1")),
+        Broker::start(&s.path("b2")),
+        Broker::start(&s.path("l")),
+    );
+    let (t1, t2) = (s.path("p1"), s.path("p2"));
+    let (w1, w2) = (
+        WebServer::start(&t1, WebOptions::default()),
+        WebServer::start(&t2, WebOptions::default()),
+    );
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&b1, &b2], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 2));
+    let rel = "2026112312/GTS/CWAO/SA/SACN31.txt";
+    let data = b"SACN31 CWAO 231200\n";
+    put(&t1, rel, data);
+    put(&t2, rel, data);
+    publish_raw(
+        &b1,
+        &[(
+            topic_of(rel),
+            announcement(&w1.base_url(), rel, data, false),
+        )],
+    );
+    assert!(wait_until(WAIT, || watch.count() == 1));
+    publish_raw(
+        &b2,
+        &[(
+            topic_of(rel),
+            announcement(&w2.base_url(), rel, data, false),
+        )],
+    );
+    // a stats line at the end says the second one was a duplicate
+    let mut node = node;
+    assert_eq!(node.term(), Some(0));
+    assert!(
+        node.log_text().contains("duplicates 1,"),
+        "{}",
+        node.log_text()
+    );
+    let requests = w1.requests.load(std::sync::atomic::Ordering::SeqCst)
+        + w2.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(requests, 1, "downloaded once");
+    assert_eq!(watch.count(), 1, "announced once");
+    assert_eq!(read(&dir, rel).unwrap(), data);
+}
+
+#[test]
+fn bad_input_is_refused_and_harms_nothing_else() {
+    let s = Scratch::new("bad");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let peer_tree = s.path("peer");
+    let web = WebServer::start(&peer_tree, WebOptions::default());
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("tree/data");
+    put(&dir, "keep/existing.txt", b"precious");
+    put(&s.0, "tree/outside.txt", b"untouched");
+    let mut node = Node::start(
+        &s.path("node.log"),
+        &peer_args(
+            &[&up],
+            &local,
+            &dir,
+            "http://127.0.0.1:9/data",
+            &["--retries", "2"],
+        ),
+    );
+    assert!(subscribed(&node, 1));
+
+    // the server has one content, the announcement claims another
+    put(&peer_tree, "bad/mismatch.txt", b"what the server has");
+    let mut mismatch = announcement(
+        &web.base_url(),
+        "bad/mismatch.txt",
+        b"what was announced",
+        false,
+    );
+    let hostile = |rel: &str| {
+        let mut v: serde_json::Value = serde_json::from_slice(&announcement(
+            "http://127.0.0.1:1/data",
+            "x",
+            b"pwned",
+            true,
+        ))
+        .unwrap();
+        v["relPath"] = rel.into();
+        serde_json::to_vec(&v).unwrap()
+    };
+    let mut deep = br#"{"pubTime":"20261123T000000","relPath":"a","x":"#.to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 50_000));
+    let mut big = announcement("http://127.0.0.1:1/data", "big/big.txt", b"x", true);
+    big.truncate(big.len() - 1);
+    big.extend(format!(r#","pad":"{}"}}"#, "p".repeat(510_000)).into_bytes());
+    let mut bad_b64: serde_json::Value = serde_json::from_slice(&announcement(
+        "http://127.0.0.1:1/data",
+        "b/b64.txt",
+        b"zz",
+        true,
+    ))
+    .unwrap();
+    bad_b64["content"] = serde_json::json!({"encoding": "base64", "value": "!!!not base64"});
+    let mut inline_wrong: serde_json::Value = serde_json::from_slice(&announcement(
+        "http://127.0.0.1:1/data",
+        "b/inline-wrong.txt",
+        b"claimed",
+        true,
+    ))
+    .unwrap();
+    inline_wrong["content"]["value"] = "different".into();
+    let t = "xpublic/v03/post/x".to_string();
+    let items = vec![
+        (t.clone(), b"{not json".to_vec()),
+        (t.clone(), b"\xff\xfe binary junk".to_vec()),
+        (t.clone(), deep),
+        (t.clone(), hostile("../outside.txt")),
+        (t.clone(), hostile("a/../../outside.txt")),
+        (t.clone(), hostile("//etc/outside.txt")),
+        (t.clone(), hostile("keep/./existing.txt")),
+        (t.clone(), hostile("nul\u{0}byte")),
+        (t.clone(), big),
+        (t.clone(), serde_json::to_vec(&bad_b64).unwrap()),
+        (t.clone(), serde_json::to_vec(&inline_wrong).unwrap()),
+        (t.clone(), std::mem::take(&mut mismatch)),
+        (
+            topic_of("good/ok.txt"),
+            announcement("http://127.0.0.1:1/data", "good/ok.txt", b"fine\n", true),
+        ),
+    ];
+    publish_raw(&up, &items);
+    assert!(
+        wait_until(WAIT, || watch.count() >= 1),
+        "the good message still goes through"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(read(&dir, "good/ok.txt").unwrap(), b"fine\n");
+    let msgs = watch.snapshot();
+    assert_eq!(
+        msgs.len(),
+        1,
+        "nothing but the good file announced: {msgs:?}"
+    );
+    assert_eq!(read(&s.0, "tree/outside.txt").unwrap(), b"untouched");
+    assert_eq!(read(&dir, "keep/existing.txt").unwrap(), b"precious");
+    assert!(
+        read(&dir, "bad/mismatch.txt").is_none(),
+        "a mismatch is never stored under its name"
+    );
+    assert!(read(&dir, "b/inline-wrong.txt").is_none());
+    assert!(read(&dir, "big/big.txt").is_none());
+    assert_eq!(
+        web.requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "mismatch retried --retries times"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("bad"))
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
+    assert!(leftovers.iter().all(|n| *n == 0), "no temporary file left");
+    let log = node.log_text();
+    for want in [
+        "invalid JSON",
+        "not UTF-8",
+        "'..' component",
+        "absolute",
+        "'.' component",
+        "control character",
+        "limit 500000",
+        "invalid base64",
+        "checksum mismatch",
+        "EOF while parsing a list",
+    ] {
+        assert!(log.contains(want), "log names the problem {want:?}");
+    }
+    assert!(node.is_running());
+    assert_eq!(node.term(), Some(0));
+}
+
+#[test]
+fn removals_travel_and_stop() {
+    let s = Scratch::new("remove");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 1));
+    let rel = "2026112313/GTS/r.txt";
+    publish_raw(
+        &up,
+        &[(
+            topic_of(rel),
+            announcement("http://127.0.0.1:1/data", rel, b"to go\n", true),
+        )],
+    );
+    assert!(wait_until(WAIT, || read(&dir, rel).is_some()));
+    let removal = |op: &str| {
+        format!(r#"{{"pubTime":"20991231T000000","baseUrl":"http://127.0.0.1:1/data","relPath":"{rel}","fileOp":{op}}}"#).into_bytes()
+    };
+    let array_removal =
+        format!(r#"["20991231000000", "http://127.0.0.1:1/data", "/{rel}", {{"sum": "R,"}}]"#)
+            .into_bytes();
+    publish_raw(&up, &[(topic_of(rel), removal(r#"{"remove":""}"#))]);
+    assert!(wait_until(WAIT, || read(&dir, rel).is_none()), "removed");
+    assert!(wait_until(WAIT, || watch.count() == 2));
+    let last: serde_json::Value = serde_json::from_str(&watch.snapshot()[1].payload).unwrap();
+    assert_eq!(last["fileOp"]["remove"], "", "removal passed on: {last}");
+    // the same removal again (from another peer, or the array form) is not passed on
+    publish_raw(
+        &up,
+        &[
+            (topic_of(rel), array_removal),
+            (topic_of(rel), removal(r#"{"link":"/etc/passwd"}"#)),
+        ],
+    );
+    assert!(wait_until(WAIT, || node
+        .log_text()
+        .contains("link to \"/etc/passwd\" refused")));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(watch.count(), 2);
+}
+
+#[test]
+fn sigkill_during_a_backlog_of_2000_loses_nothing() {
+    let s = Scratch::new("sigkill");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let args = peer_args(
+        &[&up],
+        &local,
+        &dir,
+        "http://127.0.0.1:9/data",
+        &["--verbose", "1"],
+    );
+    let mut node = Node::start(&s.path("node.log"), &args);
+    assert!(subscribed(&node, 1));
+    node.kill9(); // the persistent session now queues for it
+    const N: usize = 2000;
+    let items: Vec<_> = (0..N)
+        .map(|i| {
+            let rel = format!("2026112314/GTS/B{}/f{i}.txt", i % 10);
+            (
+                topic_of(&rel),
+                announcement(
+                    "http://127.0.0.1:1/data",
+                    &rel,
+                    format!("backlog {i}\n").as_bytes(),
+                    true,
+                ),
+            )
+        })
+        .collect();
+    publish_raw(&up, &items);
+    let stored = || walk_count(&dir);
+    node.restart();
+    assert!(wait_until(WAIT, || stored() >= 300), "draining");
+    node.kill9();
+    let at_kill = stored();
+    node.restart();
+    assert!(
+        wait_until(WAIT * 2, || stored() == N),
+        "all {N} stored, {} so far (killed at {at_kill})",
+        stored()
+    );
+    assert!(
+        wait_until(WAIT, || {
+            let got: std::collections::HashSet<String> = watch
+                .snapshot()
+                .iter()
+                .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
+                .map(|v| v["relPath"].as_str().unwrap().to_string())
+                .collect();
+            got.len() == N
+        }),
+        "every file announced at least once"
+    );
+    assert!(at_kill < N, "the kill happened mid-backlog");
+}
+
+fn walk_count(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn broker_restarts_are_ridden_out() {
+    let s = Scratch::new("restart");
+    let mut up = Broker::start(&s.path("up"));
+    let mut local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 1));
+    let batch = |from: usize| -> Vec<(String, Vec<u8>)> {
+        (from..from + 50)
+            .map(|i| {
+                let rel = format!("2026112315/R/f{i}.txt");
+                (
+                    topic_of(&rel),
+                    announcement(
+                        "http://127.0.0.1:1/data",
+                        &rel,
+                        format!("r{i}\n").as_bytes(),
+                        true,
+                    ),
+                )
+            })
+            .collect()
+    };
+    publish_raw(&up, &batch(0));
+    assert!(wait_until(WAIT, || walk_count(&dir) == 50));
+    up.restart(Duration::from_millis(500));
+    assert!(
+        subscribed(&node, 2),
+        "resubscribed after the upstream restart"
+    );
+    publish_raw(&up, &batch(50));
+    assert!(wait_until(WAIT, || walk_count(&dir) == 100));
+    local.restart(Duration::from_millis(500));
+    publish_raw(&up, &batch(100));
+    assert!(wait_until(WAIT, || walk_count(&dir) == 150));
+    assert!(
+        wait_until(WAIT, || {
+            let got: std::collections::HashSet<String> =
+                watch.snapshot().iter().map(|m| m.payload.clone()).collect();
+            got.len() >= 150
+        }),
+        "all 150 announced on the local broker, got {}",
+        watch.count()
+    );
+}
+
+#[test]
+fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
+    let s = Scratch::new("slow");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let peer_tree = s.path("peer");
+    // keepalive 5 s (rumqttc's minimum): 16 s is over three keepalives
+    let web = WebServer::start(
+        &peer_tree,
+        WebOptions {
+            delay: Duration::from_secs(16),
+        },
+    );
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(
+            &[&up],
+            &local,
+            &dir,
+            "http://127.0.0.1:9/data",
+            &["--keepalive", "5"],
+        ),
+    );
+    assert!(subscribed(&node, 1));
+    put(&peer_tree, "slow/s.txt", b"slow\n");
+    let mut items = vec![(
+        topic_of("slow/s.txt"),
+        announcement(&web.base_url(), "slow/s.txt", b"slow\n", false),
+    )];
+    for i in 0..5 {
+        let rel = format!("slow/after{i}.txt");
+        items.push((
+            topic_of(&rel),
+            announcement("http://127.0.0.1:1/data", &rel, b"after\n", true),
+        ));
+    }
+    publish_raw(&up, &items);
+    assert!(wait_until(WAIT, || watch.count() >= 6));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(watch.count(), 6, "no redelivery, nothing announced twice");
+    let log = node.log_text();
+    assert_eq!(
+        log.matches("connected (session").count(),
+        2,
+        "one connect upstream, one to post: {log}"
+    );
+    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
