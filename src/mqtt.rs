@@ -144,6 +144,9 @@ pub fn mqtt_options(url: &BrokerUrl, s: &SessionOptions) -> MqttOptions {
     // reconnect loop; the broker is told our limit in CONNECT and drops what exceeds it
     o.set_max_packet_size(Some(s.max_packet));
     o.set_manual_acks(true);
+    // rumqttc preallocates a slot per possible in-flight publication: the default,
+    // 65535 slots, is ~14 MB per connection
+    o.set_outgoing_inflight_upper_limit(s.receive_maximum);
     o.set_request_channel_capacity(REQUEST_CAPACITY);
     o.set_connection_timeout(10);
     if let Some(u) = &url.user {

@@ -51,7 +51,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !thread::panicking() {
+        if !thread::panicking() && std::env::var_os("MESHNODE_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -96,7 +96,7 @@ impl Broker {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
                  max_inflight_messages 1000\nmax_queued_messages 1000000\nupgrade_outgoing_qos true\n\
-                 log_dest file {dir}/mosquitto.log\nlog_type all\n",
+                 log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                 port = self.port,
                 dir = self.dir.display()
             ),
@@ -263,7 +263,18 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        // MESHNODE_WRAP="strace -c -f -o /tmp/s" runs the node under a profiler (benchmarks)
+        let wrap = std::env::var("MESHNODE_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.args(words).arg(env!("CARGO_BIN_EXE_meshnode"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_meshnode")),
+        };
+        let child = cmd
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)

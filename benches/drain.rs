@@ -1,0 +1,186 @@
+//! Drain benchmark: N announcements of 2 KB files wait upstream in the node's persistent
+//! session while it is stopped; the node starts; we time until all N are re-announced on
+//! the local broker. Prints messages/s, CPU microseconds per message (user+sys of the
+//! node process) and peak RSS, for downloads (from webfsd, keep-alive) and for inline
+//! content.
+//!
+//! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000). Loopback only;
+//! every wait is bounded.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILE_SIZE: usize = 2048;
+
+fn ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (user seconds, sys seconds, peak RSS kB) of a live process.
+fn usage(pid: u32) -> (f64, f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let (user, sys) = (field(11) / ticks_per_sec(), field(12) / ticks_per_sec());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    (user, sys, hwm)
+}
+
+struct Figures {
+    mode: &'static str,
+    n: usize,
+    secs: f64,
+    cpu_us: f64,
+    sys_share: f64,
+    rss_kb: u64,
+}
+
+fn drain(mode: &'static str, n: usize, inline: bool) -> Figures {
+    let s = Scratch::new(&format!("bench-{mode}"));
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let src = s.path("src");
+    let web_port = free_port();
+    let mut webfs = None;
+    if !inline {
+        for i in 0..n {
+            put(
+                &src,
+                &format!("2026112316/GTS/B{}/f{i}.txt", i % 50),
+                &payload(i),
+            );
+        }
+        webfs = Some(
+            Command::new("webfsd")
+                .args([
+                    "-F",
+                    "-4",
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &web_port.to_string(),
+                    "-c",
+                    "64",
+                    "-r",
+                ])
+                .arg(&src)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("webfsd (Debian package webfs) is needed for the download benchmark"),
+        );
+        assert!(wait_until(10, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            web_port
+        ))
+        .is_ok()));
+    }
+    let base = format!("http://127.0.0.1:{web_port}");
+    let dir = s.path("node");
+    let args = peer_args(
+        &[&up],
+        &local,
+        &dir,
+        "http://127.0.0.1:9/data",
+        &["--verbose", "1", "--inflight", "500"],
+    );
+    // first start creates the persistent session, then the node stops
+    let mut node = Node::start(&s.path("node.log"), &args);
+    assert!(
+        wait_until(30, || node.log_text().contains("subscribed")),
+        "node subscribed"
+    );
+    assert_eq!(node.term(), Some(0));
+
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            let rel = format!("2026112316/GTS/B{}/f{i}.txt", i % 50);
+            (
+                topic_of(&rel),
+                announcement(&base, &rel, &payload(i), inline),
+            )
+        })
+        .collect();
+    publish_raw(&up, &items);
+    drop(items);
+    let watch = Watcher::start(&local, "xpublic/#");
+
+    let start = Instant::now();
+    node.restart();
+    let pid = node.child.as_ref().unwrap().id();
+    let done = wait_until(300, || watch.count() >= n);
+    let secs = start.elapsed().as_secs_f64();
+    let (user, sys, rss_kb) = usage(pid);
+    let cpu = user + sys;
+    assert!(done, "{mode}: only {} of {n} re-announced", watch.count());
+    node.term();
+    if let Some(mut w) = webfs {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    Figures {
+        mode,
+        n,
+        secs,
+        cpu_us: cpu * 1e6 / n as f64,
+        sys_share: sys / cpu.max(1e-9),
+        rss_kb,
+    }
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    // text, so it can travel inline as utf-8
+    let mut p = format!("bulletin {i} ").into_bytes();
+    p.resize(FILE_SIZE, b'x');
+    p
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse
+    let n: usize = std::env::var("MESHNODE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut rows = Vec::new();
+    // MESHNODE_BENCH_MODE=download|inline runs one mode only
+    let only = std::env::var("MESHNODE_BENCH_MODE").unwrap_or_default();
+    for (mode, inline) in [("download", false), ("inline", true)] {
+        if !only.is_empty() && only != mode {
+            continue;
+        }
+        rows.push(drain(mode, n, inline));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("\ndrain benchmark: {n} announcements of {FILE_SIZE}-byte files, node started with the backlog waiting");
+    println!(
+        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>10} {:>13}",
+        "mode", "messages", "seconds", "messages/s", "CPU us/msg", "of it sys", "peak RSS kB"
+    );
+    for r in &rows {
+        println!(
+            "{:<10} {:>8} {:>9.2} {:>12.0} {:>12.1} {:>9.0}% {:>13}",
+            r.mode,
+            r.n,
+            r.secs,
+            r.n as f64 / r.secs,
+            r.cpu_us,
+            r.sys_share * 100.0,
+            r.rss_kb
+        );
+    }
+}
