@@ -127,6 +127,7 @@ impl PeerArgs {
             // rumqttc refuses keepalives under 5 s
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
             "retries" => c.retries = num(name, v)?,
+            "retry-time" => c.retry_time = Duration::from_secs_f64(secs(name, v)?),
             "timeout" => {
                 let d = Duration::from_secs_f64(secs(name, v)?);
                 c.timeouts = Timeouts {

@@ -35,10 +35,14 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A 4xx answer will not change by asking again; everything else may.
+    /// A 4xx answer, or a file over the size limit, will not change by asking again;
+    /// a server away, a 5xx or a full disk may.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, FetchError::Status(s) if (400..500).contains(s) && *s != 408 && *s != 429)
-            || matches!(self, FetchError::Write(e) if e.kind() == io::ErrorKind::Other)
+        match self {
+            FetchError::Status(s) => (400..500).contains(s) && *s != 408 && *s != 429,
+            FetchError::Write(e) => e.kind() == io::ErrorKind::Other,
+            FetchError::Transport(_) => false,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use crate::fetch::{FetchError, Fetcher, Timeouts};
+use crate::fetch::{Fetcher, Timeouts};
 use crate::integrity::{Digest, Method};
 use crate::message::{self, FileOp, Format, Message, Outgoing};
 use crate::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
@@ -23,6 +23,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest pause between two attempts of a download.
+pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How inline content is encoded in this node's announcements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct PeerConfig {
     pub inflight: u16,
     pub keepalive: Duration,
     pub retries: u32,
+    /// How long a download is retried while its server is away.
+    pub retry_time: Duration,
     pub timeouts: Timeouts,
     pub stats_interval: Duration,
     pub recent_capacity: usize,
@@ -94,6 +99,7 @@ impl Default for PeerConfig {
             inflight: 100,
             keepalive: Duration::from_secs(30),
             retries: 3,
+            retry_time: Duration::from_secs(300),
             timeouts: Timeouts::default(),
             stats_interval: Duration::from_secs(60),
             recent_capacity: RECENT_CAPACITY,
@@ -731,8 +737,15 @@ impl Flow {
             &msg.base_url,
             msg.ret_path.as_deref().unwrap_or(rel),
         );
-        let mut backoff = Duration::from_millis(500);
-        for attempt in 1..=self.cfg.retries.max(1) {
+        // two budgets: a wrong checksum is retried --retries times; a server that is
+        // away (refused, reset, timeout, 5xx) is waited for up to --retry-time, the
+        // message meanwhile unacknowledged and so safe in the broker
+        let started = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        let mut mismatches = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
@@ -744,7 +757,7 @@ impl Flow {
                     return None;
                 }
             };
-            let permanent = match self.fetcher.get_into(&self.url, &mut tmp) {
+            let give_up = match self.fetcher.get_into(&self.url, &mut tmp) {
                 Ok(size) => match self.store.commit(tmp, rel, expected) {
                     Ok((m, d)) => {
                         self.stats.downloads += 1;
@@ -755,11 +768,13 @@ impl Flow {
                         computed,
                     }) => {
                         self.stats.mismatches += 1;
+                        mismatches += 1;
                         log::error!(
-                            "{rel}: checksum mismatch from {} (attempt {attempt}): announced {announced:?}, computed {computed:?}; not stored",
-                            self.url
+                            "{rel}: checksum mismatch from {} (attempt {mismatches} of {}): announced {announced:?}, computed {computed:?}; not stored",
+                            self.url,
+                            self.cfg.retries.max(1)
                         );
-                        false
+                        mismatches >= self.cfg.retries.max(1)
                     }
                     Err(CommitError::Io(e)) => {
                         log::error!("{rel}: cannot store: {e}");
@@ -768,16 +783,16 @@ impl Flow {
                 },
                 Err(e) => {
                     log::warn!("{rel}: GET {} failed (attempt {attempt}): {e}", self.url);
-                    matches!(e, FetchError::Status(_) | FetchError::Write(_)) && e.is_permanent()
+                    e.is_permanent() || started.elapsed() + backoff > self.cfg.retry_time
                 }
             };
-            if permanent || attempt == self.cfg.retries.max(1) {
+            if give_up {
                 break;
             }
             sleep_unless(&self.stop, backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
         }
-        log::error!("{rel}: giving up on {}", self.url);
+        log::error!("{rel}: giving up on {} after {attempt} attempts", self.url);
         self.stats.failures += 1;
         None
     }

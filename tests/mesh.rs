@@ -648,3 +648,42 @@ fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
     );
     assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_peer_web_server_away_for_a_while_is_waited_for() {
+    let s = Scratch::new("webaway");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let peer_tree = s.path("peer");
+    put(&peer_tree, "late/l.txt", b"late\n");
+    // the announcement names a server that is not there yet
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/data");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 1));
+    publish_raw(
+        &up,
+        &[(
+            topic_of("late/l.txt"),
+            announcement(&base, "late/l.txt", b"late\n", false),
+        )],
+    );
+    assert!(
+        wait_until(WAIT, || node.log_text().matches("GET").count() >= 2),
+        "retrying"
+    );
+    assert!(read(&dir, "late/l.txt").is_none());
+    let _web = WebServer::start_on(port, &peer_tree);
+    assert!(
+        wait_until(WAIT, || read(&dir, "late/l.txt").is_some()),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(WAIT, || watch.count() == 1));
+    assert!(!node.log_text().contains("giving up"));
+}

@@ -168,7 +168,19 @@ pub struct WebServer {
 
 impl WebServer {
     pub fn start(root: &Path, opts: WebOptions) -> WebServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::listen(TcpListener::bind("127.0.0.1:0").unwrap(), root, opts)
+    }
+
+    /// A server on a given port (one the test kept free until now).
+    pub fn start_on(port: u16, root: &Path) -> WebServer {
+        Self::listen(
+            TcpListener::bind(("127.0.0.1", port)).unwrap(),
+            root,
+            WebOptions::default(),
+        )
+    }
+
+    fn listen(listener: TcpListener, root: &Path, opts: WebOptions) -> WebServer {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
