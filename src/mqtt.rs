@@ -323,8 +323,9 @@ pub struct Poster {
 
 #[derive(Debug)]
 pub enum PostError {
-    /// The request queue is full (broker slow or away): try again later.
-    Full,
+    /// The request queue is full (broker slow or away): try again later with the
+    /// payload given back.
+    Full(Vec<u8>),
     Other(String),
 }
 
@@ -376,7 +377,12 @@ impl Poster {
                 self.issued += 1;
                 Ok(self.issued)
             }
-            Err(ClientError::TryRequest(_)) => Err(PostError::Full),
+            Err(ClientError::TryRequest(rumqttc::v5::Request::Publish(p))) => {
+                Err(PostError::Full(p.payload.to_vec()))
+            }
+            Err(ClientError::TryRequest(_)) => {
+                Err(PostError::Other("request queue refused".into()))
+            }
             Err(e) => Err(PostError::Other(e.to_string())),
         }
     }

@@ -212,8 +212,15 @@ pub struct Flow {
     stop: Arc<AtomicBool>,
     url: String,
     topic: String,
+    /// The post exchange of the message at hand (split or not).
+    exchange: String,
     out: Vec<u8>,
+    /// Publications not yet handed to the post connection, at most `BATCH`.
+    outbox: Vec<(String, Vec<u8>)>,
 }
+
+/// Publications and acks handed over at once while the flow is busy.
+pub const BATCH: usize = 32;
 
 fn now_epoch() -> f64 {
     SystemTime::now()
@@ -234,7 +241,9 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, String> {
         stop,
         url: String::with_capacity(256),
         topic: String::with_capacity(256),
+        exchange: String::with_capacity(64),
         out: Vec::with_capacity(1024),
+        outbox: Vec::with_capacity(BATCH),
     };
     loop {
         match flow.run_once() {
@@ -312,13 +321,30 @@ impl Flow {
         let mut last_stats = Instant::now();
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
+        let mut since_release = 0usize;
         while !self.stop.load(Ordering::Relaxed) {
-            let wait = if pending.is_empty() {
-                Duration::from_millis(500)
-            } else {
-                Duration::from_millis(20)
+            let next = match rx.try_recv() {
+                Ok(m) => Ok(m),
+                Err(mpsc::TryRecvError::Empty) => {
+                    // idle: hand over what is batched before waiting
+                    if !self.flush_outbox(poster.as_mut()) {
+                        break;
+                    }
+                    if let Some(p) = &poster {
+                        acked = p.acked();
+                    }
+                    release_acks(&mut pending, &subs, acked);
+                    since_release = 0;
+                    let wait = if pending.is_empty() {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_millis(20)
+                    };
+                    rx.recv_timeout(wait)
+                }
+                Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
             };
-            match rx.recv_timeout(wait) {
+            match next {
                 Ok(Inbound::Message {
                     broker,
                     epoch,
@@ -327,7 +353,7 @@ impl Flow {
                     dup,
                     topic,
                     payload,
-                }) => match self.handle(&topic, &payload, dup, poster.as_mut()) {
+                }) => match self.handle(&topic, &payload, dup, poster.as_ref()) {
                     Outcome::Done(post_seq) => pending.push_back(Pending {
                         broker,
                         epoch,
@@ -344,10 +370,19 @@ impl Flow {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if let Some(p) = &poster {
-                acked = p.acked();
+            // while busy, publications and acks go out in batches: one wake-up of a
+            // connection thread carries many requests
+            since_release += 1;
+            if since_release >= BATCH || self.outbox.len() >= BATCH {
+                if !self.flush_outbox(poster.as_mut()) {
+                    break;
+                }
+                if let Some(p) = &poster {
+                    acked = p.acked();
+                }
+                release_acks(&mut pending, &subs, acked);
+                since_release = 0;
             }
-            release_acks(&mut pending, &subs, acked);
             if last_stats.elapsed() >= self.cfg.stats_interval {
                 log::info!(
                     "{}",
@@ -359,6 +394,7 @@ impl Flow {
             }
         }
         // finish what is finished: wait a little for the last re-announcements
+        self.flush_outbox(poster.as_mut());
         let deadline = Instant::now() + Duration::from_secs(5);
         if matches!(end, FlowEnd::Stopped) {
             while !pending.is_empty() && Instant::now() < deadline {
@@ -412,7 +448,7 @@ impl Flow {
         topic: &[u8],
         payload: &[u8],
         redelivered: bool,
-        poster: Option<&mut Poster>,
+        poster: Option<&Poster>,
     ) -> Outcome {
         self.stats.messages += 1;
         let topic = String::from_utf8_lossy(topic);
@@ -487,7 +523,7 @@ impl Flow {
         rel: &str,
         op: &FileOp<'_>,
         redelivered: bool,
-        poster: Option<&mut Poster>,
+        poster: Option<&Poster>,
     ) -> Outcome {
         let (result, announce) = match op {
             FileOp::Remove => {
@@ -546,7 +582,7 @@ impl Flow {
         msg: &Message<'_>,
         rel: &str,
         redelivered: bool,
-        poster: Option<&mut Poster>,
+        poster: Option<&Poster>,
     ) -> Outcome {
         let Some(integrity) = &msg.integrity else {
             self.stats.rejected += 1;
@@ -663,7 +699,7 @@ impl Flow {
         method: Method,
         digest: Digest,
         size: u64,
-        poster: Option<&mut Poster>,
+        poster: Option<&Poster>,
     ) -> Outcome {
         let value = digest.to_base64();
         let inline_data = if self.cfg.inline && size as usize <= self.cfg.inline_max {
@@ -797,51 +833,58 @@ impl Flow {
         None
     }
 
-    /// Publishes `self.out` for `rel`; waits while the post queue is full.
-    fn announce(
-        &mut self,
-        rel: &str,
-        integrity_value: &str,
-        poster: Option<&mut Poster>,
-    ) -> Outcome {
+    /// Queues `self.out` for publication on the topic of `rel`; returns the sequence
+    /// number the publication will have.
+    fn announce(&mut self, rel: &str, integrity_value: &str, poster: Option<&Poster>) -> Outcome {
         let Some(poster) = poster else {
             return Outcome::Done(0);
         };
-        self.topic.clear();
+        self.exchange.clear();
         topic::split_exchange(
-            &mut self.topic,
+            &mut self.exchange,
             &self.cfg.post_exchange,
             self.cfg.post_exchange_split,
             integrity_value,
         );
-        let exchange_len = self.topic.len();
-        let exchange = self.topic[..exchange_len].to_string();
         self.topic.clear();
         topic::announce_topic(
             &mut self.topic,
-            &exchange,
+            &self.exchange,
             self.cfg.post_prefix(),
             relpath::dirname(rel),
         );
-        loop {
-            match poster.publish(&self.topic, self.out.clone()) {
-                Ok(seq) => {
-                    self.stats.published += 1;
-                    log::trace!("{rel}: announced on {}", self.topic);
-                    return Outcome::Done(seq);
-                }
-                Err(PostError::Full) => {
+        self.outbox.push((self.topic.clone(), self.out.clone()));
+        self.stats.published += 1;
+        log::trace!("{rel}: announced on {}", self.topic);
+        Outcome::Done(poster.issued() + self.outbox.len() as u64)
+    }
+
+    /// Hands the batched publications to the post connection, in order; waits while
+    /// its queue is full. False when stopping left some unpublished (their messages
+    /// stay unacknowledged and come again).
+    fn flush_outbox(&mut self, poster: Option<&mut Poster>) -> bool {
+        let Some(poster) = poster else {
+            return true;
+        };
+        let mut batch = std::mem::take(&mut self.outbox).into_iter();
+        let mut item = batch.next();
+        while let Some((topic, payload)) = item {
+            match poster.publish(&topic, payload) {
+                Ok(_) => item = batch.next(),
+                Err(PostError::Full(payload)) => {
                     if self.stop.load(Ordering::Relaxed) {
-                        return Outcome::Abandoned;
+                        return false;
                     }
-                    thread::sleep(Duration::from_millis(10));
+                    thread::sleep(Duration::from_millis(5));
+                    item = Some((topic, payload));
                 }
                 Err(PostError::Other(e)) => {
-                    log::error!("{rel}: cannot announce: {e}");
-                    return Outcome::Abandoned;
+                    log::error!("cannot announce on {topic}: {e}");
+                    return false;
                 }
             }
         }
+        true
     }
 }
 

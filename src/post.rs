@@ -172,7 +172,7 @@ pub fn run(a: &PostArgs) -> Result<usize, String> {
         loop {
             match poster.publish(&p.topic, p.payload.clone()) {
                 Ok(_) => break,
-                Err(PostError::Full) if Instant::now() < deadline => {
+                Err(PostError::Full(_)) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 Err(e) => return Err(format!("{}: cannot announce: {e:?}", p.rel)),

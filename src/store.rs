@@ -28,6 +28,8 @@ pub struct Store {
     xattr_name: &'static str,
     known_dirs: HashSet<PathBuf>,
     buf: Vec<u8>,
+    /// In temporary names; read once (each std::process::id() is a system call).
+    pid: u32,
 }
 
 /// A file being written; removed on drop unless committed.
@@ -84,6 +86,7 @@ impl Store {
             xattr_name,
             known_dirs: HashSet::new(),
             buf: vec![0; 64 * 1024],
+            pid: std::process::id(),
         })
     }
 
@@ -152,7 +155,7 @@ impl Store {
     pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
         let dir = self.ensure_dirs(relpath::dirname(rel))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.tmp", std::process::id()));
+        let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.tmp", self.pid));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
