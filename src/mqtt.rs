@@ -190,6 +190,23 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
+/// Logs a connection error and waits `backoff` (doubled for next time; rumqttc has no
+/// backoff of its own). False when the node is stopping.
+fn back_off(
+    what: &str,
+    e: &dyn std::fmt::Display,
+    stop: &AtomicBool,
+    backoff: &mut Duration,
+) -> bool {
+    if stop.load(Ordering::Relaxed) {
+        return false;
+    }
+    log::warn!("{what}: {e}; retrying in {}s", backoff.as_secs());
+    sleep_unless(stop, *backoff);
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    !stop.load(Ordering::Relaxed)
+}
+
 /// An upstream session: subscribes on every connect, forwards messages to the flow.
 pub struct Subscriber {
     pub client: Client,
@@ -289,22 +306,14 @@ fn subscriber_loop(
                     return;
                 }
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if stop.load(Ordering::Relaxed) => {
+                return;
             }
             Ok(_) => {}
             Err(e) => {
-                if stop.load(Ordering::Relaxed) {
+                if !back_off(&format!("upstream {name}"), &e, &stop, &mut backoff) {
                     return;
                 }
-                log::warn!("upstream {name}: {e}; retrying in {}s", backoff.as_secs());
-                sleep_unless(&stop, backoff);
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -451,23 +460,15 @@ fn poster_loop(
                     }
                 }
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if stop.load(Ordering::Relaxed) => {
+                return;
             }
             Ok(_) => {}
             Err(e) => {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
                 unacked_at_error = true;
-                log::warn!("post {name}: {e}; retrying in {}s", backoff.as_secs());
-                sleep_unless(&stop, backoff);
-                if stop.load(Ordering::Relaxed) {
+                if !back_off(&format!("post {name}"), &e, &stop, &mut backoff) {
                     return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

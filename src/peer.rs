@@ -275,6 +275,7 @@ impl Flow {
     }
 
     fn run_once(&mut self) -> FlowEnd {
+        let flow_started = Instant::now();
         let n = self.cfg.brokers.len();
         let (tx, rx) = mpsc::sync_channel(usize::from(self.cfg.inflight) * n + 8);
         let filters: Vec<String> = self
@@ -317,7 +318,6 @@ impl Flow {
 
         let mut pending: VecDeque<Pending> =
             VecDeque::with_capacity(usize::from(self.cfg.inflight) * n);
-        let mut acked = 0u64;
         let mut last_stats = Instant::now();
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
@@ -327,13 +327,9 @@ impl Flow {
                 Ok(m) => Ok(m),
                 Err(mpsc::TryRecvError::Empty) => {
                     // idle: hand over what is batched before waiting
-                    if !self.flush_outbox(poster.as_mut()) {
+                    if !self.hand_over(poster.as_mut(), &mut pending, &subs) {
                         break;
                     }
-                    if let Some(p) = &poster {
-                        acked = p.acked();
-                    }
-                    release_acks(&mut pending, &subs, acked);
                     since_release = 0;
                     let wait = if pending.is_empty() {
                         Duration::from_millis(500)
@@ -374,13 +370,9 @@ impl Flow {
             // connection thread carries many requests
             since_release += 1;
             if since_release >= BATCH || self.outbox.len() >= BATCH {
-                if !self.flush_outbox(poster.as_mut()) {
+                if !self.hand_over(poster.as_mut(), &mut pending, &subs) {
                     break;
                 }
-                if let Some(p) = &poster {
-                    acked = p.acked();
-                }
-                release_acks(&mut pending, &subs, acked);
                 since_release = 0;
             }
             if last_stats.elapsed() >= self.cfg.stats_interval {
@@ -394,14 +386,12 @@ impl Flow {
             }
         }
         // finish what is finished: wait a little for the last re-announcements
-        self.flush_outbox(poster.as_mut());
         let deadline = Instant::now() + Duration::from_secs(5);
         if matches!(end, FlowEnd::Stopped) {
-            while !pending.is_empty() && Instant::now() < deadline {
-                if let Some(p) = &poster {
-                    acked = p.acked();
-                }
-                release_acks(&mut pending, &subs, acked);
+            while self.hand_over(poster.as_mut(), &mut pending, &subs)
+                && !pending.is_empty()
+                && Instant::now() < deadline
+            {
                 let _ = rx.recv_timeout(Duration::from_millis(20));
             }
         }
@@ -411,8 +401,8 @@ impl Flow {
                 pending.len()
             );
         }
-        // acks queued above must leave before the disconnect: give rumqttc a moment
-        thread::sleep(Duration::from_millis(100));
+        // rumqttc handles requests in order: the acks queued above leave before the
+        // disconnect queued below
         let stop_threads = !self.stop.swap(true, Ordering::SeqCst);
         for s in &subs {
             let _ = s.client.try_disconnect();
@@ -436,7 +426,7 @@ impl Flow {
         log::info!(
             "{}",
             self.stats
-                .line(&Stats::default(), 1.0)
+                .line(&Stats::default(), flow_started.elapsed().as_secs_f64())
                 .replacen("stats:", "totals:", 1)
         );
         end
@@ -857,6 +847,21 @@ impl Flow {
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
         Outcome::Done(poster.issued() + self.outbox.len() as u64)
+    }
+
+    /// Hands batched publications to the post connection, then acknowledges upstream
+    /// what is finished. False when stopping left publications behind.
+    fn hand_over(
+        &mut self,
+        mut poster: Option<&mut Poster>,
+        pending: &mut VecDeque<Pending>,
+        subs: &[Subscriber],
+    ) -> bool {
+        if !self.flush_outbox(poster.as_deref_mut()) {
+            return false;
+        }
+        release_acks(pending, subs, poster.map_or(0, |p| p.acked()));
+        true
     }
 
     /// Hands the batched publications to the post connection, in order; waits while

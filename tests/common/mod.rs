@@ -516,3 +516,20 @@ pub fn read(root: &Path, rel: &str) -> Option<Vec<u8>> {
         .ok()?;
     Some(v)
 }
+
+/// Files in a tree, temporary (hidden) ones left out.
+pub fn walk_count(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                n += 1;
+            }
+        }
+    }
+    n
+}
