@@ -11,6 +11,7 @@ pub mod peer;
 pub mod post;
 pub mod recent;
 pub mod relpath;
+pub mod retention;
 pub mod select;
 pub mod store;
 pub mod topic;

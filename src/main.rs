@@ -9,11 +9,14 @@ use std::sync::Arc;
 const USAGE: &str = "\
 usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
        meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
+       meshnode clean HOURS DIR
        meshnode --version
 
 peer: subscribe to announcements of peers, download what is missing, verify, store
       under --dir, re-announce on this node's broker. See README.md for every option.
-post: announce local files (under --post-baseDir) on a broker.";
+post: announce local files (under --post-baseDir) on a broker.
+clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
+      HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     match cmd.to_str() {
         Some("peer") => peer(rest),
         Some("post") => post(rest),
+        Some("clean") => clean(rest),
         Some("--version" | "-V" | "version") => {
             println!("meshnode {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -101,6 +105,35 @@ fn post(args: Vec<OsString>) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn clean(args: Vec<OsString>) -> ExitCode {
+    let [hours, dir] = args.as_slice() else {
+        eprintln!("meshnode clean: expected HOURS DIR\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let Some(hours) = hours.to_str().and_then(|h| h.parse::<u32>().ok()) else {
+        eprintln!("meshnode clean: HOURS {hours:?} is not a whole number of hours");
+        return ExitCode::from(2);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    match meshnode::retention::clean(std::path::Path::new(dir), hours, now) {
+        Ok(removed) => {
+            for p in removed {
+                println!("removed {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "meshnode clean: {}: {e}",
+                std::path::Path::new(dir).display()
+            );
+            ExitCode::FAILURE
         }
     }
 }

@@ -153,13 +153,21 @@ impl Store {
 
     /// Starts writing `rel`, hashing with `method` when it describes content.
     pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
-        let dir = self.ensure_dirs(relpath::dirname(rel))?;
+        let mut dir = self.ensure_dirs(relpath::dirname(rel))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.tmp", self.pid));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let name = format!("{TEMP_PREFIX}{}.{n}.tmp", self.pid);
+        let open = |p: &Path| OpenOptions::new().write(true).create_new(true).open(p);
+        let file = match open(&dir.join(&name)) {
+            Ok(f) => f,
+            // retention (meshnode clean, from cron) removed a directory we had checked
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.known_dirs.clear();
+                dir = self.ensure_dirs(relpath::dirname(rel))?;
+                open(&dir.join(&name))?
+            }
+            Err(e) => return Err(e),
+        };
+        let path = dir.join(name);
         Ok(TempFile {
             file,
             path,
@@ -171,7 +179,7 @@ impl Store {
     }
 
     /// Verifies `tmp` against `expected` and renames it to `rel`. Returns the digest
-    /// computed (of `fallback` method when the announced one cannot describe content).
+    /// computed.
     pub fn commit(
         &mut self,
         mut tmp: TempFile,
@@ -351,6 +359,19 @@ mod tests {
         ));
         assert_eq!(fs::read(root.join("d/f")).unwrap(), b"old");
         assert_eq!(fs::read_dir(root.join("d")).unwrap().count(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_directory_removed_behind_its_back_is_made_again() {
+        let root = scratch("removed");
+        let mut s = Store::open(&root, "user.sr_integrity").unwrap();
+        let t = s.begin("2026112301/a/f", Method::Md5, 10).unwrap();
+        s.commit(t, "2026112301/a/f", None).unwrap();
+        fs::remove_dir_all(root.join("2026112301")).unwrap();
+        let t = s.begin("2026112301/a/g", Method::Md5, 10).unwrap();
+        s.commit(t, "2026112301/a/g", None).unwrap();
+        assert!(root.join("2026112301/a/g").is_file());
         fs::remove_dir_all(&root).unwrap();
     }
 
