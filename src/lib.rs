@@ -13,5 +13,6 @@ pub mod recent;
 pub mod relpath;
 pub mod retention;
 pub mod select;
+pub mod serve;
 pub mod store;
 pub mod topic;

@@ -9,12 +9,14 @@ use std::sync::Arc;
 const USAGE: &str = "\
 usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
        meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
+       meshnode serve --dir DIR --listen ADDR:PORT [options]
        meshnode clean HOURS DIR
        meshnode --version
 
 peer: subscribe to announcements of peers, download what is missing, verify, store
       under --dir, re-announce on this node's broker. See README.md for every option.
 post: announce local files (under --post-baseDir) on a broker.
+serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
 clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
       HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
 
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("peer") => peer(rest),
         Some("post") => post(rest),
         Some("clean") => clean(rest),
+        Some("serve") => serve(rest),
         Some("--version" | "-V" | "version") => {
             println!("meshnode {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -136,4 +139,61 @@ fn clean(args: Vec<OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: Vec<OsString>) -> ExitCode {
+    let mut cfg = meshnode::serve::ServeConfig::new(
+        "data".into(),
+        std::net::SocketAddr::from(([0, 0, 0, 0], 8000)),
+    );
+    let mut verbose = 1u8;
+    let secs = |n: &str, v: &str| -> Result<std::time::Duration, String> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| format!("--{n}: {v:?} is not a number of seconds"))
+    };
+    let parsed = cli::parse_args(
+        args,
+        |n, v| {
+            match n {
+                "dir" => cfg.dir = v.into(),
+                "listen" => {
+                    cfg.listen = v
+                        .parse()
+                        .map_err(|_| format!("--listen: {v:?} is not ADDR:PORT"))?
+                }
+                "max-connections" => {
+                    cfg.max_connections = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--max-connections: {v:?} is not a positive number")
+                    })?
+                }
+                "header-timeout" => cfg.header_timeout = secs(n, v)?,
+                "idle-timeout" => cfg.idle_timeout = secs(n, v)?,
+                "verbose" => verbose = v.parse().map_err(|_| format!("--verbose: {v:?}"))?,
+                _ => return Err(format!("unknown option --{n}")),
+            }
+            Ok(())
+        },
+        |v| Err(format!("unexpected argument {v:?}")),
+    );
+    if let Err(e) = parsed {
+        eprintln!("meshnode serve: {e}");
+        return ExitCode::from(2);
+    }
+    meshnode::logger::init(verbose);
+    let stop = stop_on_signals();
+    let mut server = match meshnode::serve::Server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    server.shutdown();
+    ExitCode::SUCCESS
 }
