@@ -2,6 +2,8 @@
 //! connections and timeouts named by phase.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timeouts of one download, by phase. No total deadline: a large file on a slow link
@@ -32,6 +34,8 @@ pub enum FetchError {
     Transport(String),
     /// Writing the body locally failed (disk full, size limit...).
     Write(io::Error),
+    /// The node is stopping: the transfer was abandoned.
+    Stopped,
 }
 
 impl FetchError {
@@ -41,7 +45,7 @@ impl FetchError {
         match self {
             FetchError::Status(s) => (400..500).contains(s) && *s != 408 && *s != 429,
             FetchError::Write(e) => e.kind() == io::ErrorKind::Other,
-            FetchError::Transport(_) => false,
+            FetchError::Transport(_) | FetchError::Stopped => false,
         }
     }
 }
@@ -52,16 +56,24 @@ impl std::fmt::Display for FetchError {
             FetchError::Status(s) => write!(f, "HTTP status {s}"),
             FetchError::Transport(e) => write!(f, "{e}"),
             FetchError::Write(e) => write!(f, "writing the download: {e}"),
+            FetchError::Stopped => write!(f, "abandoned: the node is stopping"),
         }
     }
 }
 
 pub struct Fetcher {
     agent: ureq::Agent,
+    stop: Arc<AtomicBool>,
 }
 
 impl Fetcher {
     pub fn new(t: Timeouts) -> Fetcher {
+        Self::with_stop(t, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// A fetcher that abandons a transfer in progress once `stop` is set, so a large
+    /// download never holds up a shutdown.
+    pub fn with_stop(t: Timeouts, stop: Arc<AtomicBool>) -> Fetcher {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // peers are addressed directly; an http_proxy meant for other traffic must not apply
@@ -74,7 +86,7 @@ impl Fetcher {
             .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Fetcher { agent }
+        Fetcher { agent, stop }
     }
 
     /// GETs `url` and copies its body into `sink`; returns the number of bytes.
@@ -100,6 +112,9 @@ impl Fetcher {
             };
             sink.write_all(&buf[..n]).map_err(FetchError::Write)?;
             total += n as u64;
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(FetchError::Stopped);
+            }
         }
         Ok(total)
     }

@@ -2,11 +2,13 @@
 //! Raspberry Pi. See README.md for the picture.
 
 pub mod cli;
+pub mod config;
 pub mod fetch;
 pub mod integrity;
 pub mod logger;
 pub mod message;
 pub mod mqtt;
+pub mod node;
 pub mod peer;
 pub mod post;
 pub mod recent;

@@ -40,6 +40,11 @@ impl Log for Logger {
                 Level::Trace => "TRACE ",
             });
         }
+        if let Some(name) = std::thread::current().name().filter(|n| *n != "main") {
+            line.push('[');
+            line.push_str(name);
+            line.push_str("] ");
+        }
         line.push_str(&r.args().to_string());
         line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());

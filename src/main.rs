@@ -9,6 +9,7 @@ use std::sync::Arc;
 const USAGE: &str = "\
 usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
        meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
+       meshnode run --config FILE
        meshnode serve --dir DIR --listen ADDR:PORT [options]
        meshnode clean HOURS DIR
        meshnode --version
@@ -16,6 +17,8 @@ usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [opti
 peer: subscribe to announcements of peers, download what is missing, verify, store
       under --dir, re-announce on this node's broker. See README.md for every option.
 post: announce local files (under --post-baseDir) on a broker.
+run: a whole node in one process: flows, HTTP server and retention from a config
+      file (see deploy/meshnode.conf).
 serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
 clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
       HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("post") => post(rest),
         Some("clean") => clean(rest),
         Some("serve") => serve(rest),
+        Some("run") => run(rest),
         Some("--version" | "-V" | "version") => {
             println!("meshnode {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -196,4 +200,48 @@ fn serve(args: Vec<OsString>) -> ExitCode {
     }
     server.shutdown();
     ExitCode::SUCCESS
+}
+
+fn run(args: Vec<OsString>) -> ExitCode {
+    let mut file = None;
+    let parsed = cli::parse_args(
+        args,
+        |n, v| match n {
+            "config" => {
+                file = Some(v.to_string());
+                Ok(())
+            }
+            _ => Err(format!("unknown option --{n}")),
+        },
+        |v| Err(format!("unexpected argument {v:?}")),
+    );
+    let file = match (parsed, file) {
+        (Err(e), _) => {
+            eprintln!("meshnode run: {e}");
+            return ExitCode::from(2);
+        }
+        (Ok(()), None) => {
+            eprintln!("meshnode run: give --config FILE");
+            return ExitCode::from(2);
+        }
+        (Ok(()), Some(f)) => f,
+    };
+    let cfg = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{file}: {e}"))
+        .and_then(|text| meshnode::config::parse(&text, &file));
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshnode run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    meshnode::logger::init(cfg.verbose);
+    match meshnode::node::run(cfg, stop_on_signals()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

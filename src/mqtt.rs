@@ -190,6 +190,15 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
+/// `what`, prefixed with the name of the flow's thread when it has one (`run` names
+/// its flows), so log lines say which flow they belong to.
+fn connection_thread_name(what: &str) -> String {
+    match thread::current().name() {
+        Some(flow) if flow != "main" => format!("{flow}/{what}"),
+        _ => what.to_string(),
+    }
+}
+
 /// Logs a connection error and waits `backoff` (doubled for next time; rumqttc has no
 /// backoff of its own). False when the node is stopping.
 fn back_off(
@@ -231,7 +240,7 @@ pub fn spawn_subscriber(
         let client = client.clone();
         let epoch = epoch.clone();
         thread::Builder::new()
-            .name(format!("sub{index}"))
+            .name(connection_thread_name(&format!("sub{index}")))
             .spawn(move || {
                 subscriber_loop(index, name, client, connection, filters, tx, epoch, stop)
             })
@@ -354,7 +363,7 @@ impl Poster {
         let thread = {
             let (acked, notified) = (acked.clone(), notified.clone());
             thread::Builder::new()
-                .name("post".into())
+                .name(connection_thread_name("post"))
                 .spawn(move || poster_loop(name, connection, tx, acked, notified, stop))
                 .expect("spawning a thread")
         };

@@ -1,7 +1,7 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use crate::fetch::{Fetcher, Timeouts};
+use crate::fetch::{FetchError, Fetcher, Timeouts};
 use crate::integrity::{Digest, Method};
 use crate::message::{self, FileOp, Format, Message, Outgoing};
 use crate::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
@@ -37,6 +37,8 @@ pub enum Encoding {
 
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
+    /// The flow's name (in logs and in the default client id).
+    pub name: String,
     pub brokers: Vec<BrokerUrl>,
     pub subtopics: Vec<String>,
     pub exchange: String,
@@ -73,6 +75,7 @@ pub struct PeerConfig {
 impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
+            name: "peer".into(),
             brokers: Vec::new(),
             subtopics: Vec::new(),
             exchange: "xpublic".into(),
@@ -119,6 +122,7 @@ impl PeerConfig {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         hostname().hash(&mut h);
+        self.name.hash(&mut h);
         self.dir.hash(&mut h);
         self.exchange.hash(&mut h);
         self.subtopics.hash(&mut h);
@@ -233,7 +237,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, String> {
     let store = Store::open(&cfg.dir, cfg.format.xattr_name())
         .map_err(|e| format!("data directory {}: {e}", cfg.dir.display()))?;
     let mut flow = Flow {
-        fetcher: Fetcher::new(cfg.timeouts),
+        fetcher: Fetcher::with_stop(cfg.timeouts, stop.clone()),
         recent: Recent::new(cfg.recent_capacity),
         cfg,
         store,
@@ -807,6 +811,7 @@ impl Flow {
                         true
                     }
                 },
+                Err(FetchError::Stopped) => return None,
                 Err(e) => {
                     log::warn!("{rel}: GET {} failed (attempt {attempt}): {e}", self.url);
                     e.is_permanent() || started.elapsed() + backoff > self.cfg.retry_time

@@ -624,6 +624,7 @@ fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
         &peer_tree,
         WebOptions {
             delay: Duration::from_secs(16),
+            ..Default::default()
         },
     );
     let watch = Watcher::start(&local, "xpublic/#");

@@ -157,6 +157,10 @@ pub fn signal(pid: u32, sig: &str) {
 pub struct WebOptions {
     /// Wait this long before answering each request.
     pub delay: Duration,
+    /// On the first request only: send the head and this many body bytes, then stall
+    /// for `stall` before the rest.
+    pub stall_after: Option<usize>,
+    pub stall: Duration,
 }
 
 /// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
@@ -231,7 +235,7 @@ fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions
                 break;
             }
         }
-        requests.fetch_add(1, Ordering::SeqCst);
+        let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
         thread::sleep(opts.delay);
         let path = line.split_whitespace().nth(1).unwrap_or("/");
         let rel = path.trim_start_matches("/data/");
@@ -240,8 +244,21 @@ fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions
             (false, Ok(body)) => {
                 let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
                     .into_bytes();
-                r.extend_from_slice(&body);
-                r
+                match opts.stall_after.filter(|_| nth == 1) {
+                    Some(n) => {
+                        let n = n.min(body.len());
+                        r.extend_from_slice(&body[..n]);
+                        if out.write_all(&r).is_err() {
+                            return;
+                        }
+                        thread::sleep(opts.stall);
+                        body[n..].to_vec()
+                    }
+                    None => {
+                        r.extend_from_slice(&body);
+                        r
+                    }
+                }
             }
             _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
         };

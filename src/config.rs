@@ -1,0 +1,284 @@
+//! The node's configuration file: one `option value` per line, the option names of the
+//! command line, `#` comments, and `flow NAME` sections for several subscriptions.
+//!
+//! Options before the first `flow` line are the node's: `dir`, `listen`, `retention`,
+//! `verbose`, the server's limits, and any flow option, which then applies to every
+//! flow (each flow may set it again). Without a `flow` line the file describes one flow.
+//! Everything is checked before anything starts; an error names file:line and why.
+
+use crate::cli::{is_flag, normalize, PeerArgs};
+use crate::peer::PeerConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct NodeConfig {
+    pub dir: PathBuf,
+    /// Where the HTTP server listens; `None`: no server.
+    pub listen: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Hour directories older than this are removed every hour; 0: never.
+    pub retention_hours: u32,
+    pub verbose: u8,
+    pub flows: Vec<PeerConfig>,
+}
+
+/// One `option value` line, remembered with its line number.
+struct Line {
+    no: usize,
+    name: String,
+    value: String,
+}
+
+fn secs(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{v:?} is not a number of seconds"))
+}
+
+/// Parses the text of a configuration file called `file` (for messages).
+pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
+    let mut node = NodeConfig {
+        dir: PathBuf::from("data"),
+        listen: None,
+        max_connections: 64,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(30),
+        retention_hours: 0,
+        verbose: 1,
+        flows: Vec::new(),
+    };
+    let mut shared: Vec<Line> = Vec::new();
+    let mut flows: Vec<(usize, String, Vec<Line>)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let no = i + 1;
+        let at = |e: String| format!("{file}:{no}: {e}");
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = match line.split_once(char::is_whitespace) {
+            Some((n, v)) => (normalize(n), v.trim().to_string()),
+            None => (normalize(line), String::new()),
+        };
+        let value = if value.is_empty() && is_flag(&name) {
+            "yes".to_string()
+        } else {
+            value
+        };
+        if value.is_empty() {
+            return Err(at(format!("option {name} needs a value")));
+        }
+        if name == "flow" {
+            if !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(at(format!(
+                    "flow name {value:?}: use letters, digits, - and _"
+                )));
+            }
+            if flows.iter().any(|(_, n, _)| *n == value) {
+                return Err(at(format!("flow {value} is defined twice")));
+            }
+            flows.push((no, value, Vec::new()));
+            continue;
+        }
+        let node_option = matches!(
+            name.as_str(),
+            "listen" | "retention" | "max-connections" | "header-timeout" | "idle-timeout"
+        );
+        if node_option && !flows.is_empty() {
+            return Err(at(format!(
+                "{name} is a node option: put it before the first flow"
+            )));
+        }
+        match name.as_str() {
+            "listen" => {
+                node.listen = match value.as_str() {
+                    "none" => None,
+                    v => Some(
+                        v.parse()
+                            .map_err(|_| at(format!("listen: {v:?} is not ADDR:PORT or none")))?,
+                    ),
+                }
+            }
+            "retention" => {
+                node.retention_hours = value
+                    .parse()
+                    .map_err(|_| at(format!("retention: {value:?} is not a number of hours")))?
+            }
+            "max-connections" => {
+                node.max_connections = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    at(format!(
+                        "max-connections: {value:?} is not a positive number"
+                    ))
+                })?
+            }
+            "header-timeout" => {
+                node.header_timeout =
+                    secs(&value).map_err(|e| at(format!("header-timeout: {e}")))?
+            }
+            "idle-timeout" => {
+                node.idle_timeout = secs(&value).map_err(|e| at(format!("idle-timeout: {e}")))?
+            }
+            _ => {
+                if name == "dir" && flows.is_empty() {
+                    node.dir = PathBuf::from(&value);
+                }
+                if name == "verbose" && flows.is_empty() {
+                    node.verbose = value
+                        .parse()
+                        .map_err(|_| at(format!("verbose: {value:?} is not a number")))?;
+                }
+                // check it now, against a scratch flow, so the error has its line
+                let mut probe = PeerArgs::new();
+                probe.apply(&name, &value).map_err(at)?;
+                let l = Line { no, name, value };
+                match flows.last_mut() {
+                    Some((_, _, lines)) => lines.push(l),
+                    None => shared.push(l),
+                }
+            }
+        }
+    }
+    if flows.is_empty() {
+        flows.push((0, "main".into(), Vec::new()));
+    }
+    for (no, name, lines) in flows {
+        let mut a = PeerArgs::new();
+        a.cfg.name = name.clone();
+        a.cfg.dir = node.dir.clone();
+        if let Some(addr) = node.listen {
+            // peers download from this node's own server unless told otherwise
+            a.cfg.post_base_url = format!("http://{}:{}", crate::peer::hostname(), addr.port());
+            a.post_base_url_given = true;
+        }
+        for l in shared.iter().chain(&lines) {
+            a.apply(&l.name, &l.value)
+                .map_err(|e| format!("{file}:{}: {e}", l.no))?;
+        }
+        let (cfg, _) = a.finish().map_err(|e| match no {
+            0 => format!("{file}: {e}"),
+            n => format!("{file}:{n}: flow {name}: {e}"),
+        })?;
+        node.flows.push(cfg);
+    }
+    Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static TWO_FLOWS: &str = "\
+# a Pi node: warnings first, the rest after
+dir /var/lib/meshnode
+listen 0.0.0.0:8000
+retention 12
+post-broker mqtt://owner:ownerpw@localhost
+post_baseUrl http://pi1:8000
+
+flow warnings
+broker mqtt://guest:guestpw@peer1
+subtopic +/WMO/+/W/#
+inline
+inline-max 4096
+
+flow rest
+broker mqtt://guest:guestpw@peer1
+broker mqtt://guest:guestpw@peer2
+select reject .*/W/.*
+lag_warn 300
+";
+
+    #[test]
+    fn reads_flows_with_shared_options() {
+        let n = parse(TWO_FLOWS, "node.conf").unwrap();
+        assert_eq!(n.dir, PathBuf::from("/var/lib/meshnode"));
+        assert_eq!(n.listen, Some("0.0.0.0:8000".parse().unwrap()));
+        assert_eq!(n.retention_hours, 12);
+        assert_eq!(n.flows.len(), 2);
+        let (w, r) = (&n.flows[0], &n.flows[1]);
+        assert_eq!((w.name.as_str(), r.name.as_str()), ("warnings", "rest"));
+        assert_eq!(w.subtopics, ["+/WMO/+/W/#"]);
+        assert!(w.inline && !r.inline);
+        assert_eq!(w.inline_max, 4096);
+        assert_eq!(r.brokers.len(), 2);
+        assert_eq!(r.lag_warn, 300.0);
+        assert_eq!(w.post_base_url, "http://pi1:8000");
+        assert_eq!(r.dir, PathBuf::from("/var/lib/meshnode"));
+        assert_eq!(
+            r.post_broker.as_ref().unwrap().user.as_deref(),
+            Some("owner")
+        );
+        assert_ne!(w.default_client_id(), r.default_client_id());
+    }
+
+    #[test]
+    fn one_flow_without_sections() {
+        let n = parse(
+            "broker mqtt://h\npost-broker none\nlisten 127.0.0.1:8080\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(n.flows.len(), 1);
+        assert_eq!(n.flows[0].name, "main");
+        assert!(n.flows[0].post_base_url.ends_with(":8080"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let cases = [
+            (
+                "broker mqtt://h\npost-broker none\nfrobnicate 3\n",
+                "c:3: unknown option --frobnicate",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nlag-warn soon\n",
+                "c:3: --lag-warn: \"soon\" is not a valid number",
+            ),
+            ("broker http://h\n", "c:1: broker \"http://h\": scheme"),
+            (
+                "post-broker none\nflow a\nsubtopic #\n",
+                "c:2: flow a: give at least one --broker",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nflow a\nlisten 1.2.3.4:5\n",
+                "c:4: listen is a node option",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nflow a\nflow a\n",
+                "c:4: flow a is defined twice",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nlisten nowhere\n",
+                "c:3: listen: \"nowhere\"",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nretention\n",
+                "c:3: option retention needs a value",
+            ),
+            (
+                "broker mqtt://h\npost-broker none\nselect accept (\n",
+                "c:3: select \"accept (\": bad regular expression",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, "c").unwrap_err();
+            assert!(e.starts_with(want), "{text:?}: got {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../deploy/meshnode.conf");
+        let n = parse(text, "deploy/meshnode.conf").unwrap();
+        assert!(!n.flows.is_empty());
+    }
+}

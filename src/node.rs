@@ -1,0 +1,80 @@
+//! `meshnode run`: everything a Pi node needs but the broker, in one process: the HTTP
+//! server on its own thread, one thread per flow, and hourly retention.
+
+use crate::config::NodeConfig;
+use crate::serve::{ServeConfig, Server};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Between two retention passes.
+pub const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Runs until `stop` is set (SIGTERM, SIGINT) or every flow has ended.
+pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| format!("data directory {}: {e}", cfg.dir.display()))?;
+    let mut server = match cfg.listen {
+        Some(addr) => {
+            let mut s = ServeConfig::new(cfg.dir.clone(), addr);
+            s.max_connections = cfg.max_connections;
+            s.header_timeout = cfg.header_timeout;
+            s.idle_timeout = cfg.idle_timeout;
+            Some(Server::start(s).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let mut flows = Vec::new();
+    for flow in cfg.flows {
+        let name = flow.name.clone();
+        let st = stop.clone();
+        let t = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || crate::peer::run(flow, st))
+            .map_err(|e| format!("flow {name}: cannot start: {e}"))?;
+        flows.push((name, t));
+    }
+    let mut next_retention = Instant::now();
+    while !stop.load(Ordering::Relaxed) && flows.iter().any(|(_, t)| !t.is_finished()) {
+        if cfg.retention_hours > 0 && Instant::now() >= next_retention {
+            retention(&cfg.dir, cfg.retention_hours);
+            next_retention = Instant::now() + RETENTION_PERIOD;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut failed = Vec::new();
+    for (name, t) in flows {
+        match t.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                log::error!("flow {name}: {e}");
+                failed.push(name);
+            }
+            Err(_) => failed.push(name),
+        }
+    }
+    if let Some(s) = server.as_mut() {
+        s.shutdown();
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("flows that failed: {}", failed.join(", ")))
+    }
+}
+
+fn retention(dir: &std::path::Path, hours: u32) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    match crate::retention::clean(dir, hours, now) {
+        Ok(removed) => {
+            for p in removed {
+                log::info!("retention: removed {}", p.display());
+            }
+        }
+        Err(e) => log::error!("retention in {}: {e}", dir.display()),
+    }
+}
