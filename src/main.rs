@@ -9,6 +9,7 @@ use std::sync::Arc;
 const USAGE: &str = "\
 usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
        meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
+       meshnode demo [--keep]
        meshnode run --config FILE
        meshnode serve --dir DIR --listen ADDR:PORT [options]
        meshnode clean HOURS DIR
@@ -17,6 +18,8 @@ usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [opti
 peer: subscribe to announcements of peers, download what is missing, verify, store
       under --dir, re-announce on this node's broker. See README.md for every option.
 post: announce local files (under --post-baseDir) on a broker.
+demo: three brokers and three nodes in a ring with a chord on loopback; bulletins
+      posted on node 1 spread to all; exit 0 when every node holds them all.
 run: a whole node in one process: flows, HTTP server and retention from a config
       file (see deploy/meshnode.conf).
 serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Some("clean") => clean(rest),
         Some("serve") => serve(rest),
         Some("run") => run(rest),
+        Some("demo") => demo(rest),
         Some("--version" | "-V" | "version") => {
             println!("meshnode {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -242,6 +246,31 @@ fn run(args: Vec<OsString>) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(args: Vec<OsString>) -> ExitCode {
+    let keep = match args
+        .iter()
+        .map(|a| a.to_str())
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => false,
+        [Some("--keep")] => true,
+        _ => {
+            eprintln!("meshnode demo: the only option is --keep (keep the temporary directory)");
+            return ExitCode::from(2);
+        }
+    };
+    meshnode::logger::init(0);
+    match meshnode::demo::run(keep) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("meshnode demo: {e}");
+            ExitCode::from(2)
         }
     }
 }
