@@ -4,8 +4,11 @@
 //! node process) and peak RSS, for downloads (from webfsd, keep-alive) and for inline
 //! content.
 //!
-//! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000). Loopback only;
-//! every wait is bounded.
+//! Modes: `download` (from webfsd), `inline`, `from-run` (from another meshnode started
+//! by `run`, serving its own tree; its CPU is shown too).
+//!
+//! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000; one mode with
+//! MESHNODE_BENCH_MODE). Loopback only; every wait is bounded.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -48,15 +51,30 @@ struct Figures {
     cpu_us: f64,
     sys_share: f64,
     rss_kb: u64,
+    /// CPU of the serving meshnode per message, when the files come from one.
+    server_cpu_us: Option<f64>,
 }
 
-fn drain(mode: &'static str, n: usize, inline: bool) -> Figures {
+/// Where the files come from.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// webfsd, a small C server with keep-alive.
+    Webfs,
+    /// another meshnode, started by `run`, serving its own tree.
+    MeshnodeRun,
+    /// inline content in the messages.
+    Inline,
+}
+
+fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
+    let inline = source == Source::Inline;
     let s = Scratch::new(&format!("bench-{mode}"));
     let up = Broker::start(&s.path("up"));
     let local = Broker::start(&s.path("local"));
     let src = s.path("src");
     let web_port = free_port();
     let mut webfs = None;
+    let mut server_node = None;
     if !inline {
         for i in 0..n {
             put(
@@ -65,25 +83,43 @@ fn drain(mode: &'static str, n: usize, inline: bool) -> Figures {
                 &payload(i),
             );
         }
-        webfs = Some(
-            Command::new("webfsd")
-                .args([
-                    "-F",
-                    "-4",
-                    "-i",
-                    "127.0.0.1",
-                    "-p",
-                    &web_port.to_string(),
-                    "-c",
-                    "64",
-                    "-r",
-                ])
-                .arg(&src)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("webfsd (Debian package webfs) is needed for the download benchmark"),
-        );
+        if source == Source::Webfs {
+            webfs = Some(
+                Command::new("webfsd")
+                    .args([
+                        "-F",
+                        "-4",
+                        "-i",
+                        "127.0.0.1",
+                        "-p",
+                        &web_port.to_string(),
+                        "-c",
+                        "64",
+                        "-r",
+                    ])
+                    .arg(&src)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("webfsd (Debian package webfs) is needed for the download benchmark"),
+            );
+        } else {
+            // a node started by `run` serving its own tree (its one flow idles)
+            let conf = s.path("server.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "dir {}\nlisten 127.0.0.1:{web_port}\nverbose 0\npost-broker none\nbroker {}\nsubtopic idle/#\n",
+                    src.display(),
+                    up.url()
+                ),
+            )
+            .unwrap();
+            server_node = Some(Node::start(
+                &s.path("server.log"),
+                &["run".into(), "--config".into(), conf.display().to_string()],
+            ));
+        }
         assert!(wait_until(10, || std::net::TcpStream::connect((
             "127.0.0.1",
             web_port
@@ -127,6 +163,10 @@ fn drain(mode: &'static str, n: usize, inline: bool) -> Figures {
     let secs = start.elapsed().as_secs_f64();
     let (user, sys, rss_kb) = usage(pid);
     let cpu = user + sys;
+    let server_cpu_us = server_node.as_ref().map(|srv| {
+        let (u, s, _) = usage(srv.child.as_ref().unwrap().id());
+        (u + s) * 1e6 / n as f64
+    });
     assert!(done, "{mode}: only {} of {n} re-announced", watch.count());
     node.term();
     if let Some(mut w) = webfs {
@@ -140,6 +180,7 @@ fn drain(mode: &'static str, n: usize, inline: bool) -> Figures {
         cpu_us: cpu * 1e6 / n as f64,
         sys_share: sys / cpu.max(1e-9),
         rss_kb,
+        server_cpu_us,
     }
 }
 
@@ -159,28 +200,41 @@ fn main() {
     let mut rows = Vec::new();
     // MESHNODE_BENCH_MODE=download|inline runs one mode only
     let only = std::env::var("MESHNODE_BENCH_MODE").unwrap_or_default();
-    for (mode, inline) in [("download", false), ("inline", true)] {
+    for (mode, source) in [
+        ("download", Source::Webfs),
+        ("inline", Source::Inline),
+        ("from-run", Source::MeshnodeRun),
+    ] {
         if !only.is_empty() && only != mode {
             continue;
         }
-        rows.push(drain(mode, n, inline));
+        rows.push(drain(mode, n, source));
         std::thread::sleep(Duration::from_millis(500));
     }
     println!("\ndrain benchmark: {n} announcements of {FILE_SIZE}-byte files, node started with the backlog waiting");
     println!(
-        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>10} {:>13}",
-        "mode", "messages", "seconds", "messages/s", "CPU us/msg", "of it sys", "peak RSS kB"
+        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>10} {:>13} {:>18}",
+        "mode",
+        "messages",
+        "seconds",
+        "messages/s",
+        "CPU us/msg",
+        "of it sys",
+        "peak RSS kB",
+        "server CPU us/msg"
     );
     for r in &rows {
         println!(
-            "{:<10} {:>8} {:>9.2} {:>12.0} {:>12.1} {:>9.0}% {:>13}",
+            "{:<10} {:>8} {:>9.2} {:>12.0} {:>12.1} {:>9.0}% {:>13} {:>18}",
             r.mode,
             r.n,
             r.secs,
             r.n as f64 / r.secs,
             r.cpu_us,
             r.sys_share * 100.0,
-            r.rss_kb
+            r.rss_kb,
+            r.server_cpu_us
+                .map_or("-".to_string(), |c| format!("{c:.1}"))
         );
     }
 }

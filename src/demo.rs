@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn bulletins_look_like_gts() {
         let (rel, data) = bulletin(3, "2026112311");
-        assert_eq!(rel, "2026112311/GTS/AMMC/FT/FTXX03_AMMC_2311.txt");
+        assert_eq!(rel, "2026112311/GTS/AMMC/WS/WSXX03_AMMC_2311.txt");
         assert!(data.len() > 256, "every third goes by download");
         assert!(bulletin(1, "2026112311").1.len() <= 256);
         assert!(crate::relpath::validate(&rel).is_ok());
