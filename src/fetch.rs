@@ -61,9 +61,14 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// Bytes read from the network at a time.
+pub const READ_CHUNK: usize = 16 * 1024;
+
 pub struct Fetcher {
     agent: ureq::Agent,
     stop: Arc<AtomicBool>,
+    /// Reused for every download: zeroing a fresh one each time cost more than md5.
+    buf: Vec<u8>,
 }
 
 impl Fetcher {
@@ -86,11 +91,15 @@ impl Fetcher {
             .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Fetcher { agent, stop }
+        Fetcher {
+            agent,
+            stop,
+            buf: vec![0; READ_CHUNK],
+        }
     }
 
     /// GETs `url` and copies its body into `sink`; returns the number of bytes.
-    pub fn get_into(&self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
+    pub fn get_into(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
         let mut resp = self
             .agent
             .get(url)
@@ -101,10 +110,10 @@ impl Fetcher {
             return Err(FetchError::Status(status));
         }
         let mut reader = resp.body_mut().as_reader();
-        let mut buf = [0u8; 16 * 1024];
+        let buf = &mut self.buf;
         let mut total = 0u64;
         loop {
-            let n = match io::Read::read(&mut reader, &mut buf) {
+            let n = match io::Read::read(&mut reader, buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -256,7 +256,7 @@ fn refuses_connections_over_the_cap() {
 fn the_node_fetcher_downloads_from_it_over_keep_alive() {
     let s = Scratch::new("serve-fetch");
     let srv = server(&s, |_| {});
-    let f = meshnode::fetch::Fetcher::new(meshnode::fetch::Timeouts::default());
+    let mut f = meshnode::fetch::Fetcher::new(meshnode::fetch::Timeouts::default());
     for _ in 0..3 {
         let mut out = Vec::new();
         let n = f
