@@ -133,7 +133,7 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
         &local,
         &dir,
         "http://127.0.0.1:9/data",
-        &["--verbose", "1", "--inflight", "500"],
+        &["--verbose", "1", "--inflight", &inflight()],
     );
     // first start creates the persistent session, then the node stops
     let mut node = Node::start(&s.path("node.log"), &args);
@@ -182,6 +182,11 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
         rss_kb,
         server_cpu_us,
     }
+}
+
+/// The node's --inflight (MESHNODE_BENCH_INFLIGHT, default 500).
+fn inflight() -> String {
+    std::env::var("MESHNODE_BENCH_INFLIGHT").unwrap_or_else(|_| "500".into())
 }
 
 fn payload(i: usize) -> Vec<u8> {
