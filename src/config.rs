@@ -276,6 +276,34 @@ lag_warn 300
     }
 
     #[test]
+    fn every_documented_option_is_accepted() {
+        // mosquitto.conf's convention: `# prose`, `#option value` (a default, commented
+        // out). Uncommenting every option must give a valid file: the example documents
+        // exactly what the parser takes.
+        let text = include_str!("../deploy/meshnode.conf");
+        let mut all = String::new();
+        let mut options = 0;
+        for line in text.lines() {
+            match line.strip_prefix('#') {
+                Some(opt) if opt.starts_with(|c: char| c.is_ascii_lowercase()) => {
+                    all.push_str(opt);
+                    options += 1;
+                }
+                Some(_) => continue,
+                None => all.push_str(line),
+            }
+            all.push('\n');
+        }
+        assert!(
+            options >= 30,
+            "{options} commented-out options in the example"
+        );
+        let n = parse(&all, "all-options").unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert_eq!((n.retention_hours, n.flows.len()), (13, 2));
+        assert_eq!(n.flows[1].select.len(), 2, "both select lines of flow rest");
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let text = include_str!("../deploy/meshnode.conf");
         let n = parse(text, "deploy/meshnode.conf").unwrap();

@@ -36,6 +36,15 @@ impl Selection {
         Ok(())
     }
 
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// True when `rel` is to be processed.
     pub fn accepts(&self, rel: &str) -> bool {
         self.rules
