@@ -7,6 +7,7 @@ pub mod demo;
 pub mod fetch;
 pub mod integrity;
 pub mod logger;
+pub mod mediatype;
 pub mod message;
 pub mod mqtt;
 pub mod node;
