@@ -13,6 +13,7 @@ usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [opti
        meshnode run --config FILE
        meshnode serve --dir DIR --listen ADDR:PORT [options]
        meshnode clean HOURS DIR
+       meshnode passwd FILE USER   (password read from standard input)
        meshnode --version
 
 peer: subscribe to announcements of peers, download what is missing, verify, store
@@ -23,6 +24,7 @@ demo: three brokers and three nodes in a ring with a chord on loopback; bulletin
 run: a whole node in one process: flows, HTTP server and retention from a config
       file (see deploy/meshnode.conf).
 serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
+passwd: add or replace USER in a taker password file (PBKDF2-SHA256, no plaintext).
 clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
       HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Some("peer") => peer(rest),
         Some("post") => post(rest),
         Some("clean") => clean(rest),
+        Some("passwd") => passwd(rest),
         Some("serve") => serve(rest),
         Some("run") => run(rest),
         Some("demo") => demo(rest),
@@ -271,6 +274,53 @@ fn demo(args: Vec<OsString>) -> ExitCode {
         Err(e) => {
             eprintln!("meshnode demo: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn passwd(args: Vec<OsString>) -> ExitCode {
+    let [file, user] = args.as_slice() else {
+        eprintln!("meshnode passwd: expected FILE USER (the password is read from standard input)");
+        return ExitCode::from(2);
+    };
+    let (file, user) = (std::path::Path::new(file), user.to_string_lossy());
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err()
+        || password.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("meshnode passwd: no password on standard input");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    let line = match meshnode::credentials::hash_line(
+        &user,
+        password,
+        meshnode::credentials::DEFAULT_ITERATIONS,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meshnode passwd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let old = std::fs::read_to_string(file).unwrap_or_default();
+    let new = meshnode::credentials::set_user(&old, &user, &line);
+    if let Err(e) = meshnode::credentials::Credentials::parse(&new, &file.display().to_string()) {
+        eprintln!("meshnode passwd: {e}");
+        return ExitCode::from(2);
+    }
+    // written whole under a temporary name, then renamed: never a half-written file
+    let tmp = file.with_extension("tmp");
+    let written = std::fs::write(&tmp, new).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640))?;
+        std::fs::rename(&tmp, file)
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshnode passwd: {}: {e}", file.display());
+            ExitCode::FAILURE
         }
     }
 }
