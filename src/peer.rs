@@ -666,7 +666,7 @@ impl Flow {
             }
         };
         let stored = match &msg.content {
-            Some(content) => self.store_inline(msg, rel, content, hash_method, expected),
+            Some(content) => self.store_inline(rel, content, hash_method, expected),
             None => self.download(msg, rel, hash_method, expected),
         };
         let Some((method, digest, size)) = stored else {
@@ -718,7 +718,6 @@ impl Flow {
 
     fn store_inline(
         &mut self,
-        _msg: &Message<'_>,
         rel: &str,
         content: &message::Content<'_>,
         method: Method,
