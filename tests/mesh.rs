@@ -703,3 +703,118 @@ fn a_peer_web_server_away_for_a_while_is_waited_for() {
     assert!(wait_until(WAIT, || watch.count() == 1));
     assert!(!node.log_text().contains("giving up"));
 }
+
+#[test]
+fn sr3_output_inline_split_exchanges_and_selection() {
+    let s = Scratch::new("options");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(
+            &[&up],
+            &local,
+            &dir,
+            "http://127.0.0.1:9/data",
+            &[
+                "--format",
+                "sr3",
+                "--inline",
+                "--inline-max",
+                "64",
+                "--post-exchange-split",
+                "3",
+                "--select",
+                "reject .*\\.grib2",
+            ],
+        ),
+    );
+    assert!(subscribed(&node, 1));
+    let small = b"small bulletin\n";
+    let large = vec![b'L'; 100];
+    publish_raw(
+        &up,
+        &[
+            (
+                topic_of("o/a/small.txt"),
+                announcement("http://127.0.0.1:1/data", "o/a/small.txt", small, true),
+            ),
+            (
+                topic_of("o/a/large.txt"),
+                announcement("http://127.0.0.1:1/data", "o/a/large.txt", &large, true),
+            ),
+            (
+                topic_of("o/a/model.grib2"),
+                announcement("http://127.0.0.1:1/data", "o/a/model.grib2", b"GRIB", true),
+            ),
+        ],
+    );
+    assert!(wait_until(WAIT, || watch.count() >= 2));
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs = watch.snapshot();
+    assert_eq!(
+        msgs.len(),
+        2,
+        "the grib2 file is rejected by --select: {msgs:?}"
+    );
+    assert!(read(&dir, "o/a/model.grib2").is_none());
+    for m in &msgs {
+        let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+        let value = v["identity"]["value"]
+            .as_str()
+            .expect("sr3 writes identity");
+        assert!(v.get("integrity").is_none());
+        // <exchange>NN/v03/<dirs>, NN = first char of the integrity value mod 3
+        let nn = u32::from(value.as_bytes()[0]) % 3;
+        assert_eq!(m.topic, format!("xpublic{nn:02}/v03/o/a"), "{m:?}");
+        match v["relPath"].as_str().unwrap() {
+            "o/a/small.txt" => {
+                assert_eq!(v["content"]["encoding"], "utf-8");
+                assert_eq!(
+                    v["content"]["value"], "small bulletin\n",
+                    "inline up to --inline-max"
+                );
+            }
+            "o/a/large.txt" => assert!(v.get("content").is_none(), "over --inline-max: not inline"),
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_dispatcher_forwards_without_downloading() {
+    let s = Scratch::new("dispatch");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(
+            &[&up],
+            &local,
+            &dir,
+            "http://127.0.0.1:9/data",
+            &["--download", "no"],
+        ),
+    );
+    assert!(subscribed(&node, 1));
+    let a = announcement("http://origin:8000/data", "d/f.txt", b"dispatched\n", false);
+    // the same announcement from two paths is forwarded once
+    publish_raw(
+        &up,
+        &[(topic_of("d/f.txt"), a.clone()), (topic_of("d/f.txt"), a)],
+    );
+    assert!(wait_until(WAIT, || watch.count() >= 1));
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs = watch.for_rel("d/f.txt");
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(
+        msgs[0]["baseUrl"], "http://origin:8000/data",
+        "baseUrl kept: nothing was downloaded"
+    );
+    assert_eq!(msgs[0]["integrity"]["value"], md5_b64(b"dispatched\n"));
+    assert!(read(&dir, "d/f.txt").is_none());
+}
