@@ -37,32 +37,37 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
         "2026112310/GTS/EGRR/IU/IUAA01.bufr",
         &[0u8, 159, 1, 2, 255],
     );
+    // pubTimes of now: a fixed date would age past --lag-drop and be dropped
+    let mut now = String::new();
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    meshnode::message::format_time(&mut now, epoch);
     let sr3_payload = {
         let data = [0u8, 159, 1, 2, 255];
         let sha =
             meshnode::integrity::digest_of(meshnode::integrity::Method::Sha512, &data).unwrap();
         format!(
-            r#"{{"pubTime":"20261123T100000.5","baseUrl":"{}","relPath":"2026112310/GTS/EGRR/IU/IUAA01.bufr","identity":{{"method":"sha512","value":"{}"}},"size":5,"mtime":"20261123T100000.5","to_clusters":["a",{{"b":[1,2]}}]}}"#,
+            r#"{{"pubTime":"{now}","baseUrl":"{}","relPath":"2026112310/GTS/EGRR/IU/IUAA01.bufr","identity":{{"method":"sha512","value":"{}"}},"size":5,"mtime":"{now}","to_clusters":["a",{{"b":[1,2]}}]}}"#,
             web.base_url(),
             sha.to_base64()
         )
     };
+    let md5_hex: String = meshnode::integrity::digest_of(
+        meshnode::integrity::Method::Md5,
+        b"SXCN19 CWAO 231000\nbody\n",
+    )
+    .unwrap()
+    .as_bytes()
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    // the array form writes pubTime without the T
     let array_payload = format!(
-        r#"["20261123100001.25", "{}", "/2026112310/GTS/CWAO/SX/SXCN19.txt", {{"sum": "d,{}", "parts": "1,24,1,0,0", "source": "UCAR-UNIDATA"}}]"#,
+        r#"["{}", "{}", "/2026112310/GTS/CWAO/SX/SXCN19.txt", {{"sum": "d,{md5_hex}", "parts": "1,24,1,0,0", "source": "UCAR-UNIDATA"}}]"#,
+        now.replace('T', ""),
         web.base_url(),
-        meshnode::integrity::decode_hex("00")
-            .map(|_| ())
-            .map_or(String::new(), |_| {
-                let d = meshnode::integrity::digest_of(
-                    meshnode::integrity::Method::Md5,
-                    b"SXCN19 CWAO 231000\nbody\n",
-                )
-                .unwrap();
-                d.as_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            })
     );
     publish_raw(
         &up,
@@ -124,7 +129,7 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
         sr3[0]["baseUrl"], "http://127.0.0.1:9/data",
         "baseUrl rewritten"
     );
-    assert_eq!(sr3[0]["pubTime"], "20261123T100000.5", "pubTime kept");
+    assert_eq!(sr3[0]["pubTime"], now.as_str(), "pubTime kept");
     assert_eq!(
         sr3[0]["integrity"]["method"], "sha512",
         "the integrity it computed"
@@ -133,7 +138,7 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
         sr3[0]["to_clusters"][1]["b"][1], 2,
         "unknown fields forwarded"
     );
-    assert_eq!(sr3[0]["mtime"], "20261123T100000.5");
+    assert_eq!(sr3[0]["mtime"], now.as_str());
     let arr = watch.for_rel("2026112310/GTS/CWAO/SX/SXCN19.txt");
     assert_eq!(arr.len(), 1);
     assert_eq!(
