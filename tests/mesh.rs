@@ -823,3 +823,56 @@ fn a_dispatcher_forwards_without_downloading() {
     assert_eq!(msgs[0]["integrity"]["value"], md5_b64(b"dispatched\n"));
     assert!(read(&dir, "d/f.txt").is_none());
 }
+
+#[test]
+fn a_local_broker_that_loses_its_sessions_loses_no_announcement() {
+    let s = Scratch::new("session-lost");
+    let up = Broker::start(&s.path("up"));
+    let mut local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let node = Node::start(
+        &s.path("node.log"),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+    );
+    assert!(subscribed(&node, 1));
+    let batch = |from: usize| -> Vec<(String, Vec<u8>)> {
+        (from..from + 30)
+            .map(|i| {
+                let rel = format!("2026112317/L/f{i}.txt");
+                (
+                    topic_of(&rel),
+                    announcement(
+                        "http://127.0.0.1:1/data",
+                        &rel,
+                        format!("l{i}\n").as_bytes(),
+                        true,
+                    ),
+                )
+            })
+            .collect()
+    };
+    // the local broker dies; files keep arriving and are stored, their announcements
+    // wait unacknowledged in rumqttc
+    local.crash();
+    publish_raw(&up, &batch(0));
+    assert!(
+        wait_until(WAIT, || walk_count(&dir) == 30),
+        "stored while the local broker is away"
+    );
+    // it comes back with no memory of the node's session: rumqttc drops what it held
+    local.forget_and_start();
+    assert!(
+        wait_until(WAIT, || node.log_text().contains("lost its session")),
+        "the flow notices: {}",
+        node.log_text()
+    );
+    // the upstream messages were never acknowledged, so they come again and are announced
+    assert!(
+        wait_until(WAIT, || (0..30).all(|i| !watch
+            .for_rel(&format!("2026112317/L/f{i}.txt"))
+            .is_empty())),
+        "every file announced after the loss; got {}",
+        watch.count()
+    );
+}

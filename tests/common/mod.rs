@@ -128,6 +128,20 @@ impl Broker {
         self.launch();
     }
 
+    /// Kills the broker without letting it save (a crash).
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again with its saved state wiped: every session is lost.
+    pub fn forget_and_start(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("mosquitto.db"));
+        self.launch();
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             signal(c.id(), "TERM");
