@@ -236,9 +236,7 @@ fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
     }
 
     // bulletins written on node 1 and announced there
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::unix_now() as i64;
     let (y, m, d) = crate::message::civil_from_days(now.div_euclid(86400));
     let hour = format!("{y:04}{m:02}{d:02}{:02}", now.rem_euclid(86400) / 3600);
     let files: Vec<(String, Vec<u8>)> = (0..BULLETINS).map(|i| bulletin(i, &hour)).collect();

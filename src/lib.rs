@@ -21,3 +21,22 @@ pub mod select;
 pub mod serve;
 pub mod store;
 pub mod topic;
+
+/// Seconds since the Unix epoch, now. Only the edges read the clock; the core takes
+/// `now` as an argument.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Sleeps `d`, waking early when `stop` is set (checked every 50 ms).
+pub fn sleep_unless(stop: &std::sync::atomic::AtomicBool, d: std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let end = Instant::now() + d;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+}

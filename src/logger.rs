@@ -3,7 +3,6 @@
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Logger {
     journal: bool,
@@ -27,9 +26,7 @@ impl Log for Logger {
             };
             line.push_str(&format!("<{prio}>"));
         } else {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
+            let now = crate::unix_now();
             crate::message::format_time(&mut line, now);
             line.push(' ');
             line.push_str(match r.level() {

@@ -132,9 +132,7 @@ fn clean(args: Vec<OsString>) -> ExitCode {
         eprintln!("meshnode clean: HOURS {hours:?} is not a whole number of hours");
         return ExitCode::from(2);
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = meshnode::unix_now();
     match meshnode::retention::clean(std::path::Path::new(dir), hours, now) {
         Ok(removed) => {
             for p in removed {

@@ -29,26 +29,13 @@ pub struct BrokerUrl {
     pub password: Option<String>,
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8".into())
-}
-
 impl BrokerUrl {
     /// Parses `mqtt[s]://[user[:password]@]host[:port]`.
     pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let decode = |s: &str| {
+            crate::relpath::percent_decode(s)
+                .ok_or_else(|| format!("broker {url:?}: bad %-escape in user or password"))
+        };
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("broker {url:?}: expected mqtt://host or mqtts://host"))?;
@@ -68,8 +55,8 @@ impl BrokerUrl {
         };
         let (user, password) = match auth {
             Some(a) => match a.split_once(':') {
-                Some((u, p)) => (Some(percent_decode(u)?), Some(percent_decode(p)?)),
-                None => (Some(percent_decode(a)?), None),
+                Some((u, p)) => (Some(decode(u)?), Some(decode(p)?)),
+                None => (Some(decode(a)?), None),
             },
             None => (None, None),
         };
@@ -180,16 +167,6 @@ pub enum Inbound {
     PostSessionLost,
 }
 
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let step = Duration::from_millis(100);
-    let mut left = d;
-    while !stop.load(Ordering::Relaxed) && !left.is_zero() {
-        let s = left.min(step);
-        thread::sleep(s);
-        left -= s;
-    }
-}
-
 /// `what`, prefixed with the name of the flow's thread when it has one (`run` names
 /// its flows), so log lines say which flow they belong to.
 fn connection_thread_name(what: &str) -> String {
@@ -211,7 +188,7 @@ fn back_off(
         return false;
     }
     log::warn!("{what}: {e}; retrying in {}s", backoff.as_secs());
-    sleep_unless(stop, *backoff);
+    crate::sleep_unless(stop, *backoff);
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     !stop.load(Ordering::Relaxed)
 }

@@ -6,7 +6,7 @@ use crate::serve::{ServeConfig, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Between two retention passes.
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
@@ -66,9 +66,7 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
 }
 
 fn retention(dir: &std::path::Path, hours: u32) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = crate::unix_now();
     match crate::retention::clean(dir, hours, now) {
         Ok(removed) => {
             for p in removed {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Longest pause between two attempts of a download.
 pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
@@ -225,12 +225,6 @@ pub struct Flow {
 
 /// Publications and acks handed over at once while the flow is busy.
 pub const BATCH: usize = 32;
-
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
 pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, String> {
@@ -465,7 +459,7 @@ impl Flow {
         };
         match message::parse_time(&msg.pub_time) {
             Some(t) => {
-                let lag = now_epoch() - t;
+                let lag = crate::unix_now() - t;
                 self.stats.lag_sum += lag;
                 self.stats.lag_count += 1;
                 if lag > self.cfg.lag_drop {
@@ -819,7 +813,7 @@ impl Flow {
             if give_up {
                 break;
             }
-            sleep_unless(&self.stop, backoff);
+            crate::sleep_unless(&self.stop, backoff);
             backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
         }
         log::error!("{rel}: giving up on {} after {attempt} attempts", self.url);
@@ -894,13 +888,6 @@ impl Flow {
             }
         }
         true
-    }
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-        thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
     }
 }
 

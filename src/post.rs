@@ -12,7 +12,7 @@ use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long to wait for the broker to acknowledge every announcement.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,9 +74,7 @@ fn prepare(
         size += n as u64;
     }
     let digest = h.finish().to_base64();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = crate::unix_now();
     let mut pub_time = String::new();
     message::format_time(&mut pub_time, now);
     let content = (a.inline && size as usize <= a.inline_max).then(|| encode(&small, a.encoding));

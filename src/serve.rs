@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -309,7 +309,7 @@ fn reason(status: u16) -> &'static str {
 /// Maps a request target to a file under `root`, or `None` (answered 404).
 pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_decode(path)?;
+    let decoded = relpath::percent_decode(path)?;
     let rel = decoded.strip_prefix('/')?;
     let rel = relpath::validate(rel).ok()?;
     if rel.split('/').any(|c| c.starts_with('.')) {
@@ -318,23 +318,6 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     // the resolved path (symlinks followed) must still be in the tree
     let full = root.join(rel).canonicalize().ok()?;
     full.starts_with(root).then_some(full)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -467,9 +450,7 @@ fn answer(stream: &mut TcpStream, root: &Path, req: &Request) -> io::Result<(u16
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as i64);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::unix_now() as i64;
     let mut head = String::with_capacity(256);
     let conn = if req.keep_alive {
         ""

@@ -37,13 +37,7 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
         "2026112310/GTS/EGRR/IU/IUAA01.bufr",
         &[0u8, 159, 1, 2, 255],
     );
-    // pubTimes of now: a fixed date would age past --lag-drop and be dropped
-    let mut now = String::new();
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    meshnode::message::format_time(&mut now, epoch);
+    let now = pub_time_now();
     let sr3_payload = {
         let data = [0u8, 159, 1, 2, 255];
         let sha =

@@ -506,14 +506,16 @@ pub fn md5_b64(data: &[u8]) -> String {
         .to_base64()
 }
 
+/// A pubTime of now (a fixed date would age past --lag-drop and be dropped).
+pub fn pub_time_now() -> String {
+    let mut t = String::new();
+    meshnode::message::format_time(&mut t, meshnode::unix_now());
+    t
+}
+
 /// A v03 (demo dialect) announcement of `data` at `rel`.
 pub fn announcement(base_url: &str, rel: &str, data: &[u8], inline: bool) -> Vec<u8> {
-    let mut t = String::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    meshnode::message::format_time(&mut t, now);
+    let t = pub_time_now();
     let mut v = serde_json::json!({
         "pubTime": t, "baseUrl": base_url, "relPath": rel,
         "integrity": {"method": "md5", "value": md5_b64(data)},
