@@ -1,6 +1,7 @@
 //! meshnode: a full peer of a weather-data mesh, small enough for a first-generation
 //! Raspberry Pi. See README.md for the picture.
 
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod credentials;

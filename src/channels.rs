@@ -1,0 +1,871 @@
+//! Metcast channels: named, bounded collections of annotated products.
+//!
+//! A stored channel's products live in the data tree as `metcast/<cid>/<oid>` (the body,
+//! byte for byte) with a hidden sidecar `.<oid>.meta` (JSON: the Content-Type with cid,
+//! oid and the publisher's attributes, the publisher, pubTime). Being plain files in the
+//! tree, products are served, announced and replicated by the mesh like any other file;
+//! the sidecar travels as message fields (`contentType`, `source`) and each node writes
+//! its own. A feed channel deposits products into a directory of its own, never in the
+//! tree, never listed.
+//!
+//! Atomicity without a database: every product has its own OID, so a new product never
+//! overwrites an old one. The body is written to a temporary name and renamed; the
+//! sidecar goes first, so a visible body always has its attributes. Readers take at most
+//! `capacity` newest products, so a reader of a capacity-1 channel sees exactly one
+//! product even in the instant between a new product's rename and the old one's unlink,
+//! and an open file keeps its content after an unlink: a read is always one whole
+//! product.
+
+use crate::integrity::{Digest, Method};
+use crate::mediatype::MediaType;
+use crate::store::{Store, TEMP_PREFIX};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The directory of the data tree that holds stored channels.
+pub const TREE: &str = "metcast";
+/// Longest channel id.
+pub const MAX_ID_LEN: usize = 64;
+/// Default capacity of a channel that does not say.
+pub const DEFAULT_CAPACITY: usize = 10;
+/// The publisher recorded for an upload without credentials.
+pub const ANONYMOUS: &str = "anonymous";
+
+static FEED_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Who may do something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Users {
+    /// Any authenticated user.
+    All,
+    Only(Vec<String>),
+}
+
+impl Users {
+    pub fn parse(v: &str) -> Users {
+        if v.trim() == "*" {
+            Users::All
+        } else {
+            Users::Only(v.split_whitespace().map(str::to_string).collect())
+        }
+    }
+
+    pub fn contains(&self, user: &str) -> bool {
+        match self {
+            Users::All => true,
+            Users::Only(l) => l.iter().any(|u| u == user),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Kept in the data tree and announced into the mesh.
+    Stored,
+    /// Deposited into `dir` for a local decoder. `incoming` holds partial uploads (same
+    /// filesystem, so the final rename is atomic); `min_free` bytes must stay free.
+    Feed {
+        dir: PathBuf,
+        incoming: Option<PathBuf>,
+        min_free: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelDef {
+    pub id: String,
+    pub title: String,
+    /// Most products kept; 1: always the latest.
+    pub capacity: usize,
+    /// Open: anyone may publish, through `/taker`, without credentials.
+    pub open: bool,
+    pub writers: Users,
+    /// `All` here also admits readers without credentials.
+    pub readers: Users,
+    /// `None`: the writers.
+    pub deleters: Option<Users>,
+    pub kind: Kind,
+}
+
+/// A channel id or an OID: what may safely be a path component and a URL segment.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Bytes from `512`, `64K`, `10M`, `2G`.
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{v:?} is not a size (bytes, or with K, M, G)"))
+}
+
+impl ChannelDef {
+    pub fn new(id: &str) -> Result<ChannelDef, String> {
+        if !valid_id(id) {
+            return Err(format!(
+                "channel id {id:?}: use up to {MAX_ID_LEN} letters, digits, '-', '_' and '.' (not first)"
+            ));
+        }
+        Ok(ChannelDef {
+            id: id.to_string(),
+            title: id.to_string(),
+            capacity: DEFAULT_CAPACITY,
+            open: false,
+            writers: Users::All,
+            readers: Users::All,
+            deleters: None,
+            kind: Kind::Stored,
+        })
+    }
+
+    /// One `option value` line of a `channel` section.
+    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
+        match name {
+            "title" => self.title = v.to_string(),
+            "capacity" => {
+                self.capacity = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("capacity: {v:?} is not a positive number"))?
+            }
+            "access" => {
+                self.open = match v {
+                    "open" => true,
+                    "restricted" => false,
+                    _ => return Err(format!("access: {v:?} is not open or restricted")),
+                }
+            }
+            "writers" => self.writers = Users::parse(v),
+            "readers" => self.readers = Users::parse(v),
+            "deleters" => self.deleters = Some(Users::parse(v)),
+            "kind" => {
+                self.kind = match v {
+                    "stored" => Kind::Stored,
+                    "feed" => Kind::Feed {
+                        dir: PathBuf::new(),
+                        incoming: None,
+                        min_free: 0,
+                    },
+                    _ => return Err(format!("kind: {v:?} is not stored or feed")),
+                }
+            }
+            "feed-dir" | "incoming" | "min-free" => {
+                let Kind::Feed {
+                    dir,
+                    incoming,
+                    min_free,
+                } = &mut self.kind
+                else {
+                    return Err(format!("{name} needs `kind feed` first"));
+                };
+                match name {
+                    "feed-dir" => *dir = PathBuf::from(v),
+                    "incoming" => *incoming = Some(PathBuf::from(v)),
+                    _ => *min_free = parse_size(v).map_err(|e| format!("min-free: {e}"))?,
+                }
+            }
+            _ => return Err(format!("unknown channel option {name}")),
+        }
+        Ok(())
+    }
+
+    /// Checks the whole definition.
+    pub fn finish(&self) -> Result<(), String> {
+        if let Kind::Feed { dir, .. } = &self.kind {
+            if dir.as_os_str().is_empty() {
+                return Err(format!("channel {}: kind feed needs feed-dir", self.id));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn may_write(&self, user: Option<&str>) -> bool {
+        self.open || user.is_some_and(|u| self.writers.contains(u))
+    }
+
+    pub fn may_read(&self, user: Option<&str>) -> bool {
+        match &self.readers {
+            Users::All => true,
+            Users::Only(_) => user.is_some_and(|u| self.readers.contains(u)),
+        }
+    }
+
+    /// Deleting needs credentials: an anonymous publisher of an open channel may not.
+    pub fn may_delete(&self, user: Option<&str>) -> bool {
+        user.is_some_and(|u| self.deleters.as_ref().unwrap_or(&self.writers).contains(u))
+    }
+
+    pub fn is_feed(&self) -> bool {
+        matches!(self.kind, Kind::Feed { .. })
+    }
+}
+
+/// A refusal, with the HTTP status that says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub why: String,
+}
+
+impl Refusal {
+    pub fn new(status: u16, why: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            why: why.into(),
+        }
+    }
+}
+
+impl From<io::Error> for Refusal {
+    fn from(e: io::Error) -> Refusal {
+        Refusal::new(500, format!("storage: {e}"))
+    }
+}
+
+/// A product's description (the sidecar plus what the body's metadata says).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    #[serde(rename = "contentType")]
+    pub content_type: String,
+    pub source: String,
+    #[serde(rename = "pubTime")]
+    pub pub_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub oid: String,
+    pub meta: Meta,
+    pub size: u64,
+    /// Epoch seconds of pubTime (the body's mtime when the sidecar is missing).
+    pub time: f64,
+}
+
+/// What a stored publication did, for the announcer.
+#[derive(Debug)]
+pub struct Published {
+    pub oid: String,
+    pub rel: String,
+    pub meta: Meta,
+    pub method: Method,
+    pub digest: Digest,
+    pub size: u64,
+    /// relPaths of products evicted to make room.
+    pub evicted: Vec<String>,
+}
+
+/// The relPath of a product.
+pub fn product_rel(cid: &str, oid: &str) -> String {
+    format!("{TREE}/{cid}/{oid}")
+}
+
+fn meta_name(oid: &str) -> String {
+    format!(".{oid}.meta")
+}
+
+/// For a relPath `metcast/<cid>/<oid>`: (cid, oid).
+pub fn split_product_rel(rel: &str) -> Option<(&str, &str)> {
+    let rest = rel.strip_prefix(TREE)?.strip_prefix('/')?;
+    let (cid, oid) = rest.split_once('/')?;
+    (valid_id(cid) && valid_id(oid)).then_some((cid, oid))
+}
+
+/// Writes a sidecar atomically (temporary name, then rename).
+pub fn write_meta(dir: &Path, oid: &str, meta: &Meta) -> io::Result<()> {
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{}.meta.{}.tmp",
+        std::process::id(),
+        FEED_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+    fs::write(&tmp, json)?;
+    fs::rename(&tmp, dir.join(meta_name(oid))).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Removes a product's sidecar (after its body).
+pub fn remove_meta(body: &Path) {
+    if let (Some(dir), Some(name)) = (body.parent(), body.file_name().and_then(|n| n.to_str())) {
+        let _ = fs::remove_file(dir.join(meta_name(name)));
+    }
+}
+
+fn read_meta(dir: &Path, oid: &str) -> Option<Meta> {
+    let raw = fs::read(dir.join(meta_name(oid))).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// The Content-Type of a product: the publisher's, with `cid` and `oid` set.
+pub fn product_media_type(mut mt: MediaType, cid: &str, oid: &str) -> MediaType {
+    mt.params.retain(|(k, _)| k != "cid" && k != "oid");
+    mt.params.insert(0, ("oid".into(), oid.into()));
+    mt.params.insert(0, ("cid".into(), cid.into()));
+    mt
+}
+
+/// Copies at most `limit` bytes; more is a 413.
+pub fn copy_limited(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    limit: u64,
+    buf: &mut [u8],
+) -> Result<u64, Refusal> {
+    let mut n = 0u64;
+    loop {
+        let got = match from.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Refusal::new(400, format!("upload interrupted: {e}"))),
+        };
+        n += got as u64;
+        if n > limit {
+            return Err(Refusal::new(
+                413,
+                format!("product larger than the limit of {limit} bytes"),
+            ));
+        }
+        to.write_all(&buf[..got])?;
+    }
+}
+
+/// The channels of a node, and their products on disk.
+pub struct Channels {
+    pub defs: Vec<ChannelDef>,
+    root: PathBuf,
+    node_id: String,
+    xattr_name: &'static str,
+    /// Microseconds of the last OID made: OIDs only grow, even if the clock steps back.
+    last_oid: Mutex<u64>,
+    /// One per channel: a publication's commit and eviction are one step.
+    locks: Vec<Mutex<()>>,
+    pub max_product: u64,
+}
+
+impl Channels {
+    /// Prepares every channel's directory, removes what a crash left half-written and
+    /// recovers the last OID made here.
+    pub fn open(
+        defs: Vec<ChannelDef>,
+        data_dir: &Path,
+        node_id: &str,
+        xattr_name: &'static str,
+        max_product: u64,
+    ) -> Result<Channels, String> {
+        let root = data_dir
+            .canonicalize()
+            .map_err(|e| format!("data directory {}: {e}", data_dir.display()))?;
+        let mut last = 0u64;
+        let suffix = format!("-{node_id}");
+        for d in &defs {
+            let (dir, temp_dir) = match &d.kind {
+                Kind::Stored => {
+                    let dir = root.join(TREE).join(&d.id);
+                    (dir.clone(), dir)
+                }
+                Kind::Feed { dir, incoming, .. } => {
+                    let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
+                    (dir.clone(), inc)
+                }
+            };
+            for p in [&dir, &temp_dir] {
+                fs::create_dir_all(p)
+                    .map_err(|e| format!("channel {}: {}: {e}", d.id, p.display()))?;
+            }
+            if let Kind::Feed { .. } = d.kind {
+                use std::os::unix::fs::MetadataExt;
+                let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+                if dev(&dir) != dev(&temp_dir) {
+                    return Err(format!(
+                        "channel {}: incoming {} is not on the filesystem of feed-dir {}: the final rename would not be atomic",
+                        d.id,
+                        temp_dir.display(),
+                        dir.display()
+                    ));
+                }
+            }
+            let entries = fs::read_dir(&temp_dir)
+                .map_err(|e| format!("channel {}: {}: {e}", d.id, temp_dir.display()))?;
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp") {
+                    log::info!(
+                        "channel {}: removing {name}, left by an interrupted upload",
+                        d.id
+                    );
+                    let _ = fs::remove_file(e.path());
+                } else if let Some(t) = name.strip_suffix(suffix.as_str()) {
+                    last = last.max(t.parse().unwrap_or(0));
+                }
+            }
+        }
+        let locks = defs.iter().map(|_| Mutex::new(())).collect();
+        Ok(Channels {
+            defs,
+            root,
+            node_id: node_id.to_string(),
+            xattr_name,
+            last_oid: Mutex::new(last),
+            locks,
+            max_product,
+        })
+    }
+
+    pub fn find(&self, cid: &str) -> Option<(usize, &ChannelDef)> {
+        self.defs.iter().enumerate().find(|(_, d)| d.id == cid)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, cid: &str) -> PathBuf {
+        self.root.join(TREE).join(cid)
+    }
+
+    /// A new OID: microseconds since the epoch (fixed width, so names sort by time) and
+    /// this node's id (unique across the mesh).
+    pub fn next_oid(&self, now: f64) -> String {
+        let mut last = self.last_oid.lock().unwrap_or_else(|p| p.into_inner());
+        let t = ((now * 1e6) as u64).max(*last + 1);
+        *last = t;
+        format!("{t:016}-{}", self.node_id)
+    }
+
+    /// Stores one product into stored channel number `i`, evicting the oldest beyond its
+    /// capacity.
+    pub fn publish(
+        &self,
+        i: usize,
+        user: Option<&str>,
+        mt: MediaType,
+        body: &mut dyn Read,
+        now: f64,
+        buf: &mut [u8],
+    ) -> Result<Published, Refusal> {
+        let def = &self.defs[i];
+        let oid = self.next_oid(now);
+        let rel = product_rel(&def.id, &oid);
+        let method = Method::Sha512;
+        let mut store = Store::open(&self.root, self.xattr_name)?;
+        let mut tmp = store.begin(&rel, method, u64::MAX)?;
+        let size = copy_limited(body, &mut tmp, self.max_product, buf)?;
+        let mut pub_time = String::new();
+        crate::message::format_time(&mut pub_time, now);
+        let meta = Meta {
+            content_type: product_media_type(mt, &def.id, &oid).to_string(),
+            source: user.unwrap_or(ANONYMOUS).to_string(),
+            pub_time,
+        };
+        let dir = self.dir(&def.id);
+        let _one_at_a_time = self.locks[i].lock().unwrap_or_else(|p| p.into_inner());
+        write_meta(&dir, &oid, &meta)?;
+        let (method, digest) = store.commit(tmp, &rel, None).map_err(|e| {
+            remove_meta(&dir.join(&oid));
+            Refusal::new(500, format!("storage: {e}"))
+        })?;
+        let mut names = self.names(&dir)?;
+        let mut evicted = Vec::new();
+        while names.len() > def.capacity {
+            let old = names.remove(0);
+            let body = dir.join(&old);
+            match fs::remove_file(&body) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::error!("channel {}: cannot evict {old}: {e}", def.id);
+                    continue;
+                }
+            }
+            remove_meta(&body);
+            evicted.push(product_rel(&def.id, &old));
+        }
+        Ok(Published {
+            oid,
+            rel,
+            meta,
+            method,
+            digest,
+            size,
+            evicted,
+        })
+    }
+
+    /// The product names (OIDs) of a channel directory, oldest first.
+    fn names(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            if let Some(n) = e.file_name().to_str() {
+                if valid_id(n) && e.file_type().is_ok_and(|t| t.is_file()) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// The products of a stored channel, oldest first: the newest `capacity` of them.
+    pub fn list(&self, def: &ChannelDef) -> io::Result<Vec<Product>> {
+        let dir = self.dir(&def.id);
+        let mut names = self.names(&dir)?;
+        let skip = names.len().saturating_sub(def.capacity);
+        names.drain(..skip);
+        let mut out = Vec::with_capacity(names.len());
+        for oid in names {
+            let Ok(md) = fs::metadata(dir.join(&oid)) else {
+                continue; // evicted meanwhile
+            };
+            let meta = read_meta(&dir, &oid).unwrap_or_else(|| fallback_meta(&def.id, &oid));
+            let time = crate::message::parse_time(&meta.pub_time).unwrap_or_else(|| {
+                md.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64())
+            });
+            out.push(Product {
+                oid,
+                meta,
+                size: md.len(),
+                time,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One product, opened: the file keeps its content even if evicted while being read.
+    pub fn open_product(&self, def: &ChannelDef, oid: &str) -> Option<(Product, File)> {
+        if !valid_id(oid) {
+            return None;
+        }
+        let dir = self.dir(&def.id);
+        // the sidecar first: eviction removes the body first, so a body opened after
+        // its sidecar was read is the product the sidecar describes
+        let meta = read_meta(&dir, oid);
+        let file = File::open(dir.join(oid)).ok()?;
+        let md = file.metadata().ok().filter(|m| m.is_file())?;
+        let meta = meta.unwrap_or_else(|| fallback_meta(&def.id, oid));
+        let time = crate::message::parse_time(&meta.pub_time).unwrap_or(0.0);
+        Some((
+            Product {
+                oid: oid.to_string(),
+                meta,
+                size: md.len(),
+                time,
+            },
+            file,
+        ))
+    }
+
+    /// Removes one product; `Ok(false)` when there was none.
+    pub fn delete(&self, i: usize, oid: &str) -> io::Result<bool> {
+        let def = &self.defs[i];
+        if !valid_id(oid) {
+            return Ok(false);
+        }
+        let body = self.dir(&def.id).join(oid);
+        let _one_at_a_time = self.locks[i].lock().unwrap_or_else(|p| p.into_inner());
+        match fs::remove_file(&body) {
+            Ok(()) => {
+                remove_meta(&body);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deposits one product into feed channel number `i`; returns the file name given.
+    /// `expected` (the Content-Length, when known) is checked against the free space
+    /// before anything is read.
+    pub fn deposit(
+        &self,
+        i: usize,
+        mt: &MediaType,
+        body: &mut dyn Read,
+        expected: Option<u64>,
+        now: f64,
+        buf: &mut [u8],
+    ) -> Result<(String, u64), Refusal> {
+        let def = &self.defs[i];
+        let Kind::Feed {
+            dir,
+            incoming,
+            min_free,
+        } = &def.kind
+        else {
+            return Err(Refusal::new(500, "not a feed channel"));
+        };
+        check_free(dir, *min_free, expected.unwrap_or(0))?;
+        let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
+        let tmp = inc.join(format!(
+            "{TEMP_PREFIX}{}.{}.tmp",
+            std::process::id(),
+            FEED_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut out = TempGuard(Some(tmp.clone()));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let size = copy_limited(body, &mut f, self.max_product, buf)?;
+        f.sync_all()?;
+        drop(f);
+        check_free(dir, *min_free, 0)?;
+        let oid = self.next_oid(now);
+        let name = match mt.param("fname").map(base_name) {
+            Some(n) if valid_id(n) => n.to_string(),
+            _ => oid.clone(),
+        };
+        // never replace a file the decoder has not taken yet: link fails if the name
+        // is taken, then the OID makes it unique
+        let mut target = dir.join(&name);
+        let mut given = name.clone();
+        for attempt in 0..2 {
+            match fs::hard_link(&tmp, &target) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&tmp);
+                    out.0 = None;
+                    return Ok((given, size));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
+                    given = format!("{name}.{oid}");
+                    target = dir.join(&given);
+                }
+                // a filesystem without hard links: rename (checked just above)
+                Err(_) if !target.exists() => {
+                    fs::rename(&tmp, &target)?;
+                    out.0 = None;
+                    return Ok((given, size));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Refusal::new(500, format!("{given} exists")))
+    }
+}
+
+/// Removes a partial upload on every way out but success.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn base_name(s: &str) -> &str {
+    s.rsplit(['/', '\\']).next().unwrap_or(s)
+}
+
+fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal> {
+    if min_free == 0 {
+        return Ok(());
+    }
+    let st = rustix::fs::statvfs(dir).map_err(|e| Refusal::new(500, format!("statvfs: {e}")))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < min_free.saturating_add(coming) {
+        return Err(Refusal::new(
+            507,
+            format!("disk too full: {free} bytes free, {coming} coming, min-free {min_free}"),
+        ));
+    }
+    Ok(())
+}
+
+fn fallback_meta(cid: &str, oid: &str) -> Meta {
+    Meta {
+        content_type: format!("application/octet-stream; cid={cid}; oid={oid}"),
+        source: String::new(),
+        pub_time: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meshnode-ch-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn memo(capacity: usize) -> ChannelDef {
+        let mut d = ChannelDef::new("MEMO").unwrap();
+        d.capacity = capacity;
+        d
+    }
+
+    #[test]
+    fn ids_and_sizes() {
+        assert!(valid_id("MEMO") && valid_id("21") && valid_id("a.b-c_d"));
+        for bad in ["", ".x", "a/b", "..", "a b", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn rights() {
+        let mut d = memo(1);
+        d.apply("access", "restricted").unwrap();
+        d.apply("writers", "dave ann").unwrap();
+        d.apply("readers", "ann").unwrap();
+        assert!(d.may_write(Some("dave")) && !d.may_write(Some("eve")) && !d.may_write(None));
+        assert!(d.may_read(Some("ann")) && !d.may_read(Some("dave")) && !d.may_read(None));
+        assert!(d.may_delete(Some("dave")) && !d.may_delete(Some("eve")));
+        d.apply("deleters", "ann").unwrap();
+        assert!(!d.may_delete(Some("dave")) && d.may_delete(Some("ann")));
+        let mut o = memo(1);
+        o.apply("access", "open").unwrap();
+        assert!(o.may_write(None) && o.may_read(None) && !o.may_delete(None));
+        assert!(o.apply("feed-dir", "/x").unwrap_err().contains("kind feed"));
+        assert!(o.apply("capacity", "0").is_err());
+        o.apply("kind", "feed").unwrap();
+        assert!(o.finish().unwrap_err().contains("feed-dir"));
+    }
+
+    #[test]
+    fn oids_grow_and_survive_a_restart() {
+        let d = scratch("oid");
+        let c = Channels::open(vec![memo(5)], &d, "pi1", "user.x", 1 << 20).unwrap();
+        let a = c.next_oid(1000.0);
+        let b = c.next_oid(999.0); // the clock stepped back
+        assert!(b > a, "{a} {b}");
+        let mt = MediaType::parse("text/plain; cid=MEMO").unwrap();
+        let p = c
+            .publish(0, None, mt, &mut &b"x"[..], 2000.0, &mut [0; 64])
+            .unwrap();
+        drop(c);
+        let c = Channels::open(vec![memo(5)], &d, "pi1", "user.x", 1 << 20).unwrap();
+        assert!(c.next_oid(1.0) > p.oid);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest_and_keeps_attributes() {
+        let d = scratch("cap");
+        let c = Channels::open(vec![memo(2)], &d, "n", "user.x", 1 << 20).unwrap();
+        let mut oids = Vec::new();
+        for i in 0..3 {
+            let mt = MediaType::parse(&format!(
+                "text/plain; cid=MEMO;fname=m{i}.txt;topic=\"How to publish\";oid=forged"
+            ))
+            .unwrap();
+            let body = format!("product {i}");
+            let p = c
+                .publish(
+                    0,
+                    Some("dave"),
+                    mt,
+                    &mut body.as_bytes(),
+                    100.0 + i as f64,
+                    &mut [0; 7],
+                )
+                .unwrap();
+            assert_eq!(p.evicted.len(), usize::from(i == 2));
+            oids.push(p.oid);
+        }
+        let list = c.list(&c.defs[0]).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].oid, oids[1]);
+        assert_eq!(
+            list[1].meta.content_type,
+            format!(
+                "text/plain; cid=MEMO; oid={}; fname=m2.txt; topic=\"How to publish\"",
+                oids[2]
+            )
+        );
+        assert_eq!((list[1].meta.source.as_str(), list[1].size), ("dave", 9));
+        assert!(c.open_product(&c.defs[0], &oids[0]).is_none(), "evicted");
+        let (_, mut f) = c.open_product(&c.defs[0], &oids[2]).unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "product 2");
+        assert!(c.delete(0, &oids[2]).unwrap());
+        assert!(!c.delete(0, &oids[2]).unwrap());
+        assert!(!d.join("metcast/MEMO").join(meta_name(&oids[2])).exists());
+        assert!(!c.delete(0, "../../x").unwrap());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn oversize_leaves_nothing() {
+        let d = scratch("big");
+        let c = Channels::open(vec![memo(2)], &d, "n", "user.x", 10).unwrap();
+        let mt = MediaType::parse("text/plain; cid=MEMO").unwrap();
+        let e = c
+            .publish(0, None, mt, &mut &[7u8; 11][..], 1.0, &mut [0; 4])
+            .unwrap_err();
+        assert_eq!(e.status, 413);
+        assert_eq!(fs::read_dir(d.join("metcast/MEMO")).unwrap().count(), 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn feeds_deposit_whole_files_without_clobbering() {
+        let d = scratch("feed");
+        let mut f = ChannelDef::new("21").unwrap();
+        f.apply("kind", "feed").unwrap();
+        f.apply("feed-dir", d.join("obs").to_str().unwrap())
+            .unwrap();
+        let c = Channels::open(vec![f.clone()], &d, "n", "user.x", 1 << 20).unwrap();
+        let mt = MediaType::parse("application/octet-stream; cid=21; fname=\"../x/MTR50.SRVR\"")
+            .unwrap();
+        let (a, _) = c
+            .deposit(0, &mt, &mut &b"one"[..], Some(3), 1.0, &mut [0; 8])
+            .unwrap();
+        let (b, _) = c
+            .deposit(0, &mt, &mut &b"two"[..], None, 2.0, &mut [0; 8])
+            .unwrap();
+        assert_eq!(a, "MTR50.SRVR");
+        assert!(b.starts_with("MTR50.SRVR.") && b != a);
+        assert_eq!(fs::read(d.join("obs").join(&a)).unwrap(), b"one");
+        assert_eq!(fs::read(d.join("obs").join(&b)).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.join("obs/.incoming")).unwrap().count(), 0);
+        // a disk that cannot have this much free space
+        let Kind::Feed { min_free, .. } = &mut f.kind else {
+            unreachable!()
+        };
+        *min_free = u64::MAX / 2;
+        let c = Channels::open(vec![f], &d, "n", "user.x", 1 << 20).unwrap();
+        let e = c
+            .deposit(0, &mt, &mut &b"3"[..], Some(1), 3.0, &mut [0; 8])
+            .unwrap_err();
+        assert_eq!(e.status, 507, "{e:?}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
