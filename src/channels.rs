@@ -611,7 +611,7 @@ impl Channels {
         expected: Option<u64>,
         now: f64,
         buf: &mut [u8],
-    ) -> Result<(String, u64), Refusal> {
+    ) -> Result<(String, String, u64), Refusal> {
         let def = &self.defs[i];
         let Kind::Feed {
             dir,
@@ -651,7 +651,7 @@ impl Channels {
                 Ok(()) => {
                     let _ = fs::remove_file(&tmp);
                     out.0 = None;
-                    return Ok((given, size));
+                    return Ok((oid, given, size));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
                     given = format!("{name}.{oid}");
@@ -661,7 +661,7 @@ impl Channels {
                 Err(_) if !target.exists() => {
                     fs::rename(&tmp, &target)?;
                     out.0 = None;
-                    return Ok((given, size));
+                    return Ok((oid, given, size));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -685,7 +685,7 @@ fn base_name(s: &str) -> &str {
     s.rsplit(['/', '\\']).next().unwrap_or(s)
 }
 
-fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal> {
+pub fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal> {
     if min_free == 0 {
         return Ok(());
     }
@@ -845,10 +845,10 @@ mod tests {
         let c = Channels::open(vec![f.clone()], &d, "n", "user.x", 1 << 20).unwrap();
         let mt = MediaType::parse("application/octet-stream; cid=21; fname=\"../x/MTR50.SRVR\"")
             .unwrap();
-        let (a, _) = c
+        let (_, a, _) = c
             .deposit(0, &mt, &mut &b"one"[..], Some(3), 1.0, &mut [0; 8])
             .unwrap();
-        let (b, _) = c
+        let (_, b, _) = c
             .deposit(0, &mt, &mut &b"two"[..], None, 2.0, &mut [0; 8])
             .unwrap();
         assert_eq!(a, "MTR50.SRVR");

@@ -6,6 +6,7 @@
 //! flow (each flow may set it again). Without a `flow` line the file describes one flow.
 //! Everything is checked before anything starts; an error names file:line and why.
 
+use crate::channels::{self, ChannelDef};
 use crate::cli::{is_flag, normalize, PeerArgs};
 use crate::peer::PeerConfig;
 use std::net::SocketAddr;
@@ -24,6 +25,34 @@ pub struct NodeConfig {
     pub retention_hours: u32,
     pub verbose: u8,
     pub flows: Vec<PeerConfig>,
+    /// Metcast channels taken on the HTTP server (`channel CID` sections).
+    pub channels: Vec<ChannelDef>,
+    /// The taker's users (`meshnode passwd`); without it only open channels take.
+    pub password_file: Option<PathBuf>,
+    /// Largest product a taker accepts.
+    pub product_max: u64,
+    /// In OIDs: unique across the mesh.
+    pub node_id: String,
+    /// Where and how channel products are announced: the options before the first
+    /// section (post-broker, post-exchange, format, inline...). `None`: not announced.
+    pub channel_post: Option<PeerConfig>,
+}
+
+/// Default largest product: a big satellite image, not a disk's worth.
+pub const DEFAULT_PRODUCT_MAX: u64 = 100 << 20;
+
+/// This host's name as an OID part: letters, digits and '-'.
+pub fn default_node_id() -> String {
+    let h: String = crate::peer::hostname()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(32)
+        .collect();
+    if h.is_empty() {
+        "node".into()
+    } else {
+        h
+    }
 }
 
 /// One `option value` line, remembered with its line number.
@@ -52,7 +81,14 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
         retention_hours: 0,
         verbose: 1,
         flows: Vec::new(),
+        channels: Vec::new(),
+        password_file: None,
+        product_max: DEFAULT_PRODUCT_MAX,
+        node_id: default_node_id(),
+        channel_post: None,
     };
+    // the section lines are in: none yet (node), a flow's, or a channel's
+    let mut in_channel = false;
     let mut shared: Vec<Line> = Vec::new();
     let mut flows: Vec<(usize, String, Vec<Line>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -87,15 +123,37 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
                 return Err(at(format!("flow {value} is defined twice")));
             }
             flows.push((no, value, Vec::new()));
+            in_channel = false;
+            continue;
+        }
+        if name == "channel" {
+            if node.channels.iter().any(|c| c.id == value) {
+                return Err(at(format!("channel {value} is defined twice")));
+            }
+            node.channels.push(ChannelDef::new(&value).map_err(at)?);
+            in_channel = true;
+            continue;
+        }
+        if in_channel {
+            let c = node.channels.last_mut().expect("in a channel section");
+            c.apply(&name, &value)
+                .map_err(|e| at(format!("channel {}: {e}", c.id)))?;
             continue;
         }
         let node_option = matches!(
             name.as_str(),
-            "listen" | "retention" | "max-connections" | "header-timeout" | "idle-timeout"
+            "listen"
+                | "retention"
+                | "max-connections"
+                | "header-timeout"
+                | "idle-timeout"
+                | "password-file"
+                | "product-max"
+                | "node-id"
         );
-        if node_option && !flows.is_empty() {
+        if node_option && (!flows.is_empty() || !node.channels.is_empty()) {
             return Err(at(format!(
-                "{name} is a node option: put it before the first flow"
+                "{name} is a node option: put it before the first flow or channel"
             )));
         }
         match name.as_str() {
@@ -127,6 +185,19 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
             "idle-timeout" => {
                 node.idle_timeout = secs(&value).map_err(|e| at(format!("idle-timeout: {e}")))?
             }
+            "password-file" => node.password_file = Some(PathBuf::from(&value)),
+            "product-max" => {
+                node.product_max =
+                    channels::parse_size(&value).map_err(|e| at(format!("product-max: {e}")))?
+            }
+            "node-id" => {
+                if !channels::valid_id(&value) || value.contains('.') {
+                    return Err(at(format!(
+                        "node-id {value:?}: use letters, digits, '-' and '_'"
+                    )));
+                }
+                node.node_id = value
+            }
             _ => {
                 if name == "dir" && flows.is_empty() {
                     node.dir = PathBuf::from(&value);
@@ -146,6 +217,29 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
                 }
             }
         }
+    }
+    for c in &node.channels {
+        c.finish().map_err(|e| format!("{file}: {e}"))?;
+    }
+    // the options before the first section also say how channel products are announced
+    let mut shared_args = PeerArgs::new();
+    shared_args.cfg.name = "channels".into();
+    shared_args.cfg.dir = node.dir.clone();
+    if let Some(addr) = node.listen {
+        shared_args.cfg.post_base_url =
+            format!("http://{}:{}", crate::peer::hostname(), addr.port());
+    }
+    for l in &shared {
+        shared_args
+            .apply(&l.name, &l.value)
+            .map_err(|e| format!("{file}:{}: {e}", l.no))?;
+    }
+    if shared_args.cfg.post_broker.is_some() && !node.channels.is_empty() {
+        node.channel_post = Some(shared_args.cfg.clone());
+    }
+    // no flow and no broker: a node that only serves and takes
+    if flows.is_empty() && !shared.iter().any(|l| l.name == "broker") {
+        return Ok(node);
     }
     if flows.is_empty() {
         flows.push((0, "main".into(), Vec::new()));
@@ -268,6 +362,63 @@ lag_warn 300
                 "broker mqtt://h\npost-broker none\nselect accept (\n",
                 "c:3: select \"accept (\": bad regular expression",
             ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, "c").unwrap_err();
+            assert!(e.starts_with(want), "{text:?}: got {e:?}");
+        }
+    }
+
+    #[test]
+    fn reads_channels() {
+        let text = "\
+listen 127.0.0.1:8000
+password-file /etc/meshnode/passwd
+product-max 10M
+node-id pi1
+post-broker mqtt://owner:pw@localhost
+channel MEMO
+title Memos to all
+capacity 5
+access open
+writers dave
+channel 21
+kind feed
+feed-dir /sample/observation
+min-free 100M
+access restricted
+writers ops
+";
+        let n = parse(text, "c").unwrap();
+        assert!(
+            n.flows.is_empty(),
+            "no broker, no flow: serve and take only"
+        );
+        assert_eq!(n.channels.len(), 2);
+        let (m, f) = (&n.channels[0], &n.channels[1]);
+        assert_eq!(
+            (m.title.as_str(), m.capacity, m.open),
+            ("Memos to all", 5, true)
+        );
+        assert!(m.may_delete(Some("dave")) && !m.may_delete(Some("eve")));
+        assert!(f.is_feed() && !f.open && f.may_write(Some("ops")));
+        assert_eq!((n.product_max, n.node_id.as_str()), (10 << 20, "pi1"));
+        let post = n.channel_post.as_ref().expect("announced");
+        assert!(post.post_base_url.ends_with(":8000"));
+        let cases = [
+            ("channel a/b\n", "c:1: channel id \"a/b\""),
+            ("channel A\nchannel A\n", "c:2: channel A is defined twice"),
+            ("channel A\ncapacity none\n", "c:2: channel A: capacity"),
+            (
+                "channel A\nlisten 1.2.3.4:5\n",
+                "c:2: channel A: unknown channel option",
+            ),
+            (
+                "channel A\nkind feed\n",
+                "c: channel A: kind feed needs feed-dir",
+            ),
+            ("node-id a.b\n", "c:1: node-id"),
+            ("product-max lots\n", "c:1: product-max"),
         ];
         for (text, want) in cases {
             let e = parse(text, "c").unwrap_err();

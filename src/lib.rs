@@ -1,6 +1,8 @@
 //! meshnode: a full peer of a weather-data mesh, small enough for a first-generation
 //! Raspberry Pi. See README.md for the picture.
 
+pub mod announcer;
+pub mod body;
 pub mod channels;
 pub mod cli;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod retention;
 pub mod select;
 pub mod serve;
 pub mod store;
+pub mod taker;
 pub mod topic;
 
 /// Seconds since the Unix epoch, now. Only the edges read the clock; the core takes

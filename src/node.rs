@@ -1,8 +1,12 @@
 //! `meshnode run`: everything a Pi node needs but the broker, in one process: the HTTP
 //! server on its own thread, one thread per flow, and hourly retention.
 
+use crate::announcer::Announcer;
+use crate::channels::Channels;
 use crate::config::NodeConfig;
+use crate::credentials::Credentials;
 use crate::serve::{ServeConfig, Server};
+use crate::taker::Taker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -15,16 +19,28 @@ pub const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.dir)
         .map_err(|e| format!("data directory {}: {e}", cfg.dir.display()))?;
+    let taker = if cfg.channels.is_empty() {
+        None
+    } else {
+        if cfg.listen.is_none() {
+            return Err("channels are taken on the HTTP server: give listen ADDR:PORT".into());
+        }
+        Some(Arc::new(taker(&cfg, stop.clone())?))
+    };
     let mut server = match cfg.listen {
         Some(addr) => {
             let mut s = ServeConfig::new(cfg.dir.clone(), addr);
             s.max_connections = cfg.max_connections;
             s.header_timeout = cfg.header_timeout;
             s.idle_timeout = cfg.idle_timeout;
+            s.taker = taker;
             Some(Server::start(s).map_err(|e| e.to_string())?)
         }
         None => None,
     };
+    if server.is_none() && cfg.flows.is_empty() {
+        return Err("nothing to do: no flow and no listen".into());
+    }
     let mut flows = Vec::new();
     for flow in cfg.flows {
         let name = flow.name.clone();
@@ -36,7 +52,10 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         flows.push((name, t));
     }
     let mut next_retention = Instant::now();
-    while !stop.load(Ordering::Relaxed) && flows.iter().any(|(_, t)| !t.is_finished()) {
+    // a node that serves runs until told to stop; one that only relays, while it relays
+    while !stop.load(Ordering::Relaxed)
+        && (server.is_some() || flows.iter().any(|(_, t)| !t.is_finished()))
+    {
         if cfg.retention_hours > 0 && Instant::now() >= next_retention {
             retention(&cfg.dir, cfg.retention_hours);
             next_retention = Instant::now() + RETENTION_PERIOD;
@@ -63,6 +82,46 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     } else {
         Err(format!("flows that failed: {}", failed.join(", ")))
     }
+}
+
+/// The channel interface: channels on disk, the users, the announcer.
+fn taker(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<Taker, String> {
+    let format = cfg
+        .channel_post
+        .as_ref()
+        .map_or(crate::message::Format::WmoMesh, |p| p.format);
+    let channels = Channels::open(
+        cfg.channels.clone(),
+        &cfg.dir,
+        &cfg.node_id,
+        format.xattr_name(),
+        cfg.product_max,
+    )?;
+    let credentials = match &cfg.password_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("password-file {}: {e}", f.display()))?;
+            Some(Credentials::parse(&text, &f.display().to_string())?)
+        }
+        None => None,
+    };
+    let announcer = cfg.channel_post.clone().map(|p| {
+        let id = format!("meshnode-channels-{}", cfg.node_id);
+        Announcer::start(p, id, stop)
+    });
+    if announcer.is_none() {
+        log::warn!("channels: no post-broker before the first section: products are not announced to the mesh");
+    }
+    for d in &cfg.channels {
+        log::info!(
+            "channel {}: {}, capacity {}, {}",
+            d.id,
+            if d.is_feed() { "feed" } else { "stored" },
+            d.capacity,
+            if d.open { "open" } else { "restricted" }
+        );
+    }
+    Ok(Taker::new(channels, credentials, announcer))
 }
 
 fn retention(dir: &std::path::Path, hours: u32) {

@@ -1,6 +1,7 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
+use crate::channels;
 use crate::fetch::{FetchError, Fetcher, Timeouts};
 use crate::integrity::{Digest, Method};
 use crate::message::{self, FileOp, Format, Message, Outgoing};
@@ -516,7 +517,11 @@ impl Flow {
         let (result, announce) = match op {
             FileOp::Remove => {
                 self.recent.forget(rel);
-                (self.store.remove(rel), message::FILEOP_REMOVE)
+                let removed = self.store.remove(rel);
+                if channels::split_product_rel(rel).is_some() {
+                    channels::remove_meta(&self.store.path(rel));
+                }
+                (removed, message::FILEOP_REMOVE)
             }
             FileOp::Mkdir => (self.store.mkdir(rel), message::FILEOP_MKDIR),
             FileOp::Rmdir => (self.store.rmdir(rel), message::FILEOP_RMDIR),
@@ -659,10 +664,18 @@ impl Flow {
                 Format::Sr3 => Method::Sha512,
             }
         };
+        // a channel product: its attributes first, so its body never shows without them
+        let product = channels::split_product_rel(rel).map(|(_, oid)| oid.to_string());
+        if let Some(oid) = &product {
+            self.write_product_meta(msg, rel, oid);
+        }
         let stored = match &msg.content {
             Some(content) => self.store_inline(rel, content, hash_method, expected),
             None => self.download(msg, rel, hash_method, expected),
         };
+        if stored.is_none() && product.is_some() {
+            channels::remove_meta(&self.store.path(rel));
+        }
         let Some((method, digest, size)) = stored else {
             return if self.stop.load(Ordering::Relaxed) {
                 Outcome::Abandoned
@@ -708,6 +721,33 @@ impl Flow {
         self.out.clear();
         message::write_v03(&mut self.out, &msg.pub_time, Some(msg), &o);
         self.announce(rel, &value, poster)
+    }
+
+    /// Writes the sidecar of channel product `rel` from the message's `contentType`,
+    /// `source` and pubTime.
+    fn write_product_meta(&mut self, msg: &Message<'_>, rel: &str, oid: &str) {
+        let field = |name: &str| {
+            msg.extra
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+        };
+        let (cid, _) = channels::split_product_rel(rel).expect("checked by the caller");
+        let meta = channels::Meta {
+            content_type: field("contentType")
+                .unwrap_or_else(|| format!("application/octet-stream; cid={cid}; oid={oid}")),
+            source: field("source").unwrap_or_default(),
+            pub_time: msg.pub_time.to_string(),
+        };
+        let dir = self.store.path(relpath::dirname(rel));
+        // through the store: its directories are checked for symlinks
+        let written = self
+            .store
+            .mkdir(relpath::dirname(rel))
+            .and_then(|_| channels::write_meta(&dir, oid, &meta));
+        if let Err(e) = written {
+            log::warn!("{rel}: product attributes not kept: {e}");
+        }
     }
 
     fn store_inline(

@@ -11,6 +11,7 @@
 
 use crate::message::{civil_from_days, days_from_civil};
 use crate::relpath;
+use crate::taker::{self, Taker};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,6 +36,8 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// The channel interface (`/taker`, `/rest/taker`, `/channels`), when configured.
+    pub taker: Option<Arc<Taker>>,
 }
 
 impl ServeConfig {
@@ -46,6 +49,7 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
+            taker: None,
         }
     }
 }
@@ -148,15 +152,21 @@ fn accept_loop(listener: TcpListener, root: PathBuf, cfg: ServeConfig, stop: Arc
 }
 
 /// One parsed request, owning what the answer needs.
-struct Request {
-    head: bool,
-    path: String,
-    keep_alive: bool,
-    has_body: bool,
-    range: Option<String>,
-    if_modified_since: Option<String>,
-    method_ok: bool,
-    method: String,
+pub struct Request {
+    pub head: bool,
+    pub path: String,
+    pub keep_alive: bool,
+    pub has_body: bool,
+    pub range: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub method_ok: bool,
+    pub method: String,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    pub authorization: Option<String>,
+    /// `Expect: 100-continue`: the client waits for a go before sending the body.
+    pub expect_continue: bool,
 }
 
 fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> {
@@ -172,8 +182,27 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> {
     let http11 = req.version == Some(1);
     let mut connection = None;
     let (mut range, mut ims, mut has_body) = (None, None, false);
+    let (mut content_type, mut content_length, mut chunked) = (None, None, false);
+    let (mut authorization, mut expect_continue) = (None, false);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
+        if is("content-type") {
+            content_type = Some(value.to_string());
+        } else if is("content-length") {
+            content_length = Some(
+                value
+                    .parse::<u64>()
+                    .map_err(|_| "malformed Content-Length")?,
+            );
+        } else if is("authorization") {
+            authorization = Some(value.to_string());
+        } else if is("expect") {
+            expect_continue = value.eq_ignore_ascii_case("100-continue");
+        }
+        if is("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().ends_with("chunked");
+        }
         if h.name.eq_ignore_ascii_case("connection") {
             connection = Some(value.to_ascii_lowercase());
         } else if h.name.eq_ignore_ascii_case("range") {
@@ -202,6 +231,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> {
             has_body,
             range,
             if_modified_since: ims,
+            content_type,
+            content_length,
+            chunked,
+            authorization,
+            expect_continue,
         },
     )))
 }
@@ -266,7 +300,12 @@ fn connection(mut stream: TcpStream, root: &Path, cfg: &ServeConfig, peer: &str)
                 Err(e) => return Err(e),
             }
         };
-        let (status, bytes) = answer(&mut stream, root, &req)?;
+        let (status, bytes) = match &cfg.taker {
+            Some(t) if taker::handles(&req.path) => {
+                taker::answer(t, &mut stream, &req, &buf[used..filled], peer)?
+            }
+            _ => answer(&mut stream, root, &req)?,
+        };
         log::debug!(
             "http {peer} \"{} {}\" {status} {bytes}",
             req.method,
@@ -290,9 +329,18 @@ fn respond_error(stream: &mut TcpStream, status: u16, why: &str) -> io::Result<(
     stream.write_all(head.as_bytes())
 }
 
-fn reason(status: u16) -> &'static str {
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        207 => "Multi-Status",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        507 => "Insufficient Storage",
         206 => "Partial Content",
         304 => "Not Modified",
         400 => "Bad Request",
