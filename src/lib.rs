@@ -22,6 +22,7 @@ pub mod relpath;
 pub mod retention;
 pub mod select;
 pub mod serve;
+pub mod shove;
 pub mod store;
 pub mod taker;
 pub mod topic;

@@ -14,6 +14,7 @@ usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [opti
        meshnode serve --dir DIR --listen ADDR:PORT [options]
        meshnode clean HOURS DIR
        meshnode passwd FILE USER   (password read from standard input)
+       meshnode shove CONFIG 'CONTENT-TYPE; cid=CHANNEL[; attr=value...]' FILE...
        meshnode --version
 
 peer: subscribe to announcements of peers, download what is missing, verify, store
@@ -24,6 +25,8 @@ demo: three brokers and three nodes in a ring with a chord on loopback; bulletin
 run: a whole node in one process: flows, HTTP server and retention from a config
       file (see deploy/meshnode.conf).
 serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
+shove: publish files into a channel of a node's taker (the w-shove client); CONFIG has
+      SERVER_URL, PROXY_ENABLE, PROXY_NAME, PROXY_PORT, AUTH_ENABLE, AUTH_CREDENTIAL.
 passwd: add or replace USER in a taker password file (PBKDF2-SHA256, no plaintext).
 clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
       HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some("post") => post(rest),
         Some("clean") => clean(rest),
         Some("passwd") => passwd(rest),
+        Some("shove") => shove(rest),
         Some("serve") => serve(rest),
         Some("run") => run(rest),
         Some("demo") => demo(rest),
@@ -271,6 +275,25 @@ fn demo(args: Vec<OsString>) -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("meshnode demo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn shove(args: Vec<OsString>) -> ExitCode {
+    let [config, ctype, files @ ..] = args.as_slice() else {
+        eprintln!("meshnode shove: expected CONFIG 'CONTENT-TYPE; cid=CHANNEL' FILE...");
+        return ExitCode::from(2);
+    };
+    let files: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
+    match meshnode::shove::run(config.as_ref(), &ctype.to_string_lossy(), &files) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(n) => {
+            eprintln!("meshnode shove: {n} of {} refused", files.len());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("meshnode shove: {e}");
             ExitCode::from(2)
         }
     }
