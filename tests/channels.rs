@@ -1,0 +1,834 @@
+//! Channels over real sockets: the taker's statuses, attributes, capacity, concurrency,
+//! a SIGKILL mid-upload, multipart, cut-off retrieval, DELETE rights; and two nodes
+//! through real mosquitto brokers.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: u64 = 60;
+
+struct Resp {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", self.head, String::from_utf8_lossy(&self.body)))
+    }
+    fn oid(&self) -> String {
+        self.json()["results"][0]["oid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn basic(user_pw: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pw)
+    )
+}
+
+/// One request on its own connection; the whole answer.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    Resp {
+        status,
+        head,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+fn publish(port: u16, ct: &str, auth: Option<&str>, body: &[u8]) -> Resp {
+    let a = auth.map(basic);
+    let mut h = vec![("Content-Type", ct)];
+    let path = match &a {
+        Some(a) => {
+            h.push(("Authorization", a.as_str()));
+            "/rest/taker"
+        }
+        None => "/taker",
+    };
+    http(port, "POST", path, &h, body)
+}
+
+fn channels_text(feed: &Path) -> String {
+    format!(
+        "channel MEMO\ntitle Memos to all\ncapacity 3\naccess open\nwriters dave\n\
+         channel LATEST\ncapacity 1\naccess restricted\nwriters dave ann\n\
+         channel SECRET\naccess restricted\nwriters dave\nreaders dave\n\
+         channel FEED\nkind feed\nfeed-dir {feed}\naccess restricted\nwriters dave\n\
+         channel FULL\nkind feed\nfeed-dir {feed}/full\nmin-free 1000000G\naccess open\n",
+        feed = feed.display()
+    )
+}
+
+/// A node taking channels; `before`: options before the channel sections.
+fn start_node(s: &Scratch, name: &str, port: u16, before: &str) -> Node {
+    let pw = s.path("passwd");
+    if !pw.exists() {
+        let lines = [("dave", "davepw"), ("ann", "annpw"), ("eve", "evepw")]
+            .map(|(u, p)| meshnode::credentials::hash_line(u, p, 1000).unwrap());
+        std::fs::write(&pw, lines.join("\n") + "\n").unwrap();
+    }
+    let conf = s.path(&format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "dir {dir}\nlisten 127.0.0.1:{port}\npassword-file {pw}\nmax-connections 256\n\
+             product-max 1M\nnode-id {name}\nverbose 2\n{before}\n{channels}",
+            dir = s.path(&format!("{name}-data")).display(),
+            pw = pw.display(),
+            channels = channels_text(&s.path(&format!("{name}-feed")))
+        ),
+    )
+    .unwrap();
+    let n = Node::start(
+        &s.path(&format!("{name}.log")),
+        &["run".into(), "--config".into(), conf.display().to_string()],
+    );
+    assert!(
+        wait_until(WAIT, || n.log_text().contains("serving")),
+        "{}",
+        n.log_text()
+    );
+    n
+}
+
+fn visible_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_status_of_the_taker_and_quoted_attributes() {
+    let s = Scratch::new("ch-statuses");
+    let port = free_port();
+    let node = start_node(&s, "n1", port, "");
+    let ct =
+        r#"text/plain; cid=MEMO;fname=memo1.txt;topic="How to \"publish\"; really";author=Dave"#;
+    let r = publish(port, ct, None, b"memo one\n");
+    assert_eq!(r.status, 201, "{}", r.head);
+    let oid = r.oid();
+    assert_eq!(r.header("Location"), Some(format!("/channels/MEMO/{oid}")));
+
+    // the attributes, quoted string and all, as listed and as served
+    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let p = &d["products"][0];
+    assert_eq!(p["oid"], oid.as_str());
+    assert_eq!(p["attributes"]["topic"], "How to \"publish\"; really");
+    assert_eq!(p["attributes"]["author"], "Dave");
+    assert_eq!(p["attributes"]["fname"], "memo1.txt");
+    assert_eq!(
+        (p["size"].as_u64(), p["publisher"].as_str()),
+        (Some(9), Some("anonymous"))
+    );
+    let g = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    assert_eq!((g.status, g.body.as_slice()), (200, &b"memo one\n"[..]));
+    let served = meshnode::mediatype::MediaType::parse(&g.header("Content-Type").unwrap()).unwrap();
+    assert_eq!(served.param("topic"), Some("How to \"publish\"; really"));
+    assert_eq!(served.param("oid"), Some(oid.as_str()));
+
+    // refusals, each with the status that says why
+    let dave = Some("dave:davepw");
+    let cases: Vec<(&str, Resp)> = vec![
+        (
+            "bad content type",
+            publish(port, "text/plain; topic=\"unterminated", None, b"x"),
+        ),
+        ("no cid", publish(port, "text/plain; fname=a", None, b"x")),
+        (
+            "unknown channel",
+            publish(port, "text/plain; cid=NOPE", None, b"x"),
+        ),
+        (
+            "no credentials",
+            http(
+                port,
+                "POST",
+                "/rest/taker",
+                &[("Content-Type", "text/plain; cid=LATEST")],
+                b"x",
+            ),
+        ),
+        (
+            "restricted via /taker",
+            publish(port, "text/plain; cid=LATEST", None, b"x"),
+        ),
+        (
+            "wrong password",
+            publish(port, "text/plain; cid=LATEST", Some("dave:nope"), b"x"),
+        ),
+        (
+            "unknown user",
+            publish(port, "text/plain; cid=LATEST", Some("mallory:x"), b"x"),
+        ),
+        (
+            "not a writer",
+            publish(port, "text/plain; cid=SECRET", Some("ann:annpw"), b"x"),
+        ),
+        (
+            "too large",
+            publish(
+                port,
+                "text/plain; cid=MEMO",
+                None,
+                &vec![b'x'; (1 << 20) + 1],
+            ),
+        ),
+        (
+            "disk too full",
+            publish(port, "application/octet-stream; cid=FULL", None, b"x"),
+        ),
+    ];
+    let want = [400, 400, 404, 401, 401, 401, 401, 403, 413, 507];
+    for ((what, r), want) in cases.iter().zip(want) {
+        assert_eq!(r.status, want, "{what}: {}", r.head);
+        assert!(
+            r.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: a reason"
+        );
+        if want == 401 {
+            assert!(
+                r.header("WWW-Authenticate")
+                    .unwrap()
+                    .starts_with("Basic realm="),
+                "{what}"
+            );
+        }
+    }
+    // a chunked upload that grows past the limit mid-way
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let chunk = vec![b'y'; 256 * 1024];
+    let mut req = b"POST /taker HTTP/1.1\r\nContent-Type: text/plain; cid=MEMO\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let _ = c.write_all(&req);
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // accepted: restricted with credentials, and a feed (deposited, never listed)
+    assert_eq!(
+        publish(port, "text/plain; cid=LATEST", dave, b"l").status,
+        201
+    );
+    let f = publish(
+        port,
+        "application/octet-stream; cid=FEED; fname=MTR50.SRVR",
+        dave,
+        b"METAR",
+    );
+    assert_eq!(f.status, 201);
+    assert_eq!(
+        std::fs::read(s.path("n1-feed/MTR50.SRVR")).unwrap(),
+        b"METAR"
+    );
+    let list = http(port, "GET", "/channels", &[], b"").json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["MEMO", "LATEST"],
+        "feeds and unreadable channels are not listed"
+    );
+    assert_eq!(list[0]["count"], 1);
+    assert_eq!(list[0]["title"], "Memos to all");
+    let auth = basic("dave:davepw");
+    let list = http(port, "GET", "/channels", &[("Authorization", &auth)], b"").json();
+    assert_eq!(list.as_array().unwrap().len(), 3, "dave reads SECRET too");
+    assert_eq!(http(port, "GET", "/channels/FEED", &[], b"").status, 404);
+    assert_eq!(http(port, "GET", "/channels/SECRET", &[], b"").status, 401);
+    let eve = basic("eve:evepw");
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/channels/SECRET",
+            &[("Authorization", &eve)],
+            b""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        http(port, "GET", "/channels/MEMO/0000-nope", &[], b"").status,
+        404
+    );
+    assert_eq!(http(port, "PATCH", "/taker", &[], b"").status, 405);
+
+    // nothing refused left a file, and every attempt is in the log
+    assert_eq!(visible_files(&s.path("n1-data/metcast/MEMO")).len(), 1);
+    assert!(visible_files(&s.path("n1-feed/full")).is_empty());
+    let log = node.log_text();
+    let attempts = log
+        .lines()
+        .filter(|l| l.contains(" taker ") && l.contains("user="))
+        .count();
+    assert_eq!(attempts, 1 + cases.len() + 1 + 2, "{log}");
+    assert!(log.contains("user=ann channel=SECRET size=1 403"), "{log}");
+    assert!(
+        log.contains("user=anonymous channel=MEMO size=9 201"),
+        "{log}"
+    );
+}
+
+#[test]
+fn capacity_one_replaces_and_capacity_n_evicts_the_oldest() {
+    let s = Scratch::new("ch-capacity");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let dave = Some("dave:davepw");
+    let mut latest = Vec::new();
+    for i in 0..3 {
+        let r = publish(
+            port,
+            "text/plain; cid=LATEST",
+            dave,
+            format!("v{i}").as_bytes(),
+        );
+        assert_eq!(r.status, 201);
+        latest.push(r.oid());
+    }
+    let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
+    assert_eq!(d["products"].as_array().unwrap().len(), 1);
+    assert_eq!(d["products"][0]["oid"], latest[2].as_str());
+    assert_eq!(
+        visible_files(&s.path("n1-data/metcast/LATEST")),
+        [latest[2].clone()]
+    );
+    let mut memo = Vec::new();
+    for i in 0..5 {
+        memo.push(
+            publish(
+                port,
+                "text/plain; cid=MEMO",
+                None,
+                format!("m{i}").as_bytes(),
+            )
+            .oid(),
+        );
+    }
+    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let oids: Vec<&str> = d["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["oid"].as_str().unwrap())
+        .collect();
+    assert_eq!(oids, &memo[2..], "the three newest, oldest first");
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            &format!("/channels/MEMO/{}", memo[1]),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    // the sidecars went with their products
+    let all: Vec<String> = std::fs::read_dir(s.path("n1-data/metcast/MEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(all.len(), 6, "{all:?}");
+}
+
+/// A product that says what it must be: its number, then a pattern of that number.
+fn product(n: usize) -> Vec<u8> {
+    let mut v = format!("product {n:03}\n").into_bytes();
+    v.extend((0..20_000 + n * 97).map(|i| b'a' + ((i * 7 + n) % 26) as u8));
+    v
+}
+
+#[test]
+fn fifty_concurrent_publishers_and_readers_on_one_capacity_one_channel() {
+    let s = Scratch::new("ch-concurrent");
+    let port = free_port();
+    let node = start_node(&s, "n1", port, "");
+    let publishers: Vec<_> = (0..50)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let r = publish(
+                    port,
+                    "application/octet-stream; cid=LATEST",
+                    Some("ann:annpw"),
+                    &product(n),
+                );
+                assert_eq!(r.status, 201, "publisher {n}: {}", r.head);
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut whole = 0;
+                for _ in 0..10 {
+                    let r = http(port, "GET", "/channels/LATEST/products", &[], b"");
+                    match r.status {
+                        304 => continue, // nothing published yet
+                        200 => {}
+                        s => panic!("status {s}: {}", r.head),
+                    }
+                    assert!(
+                        !r.header("Content-Type").unwrap().starts_with("multipart"),
+                        "capacity 1: one product per answer"
+                    );
+                    let n: usize = std::str::from_utf8(&r.body[8..11])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert_eq!(r.body, product(n), "a whole product {n}, nothing mixed");
+                    whole += 1;
+                }
+                whole
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    let reads: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
+    assert_eq!(d["products"].as_array().unwrap().len(), 1);
+    let all = std::fs::read_dir(s.path("n1-data/metcast/LATEST"))
+        .unwrap()
+        .count();
+    assert_eq!(all, 2, "one product and its sidecar, no temporary file");
+    let published = node.log_text().matches("channel=LATEST size=").count();
+    assert_eq!(published, 50);
+    eprintln!("{reads} whole reads");
+}
+
+#[test]
+fn sigkill_mid_upload_leaves_nothing_visible() {
+    let s = Scratch::new("ch-sigkill");
+    let port = free_port();
+    let mut node = start_node(&s, "n1", port, "");
+    let before = publish(port, "text/plain; cid=MEMO", None, b"before").oid();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"POST /taker HTTP/1.1\r\nContent-Type: text/plain; cid=MEMO\r\nContent-Length: 900000\r\n\r\n")
+        .unwrap();
+    c.write_all(&[b'z'; 300_000]).unwrap();
+    let dir = s.path("n1-data/metcast/MEMO");
+    let temp = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+    };
+    assert!(wait_until(WAIT, temp), "the upload is being written");
+    node.kill9();
+    assert_eq!(
+        visible_files(&dir),
+        [before.clone()],
+        "only the product from before"
+    );
+    node.restart();
+    assert!(wait_until(WAIT, || node
+        .log_text()
+        .matches("serving")
+        .count()
+        == 2));
+    assert!(!temp(), "the partial upload was cleared at start");
+    assert!(node.log_text().contains("left by an interrupted upload"));
+    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    assert_eq!(d["products"].as_array().unwrap().len(), 1);
+    let after = publish(port, "text/plain; cid=MEMO", None, b"after").oid();
+    assert!(
+        after > before,
+        "OIDs keep growing across restarts: {before} {after}"
+    );
+}
+
+#[test]
+fn multipart_with_a_bad_part_among_good_ones() {
+    let s = Scratch::new("ch-multipart");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let b = "part-boundary-42";
+    let mut body = Vec::new();
+    for (ct, data) in [
+        ("text/plain; cid=MEMO; fname=a.txt", &b"first good"[..]),
+        ("text/plain; cid=NOWHERE", b"bad: unknown channel"),
+        ("text/plain; fname=nocid", b"bad: no cid"),
+        (
+            "application/octet-stream; cid=FEED; fname=GRIB1",
+            b"second good\r\n--part-boundary-4 almost",
+        ),
+        ("text/plain; cid=SECRET", b"third good"),
+    ] {
+        body.extend_from_slice(format!("--{b}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    let auth = basic("dave:davepw");
+    let ct = format!("multipart/mixed; boundary={b}");
+    let r = http(
+        port,
+        "POST",
+        "/rest/taker",
+        &[("Content-Type", &ct), ("Authorization", &auth)],
+        &body,
+    );
+    assert_eq!(r.status, 207, "{}", String::from_utf8_lossy(&r.body));
+    let results = r.json()["results"].as_array().unwrap().clone();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|x| x["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 404, 400, 201, 201]);
+    assert_eq!(results[1]["cid"], "NOWHERE");
+    let oid = results[0]["oid"].as_str().unwrap();
+    let g = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    assert_eq!(g.body, b"first good");
+    assert_eq!(
+        std::fs::read(s.path("n1-feed/GRIB1")).unwrap(),
+        b"second good\r\n--part-boundary-4 almost"
+    );
+    let all_good = format!("--{b}\r\nContent-Type: text/plain; cid=MEMO\r\n\r\nx\r\n--{b}--\r\n");
+    let r = http(
+        port,
+        "POST",
+        "/taker",
+        &[("Content-Type", &ct)],
+        all_good.as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+}
+
+/// The parts of a multipart/mixed answer: (Content-Type, body).
+fn parts(r: &Resp) -> Vec<(String, Vec<u8>)> {
+    let ct = meshnode::mediatype::MediaType::parse(&r.header("Content-Type").unwrap()).unwrap();
+    let b = ct.param("boundary").unwrap().to_string();
+    let mut m = meshnode::body::Multipart::new(&r.body[..], &b).unwrap();
+    let mut out = Vec::new();
+    while let Some(h) = m.next_part().unwrap() {
+        let mut data = Vec::new();
+        m.part().read_to_end(&mut data).unwrap();
+        out.push((
+            h.iter()
+                .find(|(k, _)| k == "content-type")
+                .unwrap()
+                .1
+                .clone(),
+            data,
+        ));
+    }
+    out
+}
+
+#[test]
+fn cut_off_retrieval() {
+    let s = Scratch::new("ch-cutoff");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    assert_eq!(
+        http(port, "GET", "/channels/MEMO/products", &[], b"").status,
+        304,
+        "empty"
+    );
+    publish(port, "text/plain; cid=MEMO; n=1", None, b"one");
+    let first = http(port, "GET", "/channels/MEMO/products", &[], b"");
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"one"[..]));
+    let cut = first.header("Last-Modified").unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // HTTP dates count whole seconds
+    publish(port, "text/plain; cid=MEMO; n=2", None, b"two");
+    publish(port, "text/plain; cid=MEMO; n=3", None, b"three");
+    let newer = http(
+        port,
+        "GET",
+        "/channels/MEMO/products",
+        &[("If-Modified-Since", &cut)],
+        b"",
+    );
+    assert_eq!(newer.status, 200);
+    let got = parts(&newer);
+    assert_eq!(got.len(), 2, "{}", newer.head);
+    assert_eq!(
+        (got[0].1.as_slice(), got[1].1.as_slice()),
+        (&b"two"[..], &b"three"[..])
+    );
+    assert!(got[1].0.contains("n=3") && got[1].0.contains("cid=MEMO; oid="));
+    let last = newer.header("Last-Modified").unwrap();
+    let none = http(
+        port,
+        "GET",
+        "/channels/MEMO/products",
+        &[("If-Modified-Since", &last)],
+        b"",
+    );
+    assert_eq!(none.status, 304);
+    let all = http(port, "GET", "/channels/MEMO/products?since=0", &[], b"");
+    assert_eq!(parts(&all).len(), 3);
+    let epoch = meshnode::serve::parse_http_date(&cut).unwrap();
+    let q = http(
+        port,
+        "GET",
+        &format!("/channels/MEMO/products?since={epoch}"),
+        &[],
+        b"",
+    );
+    assert_eq!(parts(&q).len(), 2, "?since= in epoch seconds");
+    assert_eq!(
+        http(port, "GET", "/channels/MEMO/products?since=soon", &[], b"").status,
+        400
+    );
+}
+
+#[test]
+fn delete_rights() {
+    let s = Scratch::new("ch-delete");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let oid = publish(port, "text/plain; cid=LATEST", Some("ann:annpw"), b"x").oid();
+    let path = format!("/rest/taker/channels/LATEST/{oid}");
+    let (dave, eve) = (basic("dave:davepw"), basic("eve:evepw"));
+    assert_eq!(http(port, "DELETE", &path, &[], b"").status, 401);
+    assert_eq!(
+        http(port, "DELETE", &path, &[("Authorization", &eve)], b"").status,
+        403
+    );
+    let gone = http(
+        port,
+        "DELETE",
+        &format!("/rest/taker/channels/LATEST/1-{}", "x"),
+        &[("Authorization", &dave)],
+        b"",
+    );
+    assert_eq!(gone.status, 404);
+    assert_eq!(
+        http(
+            port,
+            "DELETE",
+            "/rest/taker/channels/NOPE/1",
+            &[("Authorization", &dave)],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        http(port, "DELETE", &path, &[("Authorization", &dave)], b"").status,
+        204
+    );
+    assert_eq!(
+        http(port, "GET", &format!("/channels/LATEST/{oid}"), &[], b"").status,
+        404
+    );
+    assert_eq!(
+        http(port, "DELETE", &path, &[("Authorization", &dave)], b"").status,
+        404
+    );
+    // the reference's form, on the open taker's path, with credentials
+    let oid = publish(port, "text/plain; cid=MEMO", None, b"y").oid();
+    let r = http(
+        port,
+        "DELETE",
+        &format!("/taker/channels/MEMO/{oid}"),
+        &[("Authorization", &dave)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert!(visible_files(&s.path("n1-data/metcast/MEMO")).is_empty());
+}
+
+#[test]
+fn two_nodes_shove_on_a_reaches_b_and_delete_on_a_removes_it_on_b() {
+    let s = Scratch::new("ch-two-nodes");
+    let a_broker = Broker::start(&s.path("a-broker"));
+    let b_broker = Broker::start(&s.path("b-broker"));
+    let (a_port, b_port) = (free_port(), free_port());
+    let a = start_node(
+        &s,
+        "a",
+        a_port,
+        &format!("post-broker {}\n", a_broker.url()),
+    );
+    // B follows A's broker, downloads from A's server, and takes the same channels
+    let b = start_node(
+        &s,
+        "b",
+        b_port,
+        &format!(
+            "post-broker {}\nflow from-a\nbroker {}\n",
+            b_broker.url(),
+            a_broker.url()
+        ),
+    );
+    assert!(
+        wait_until(WAIT, || b.log_text().contains("subscribed")),
+        "{}",
+        b.log_text()
+    );
+    let watch_b = Watcher::start(&b_broker, "xpublic/#");
+
+    let w = s.path("w-shove.conf");
+    std::fs::write(
+        &w,
+        format!("# HTTP uploader's configuration\nSERVER_URL = http://127.0.0.1:{a_port}/rest/taker\nPROXY_ENABLE = FALSE\nPROXY_NAME = proxy.host\nPROXY_PORT = 80\nAUTH_ENABLE = true\nAUTH_CREDENTIAL = dave:davepw\n"),
+    )
+    .unwrap();
+    let memo = s.path("memo1.txt");
+    let big = s.path("chart.bin");
+    std::fs::write(&memo, b"Publishing is done with w-shove.\n").unwrap();
+    std::fs::write(&big, product(7).repeat(20)).unwrap(); // over inline-max: downloaded
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(["shove", w.to_str().unwrap()])
+        .arg(r#"text/plain; cid=MEMO;fname=memo1.txt;topic="How to publish";author=Dave"#)
+        .args([&memo, &big])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let oids: Vec<String> = stdout
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(oids.len(), 2, "{stdout}");
+
+    // on B: the same bytes and the same attributes, and B announces them on
+    assert!(
+        wait_until(WAIT, || watch_b.count() >= 2),
+        "{}",
+        b.log_text()
+    );
+    for (oid, file) in oids.iter().zip([&memo, &big]) {
+        let on_b = http(b_port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+        assert_eq!(on_b.status, 200, "{oid} on B: {}", b.log_text());
+        let on_a = http(a_port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+        assert_eq!(on_b.body, std::fs::read(file).unwrap());
+        assert_eq!(on_b.header("Content-Type"), on_a.header("Content-Type"));
+    }
+    let d = http(b_port, "GET", "/channels/MEMO", &[], b"").json();
+    let p = &d["products"][0];
+    assert_eq!(p["attributes"]["topic"], "How to publish");
+    assert_eq!(p["attributes"]["author"], "Dave");
+    assert_eq!(p["publisher"], "dave");
+    let rel = format!("metcast/MEMO/{}", oids[0]);
+    let announced = watch_b.for_rel(&rel);
+    assert_eq!(announced.len(), 1, "B announced it once");
+    let sha = |p: &Path| {
+        meshnode::integrity::digest_of(
+            meshnode::integrity::Method::Sha512,
+            &std::fs::read(p).unwrap(),
+        )
+        .unwrap()
+        .to_base64()
+    };
+    assert_eq!(
+        announced[0]["integrity"]["value"],
+        sha(&memo).as_str(),
+        "the same checksum"
+    );
+    assert_eq!(announced[0]["integrity"]["method"], "sha512");
+
+    // DELETE on A removes it on B
+    let dave = basic("dave:davepw");
+    let del = http(
+        a_port,
+        "DELETE",
+        &format!("/rest/taker/channels/MEMO/{}", oids[0]),
+        &[("Authorization", &dave)],
+        b"",
+    );
+    assert_eq!(del.status, 204);
+    let b_dir = s.path("b-data/metcast/MEMO");
+    assert!(
+        wait_until(WAIT, || !b_dir.join(&oids[0]).exists()),
+        "{}",
+        b.log_text()
+    );
+    assert!(
+        !b_dir.join(format!(".{}.meta", oids[0])).exists(),
+        "its sidecar too"
+    );
+    assert_eq!(
+        http(
+            b_port,
+            "GET",
+            &format!("/channels/MEMO/{}", oids[0]),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    assert!(b_dir.join(&oids[1]).exists(), "the other product stays");
+    // an eviction on A (capacity 3) travels as a removal too
+    for i in 0..3 {
+        publish(
+            a_port,
+            "text/plain; cid=MEMO",
+            None,
+            format!("more {i}").as_bytes(),
+        );
+    }
+    assert!(
+        wait_until(WAIT, || !b_dir.join(&oids[1]).exists()
+            && visible_files(&b_dir).len() == 3),
+        "{:?} {}",
+        visible_files(&b_dir),
+        b.log_text()
+    );
+    drop(a);
+}
