@@ -475,7 +475,7 @@ fn sigkill_mid_upload_leaves_nothing_visible() {
     node.kill9();
     assert_eq!(
         visible_files(&dir),
-        [before.clone()],
+        std::slice::from_ref(&before),
         "only the product from before"
     );
     node.restart();
