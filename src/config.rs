@@ -452,6 +452,8 @@ writers ops
         let n = parse(&all, "all-options").unwrap_or_else(|e| panic!("{e}\n{all}"));
         assert_eq!((n.retention_hours, n.flows.len()), (13, 2));
         assert_eq!(n.flows[1].select.len(), 2, "both select lines of flow rest");
+        assert_eq!(n.channels.len(), 2, "both example channels");
+        assert!(n.channels[1].is_feed() && n.password_file.is_some());
     }
 
     #[test]
