@@ -4,6 +4,7 @@
 use crate::channels;
 use crate::fetch::{FetchError, Fetcher, Timeouts};
 use crate::integrity::{Digest, Method};
+use crate::mediatype::MediaType;
 use crate::message::{self, FileOp, Format, Message, Outgoing};
 use crate::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use crate::recent::{Recent, RECENT_CAPACITY};
@@ -733,9 +734,18 @@ impl Flow {
                 .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
         };
         let (cid, _) = channels::split_product_rel(rel).expect("checked by the caller");
+        // served as a header later: only a well-formed media type (no CR/LF), with the
+        // cid and oid of the relPath whatever the message says
+        let mt = match field("contentType").map(|c| MediaType::parse(&c)) {
+            Some(Ok(mt)) => mt,
+            Some(Err(e)) => {
+                log::warn!("{rel}: contentType refused ({e}); served as application/octet-stream");
+                MediaType::parse("application/octet-stream").expect("a valid media type")
+            }
+            None => MediaType::parse("application/octet-stream").expect("a valid media type"),
+        };
         let meta = channels::Meta {
-            content_type: field("contentType")
-                .unwrap_or_else(|| format!("application/octet-stream; cid={cid}; oid={oid}")),
+            content_type: channels::product_media_type(mt, cid, oid).to_string(),
             source: field("source").unwrap_or_default(),
             pub_time: msg.pub_time.to_string(),
         };

@@ -769,3 +769,59 @@ fn two_nodes_shove_on_a_reaches_b_and_delete_on_a_removes_it_on_b() {
     );
     drop(a);
 }
+
+#[test]
+fn a_hostile_content_type_from_the_mesh_never_reaches_a_header() {
+    let s = Scratch::new("ch-hostile");
+    let up = Broker::start(&s.path("up"));
+    let port = free_port();
+    let node = start_node(
+        &s,
+        "n1",
+        port,
+        &format!("post-broker none\nflow up\nbroker {}\n", up.url()),
+    );
+    assert!(wait_until(WAIT, || node.log_text().contains("subscribed")));
+    let oid = "1795438220220639-elsewhere";
+    let rel = format!("metcast/MEMO/{oid}");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&announcement("http://127.0.0.1:9", &rel, b"evil\n", true)).unwrap();
+    m["contentType"] = "text/plain; cid=MEMO\r\nX-Evil: 1".into();
+    let good = "1795438220220640-elsewhere";
+    let good_rel = format!("metcast/MEMO/{good}");
+    let mut g: serde_json::Value = serde_json::from_slice(&announcement(
+        "http://127.0.0.1:9",
+        &good_rel,
+        b"fine\n",
+        true,
+    ))
+    .unwrap();
+    g["contentType"] = "text/plain; cid=OTHER; oid=forged; author=\"A. N. Other\"".into();
+    publish_raw(
+        &up,
+        &[
+            (topic_of(&rel), serde_json::to_vec(&m).unwrap()),
+            (topic_of(&good_rel), serde_json::to_vec(&g).unwrap()),
+        ],
+    );
+    let dir = s.path("n1-data/metcast/MEMO");
+    assert!(
+        wait_until(WAIT, || dir.join(good).exists()),
+        "{}",
+        node.log_text()
+    );
+    let r = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"evil\n"[..]));
+    assert!(r.header("X-Evil").is_none(), "{}", r.head);
+    assert_eq!(
+        r.header("Content-Type").unwrap(),
+        format!("application/octet-stream; cid=MEMO; oid={oid}")
+    );
+    assert!(node.log_text().contains("contentType refused"));
+    // a valid one keeps its attributes, with the cid and oid of its relPath
+    let r = http(port, "GET", &format!("/channels/MEMO/{good}"), &[], b"");
+    assert_eq!(
+        r.header("Content-Type").unwrap(),
+        format!("text/plain; cid=MEMO; oid={good}; author=\"A. N. Other\"")
+    );
+}
