@@ -5,7 +5,7 @@
 //! README, "Channels").
 
 use crate::channels::Published;
-use crate::message::{self, Dialect, Message, Outgoing};
+use crate::message::{self, Message, Outgoing};
 use crate::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use crate::peer::{encode, PeerConfig};
 use crate::{relpath, topic};
@@ -91,21 +91,11 @@ impl Announcer {
                 (*k, RawValue::from_string(json).expect("valid JSON"))
             })
             .collect();
-        let msg = Message {
-            dialect: Dialect::WmoMesh,
-            pub_time: Cow::Borrowed(""),
-            base_url: Cow::Borrowed(""),
-            rel_path: Cow::Borrowed(""),
-            ret_path: None,
-            integrity: None,
-            content: None,
-            size: None,
-            file_op: None,
-            extra: raw
-                .iter()
+        let msg = Message::fresh(
+            raw.iter()
                 .map(|(k, v)| (Cow::Borrowed(*k), v.as_ref()))
                 .collect(),
-        };
+        );
         let o = Outgoing {
             format: self.cfg.format,
             base_url: &self.cfg.post_base_url,
@@ -125,15 +115,12 @@ impl Announcer {
 
     /// Announces that `rel` was removed (evicted or deleted).
     pub fn removal(&self, rel: &str, pub_time: &str) {
-        let o = Outgoing {
-            format: self.cfg.format,
-            base_url: &self.cfg.post_base_url,
-            rel_path: rel,
-            integrity: None,
-            size: None,
-            content: None,
-            file_op: Some(message::FILEOP_REMOVE),
-        };
+        let o = Outgoing::file_op(
+            self.cfg.format,
+            &self.cfg.post_base_url,
+            rel,
+            message::FILEOP_REMOVE,
+        );
         let mut payload = Vec::with_capacity(256);
         message::write_v03(&mut payload, pub_time, None, &o);
         self.queue(rel, payload);

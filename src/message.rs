@@ -462,6 +462,24 @@ pub fn format_time(out: &mut String, epoch: f64) {
     );
 }
 
+impl<'a> Message<'a> {
+    /// A message of this node's own making: nothing to forward but `extra` fields.
+    pub fn fresh(extra: Vec<(Cow<'a, str>, &'a RawValue)>) -> Message<'a> {
+        Message {
+            dialect: Dialect::WmoMesh,
+            pub_time: Cow::Borrowed(""),
+            base_url: Cow::Borrowed(""),
+            rel_path: Cow::Borrowed(""),
+            ret_path: None,
+            integrity: None,
+            content: None,
+            size: None,
+            file_op: None,
+            extra,
+        }
+    }
+}
+
 /// What this node says in its own announcement, beside what it forwards.
 pub struct Outgoing<'a> {
     pub format: Format,
@@ -474,6 +492,21 @@ pub struct Outgoing<'a> {
     pub content: Option<(&'a str, &'a str)>,
     /// A file operation to announce, as raw JSON (`FILEOP_REMOVE`...).
     pub file_op: Option<&'a str>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// An announcement of a file operation (`FILEOP_REMOVE`...) on `rel_path`.
+    pub fn file_op(format: Format, base_url: &'a str, rel_path: &'a str, op: &'a str) -> Self {
+        Outgoing {
+            format,
+            base_url,
+            rel_path,
+            integrity: None,
+            size: None,
+            content: None,
+            file_op: Some(op),
+        }
+    }
 }
 
 pub const FILEOP_REMOVE: &str = r#"{"remove":""}"#;

@@ -545,15 +545,7 @@ impl Flow {
             Ok(changed) if changed || redelivered => {
                 self.stats.removes += u64::from(matches!(op, FileOp::Remove) && changed);
                 log::debug!("{rel}: applied {announce}");
-                let o = Outgoing {
-                    format: self.cfg.format,
-                    base_url: &self.cfg.post_base_url,
-                    rel_path: rel,
-                    integrity: None,
-                    size: None,
-                    content: None,
-                    file_op: Some(announce),
-                };
+                let o = Outgoing::file_op(self.cfg.format, &self.cfg.post_base_url, rel, announce);
                 self.out.clear();
                 message::write_v03(&mut self.out, &msg.pub_time, Some(msg), &o);
                 self.announce(rel, "", poster)

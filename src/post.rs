@@ -2,7 +2,7 @@
 
 use crate::cli::PostArgs;
 use crate::integrity::{Hasher, Method};
-use crate::message::{self, Dialect, Format, Message, Outgoing};
+use crate::message::{self, Format, Message, Outgoing};
 use crate::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use crate::peer::encode;
 use crate::{relpath, topic};
@@ -82,18 +82,7 @@ fn prepare(
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_ref()))
         .collect();
-    let msg = Message {
-        dialect: Dialect::WmoMesh,
-        pub_time: Cow::Borrowed(""),
-        base_url: Cow::Borrowed(""),
-        rel_path: Cow::Borrowed(""),
-        ret_path: None,
-        integrity: None,
-        content: None,
-        size: None,
-        file_op: None,
-        extra,
-    };
+    let msg = Message::fresh(extra);
     let o = Outgoing {
         format: a.format,
         base_url: &a.base_url,
