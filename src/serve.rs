@@ -169,6 +169,18 @@ pub struct Request {
     pub expect_continue: bool,
 }
 
+/// The path of a request target; the absolute form (`http://host/path`, what a client
+/// sends through a proxy) must be accepted too (RFC 9112, 3.2.2).
+fn origin_form(target: &str) -> &str {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"));
+    match rest {
+        Some(r) => r.find('/').map_or("/", |i| &r[i..]),
+        None => target,
+    }
+}
+
 fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -226,7 +238,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> {
             head: method == "HEAD",
             method_ok: method == "GET" || method == "HEAD",
             method: method.to_string(),
-            path: req.path.unwrap_or("/").to_string(),
+            path: origin_form(req.path.unwrap_or("/")).to_string(),
             keep_alive,
             has_body,
             range,
@@ -576,6 +588,14 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,4-5", 10), Range::Whole);
         assert_eq!(parse_range("items=0-1", 10), Range::Whole);
         assert_eq!(parse_range("bytes=0-", 0), Range::Unsatisfiable);
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        assert_eq!(origin_form("http://pi1:8000/rest/taker"), "/rest/taker");
+        assert_eq!(origin_form("https://pi1/a/b?c"), "/a/b?c");
+        assert_eq!(origin_form("http://pi1"), "/");
+        assert_eq!(origin_form("/data/x"), "/data/x");
     }
 
     #[test]

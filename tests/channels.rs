@@ -478,6 +478,35 @@ fn multipart_with_a_bad_part_among_good_ones() {
         std::fs::read(s.path("n1-feed/GRIB1")).unwrap(),
         b"second good\r\n--part-boundary-4 almost"
     );
+    // part by part as it arrives: the first part is stored while the second is still
+    // on its way
+    let first = format!("--{b}\r\nContent-Type: text/plain; cid=MEMO; n=early\r\n\r\nearly\r\n--{b}\r\nContent-Type: text/plain; cid=MEMO\r\n\r\nla");
+    let rest = format!("te\r\n--{b}--\r\n");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(
+        format!(
+            "POST /taker HTTP/1.1\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{first}",
+            first.len() + rest.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let early_stored = wait_until(WAIT, || {
+        let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+        d["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["attributes"]["n"] == "early")
+    });
+    assert!(
+        early_stored,
+        "the first part is stored before the request ends"
+    );
+    c.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     let all_good = format!("--{b}\r\nContent-Type: text/plain; cid=MEMO\r\n\r\nx\r\n--{b}--\r\n");
     let r = http(
         port,
@@ -822,4 +851,85 @@ fn a_hostile_content_type_from_the_mesh_never_reaches_a_header() {
         r.header("Content-Type").unwrap(),
         format!("text/plain; cid=MEMO; oid={good}; author=\"A. N. Other\"")
     );
+}
+
+/// A CONNECT proxy on loopback (what ureq speaks to a proxy); counts the tunnels.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = tunnels.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(4) {
+            let mut c = c.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap() == 1 {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let target = head
+                .strip_prefix("CONNECT ")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let up = TcpStream::connect(target).unwrap();
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut c2, &mut up2));
+            std::thread::spawn(move || {
+                let mut up = up;
+                std::io::copy(&mut up, &mut c)
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+#[test]
+fn shove_through_a_proxy_and_its_exit_statuses() {
+    let s = Scratch::new("ch-proxy");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let (proxy, tunnels) = connect_proxy();
+    let conf = s.path("w.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "SERVER_URL = http://127.0.0.1:{port}/rest/taker\nPROXY_ENABLE = TRUE\n\
+             PROXY_NAME = 127.0.0.1\nPROXY_PORT = {proxy}\nAUTH_ENABLE = true\nAUTH_CREDENTIAL = dave:davepw\n"
+        ),
+    )
+    .unwrap();
+    let file = s.path("memo.txt");
+    std::fs::write(&file, b"via the proxy").unwrap();
+    let shove = |ct: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+            .args(["shove", conf.to_str().unwrap(), ct, file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = shove("text/plain; cid=MEMO");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "it went through the proxy"
+    );
+    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    assert_eq!(d["products"][0]["attributes"]["fname"], "memo.txt");
+    let refused = shove("text/plain; cid=NOPE");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("memo.txt: refused: HTTP 404"), "{err}");
+    let usage = shove("text/plain");
+    assert_eq!(usage.status.code(), Some(2), "no cid: a usage error");
 }
