@@ -6,7 +6,7 @@
 use crate::announcer::Announcer;
 use crate::body::{Body, Multipart};
 use crate::channels::{self, ChannelDef, Channels, Kind, Product, Refusal, ANONYMOUS};
-use crate::credentials::{basic_auth, Credentials};
+use crate::credentials::{basic_auth, Credentials, VerifiedCache, VERIFIED_CAPACITY, VERIFIED_TTL};
 use crate::mediatype::MediaType;
 use crate::serve::{http_date, parse_http_date, reason, Request};
 use serde_json::{json, Value};
@@ -28,6 +28,7 @@ const REALM: &str = "Basic realm=\"meshnode taker\", charset=\"UTF-8\"";
 pub struct Taker {
     pub channels: Channels,
     credentials: Option<Credentials>,
+    verified: VerifiedCache,
     announcer: Option<Announcer>,
 }
 
@@ -143,6 +144,7 @@ impl Taker {
         Taker {
             channels,
             credentials,
+            verified: VerifiedCache::new(VERIFIED_CAPACITY, VERIFIED_TTL),
             announcer,
         }
     }
@@ -153,7 +155,7 @@ impl Taker {
             return Ok(None);
         };
         match (basic_auth(h), &self.credentials) {
-            (Some((u, p)), Some(c)) if c.verify(&u, &p) => Ok(Some(u)),
+            (Some((u, p)), Some(c)) if self.verified.verify(c, &u, &p) => Ok(Some(u)),
             (Some((u, _)), _) => Err(Refusal::new(
                 401,
                 format!("authentication failed for {u:?}"),
