@@ -352,11 +352,11 @@ pub struct Channels {
     pub defs: Vec<ChannelDef>,
     root: PathBuf,
     node_id: String,
-    xattr_name: &'static str,
     /// Microseconds of the last OID made: OIDs only grow, even if the clock steps back.
     last_oid: Mutex<u64>,
-    /// One per channel: a publication's commit and eviction are one step.
-    locks: Vec<Mutex<()>>,
+    /// A store each, kept (its checked directories with it); locked for the short
+    /// steps only (temporary file, commit and eviction), never while a body arrives.
+    stores: Vec<Mutex<Store>>,
     pub max_product: u64,
 }
 
@@ -418,14 +418,17 @@ impl Channels {
                 }
             }
         }
-        let locks = defs.iter().map(|_| Mutex::new(())).collect();
+        let stores = defs
+            .iter()
+            .map(|_| Store::open(&root, xattr_name).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("data directory {}: {e}", root.display()))?;
         Ok(Channels {
             defs,
             root,
             node_id: node_id.to_string(),
-            xattr_name,
             last_oid: Mutex::new(last),
-            locks,
+            stores,
             max_product,
         })
     }
@@ -466,8 +469,8 @@ impl Channels {
         let oid = self.next_oid(now);
         let rel = product_rel(&def.id, &oid);
         let method = Method::Sha512;
-        let mut store = Store::open(&self.root, self.xattr_name)?;
-        let mut tmp = store.begin(&rel, method, u64::MAX)?;
+        let lock = || self.stores[i].lock().unwrap_or_else(|p| p.into_inner());
+        let mut tmp = lock().begin(&rel, method, u64::MAX)?;
         let size = copy_limited(body, &mut tmp, self.max_product, buf)?;
         let mut pub_time = String::new();
         crate::message::format_time(&mut pub_time, now);
@@ -477,7 +480,7 @@ impl Channels {
             pub_time,
         };
         let dir = self.dir(&def.id);
-        let _one_at_a_time = self.locks[i].lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = lock();
         write_meta(&dir, &oid, &meta)?;
         let (method, digest) = store.commit(tmp, &rel, None).map_err(|e| {
             remove_meta(&dir.join(&oid));
@@ -589,7 +592,7 @@ impl Channels {
             return Ok(false);
         }
         let body = self.dir(&def.id).join(oid);
-        let _one_at_a_time = self.locks[i].lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.stores[i].lock().unwrap_or_else(|p| p.into_inner());
         match fs::remove_file(&body) {
             Ok(()) => {
                 remove_meta(&body);

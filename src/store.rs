@@ -85,7 +85,8 @@ impl Store {
             root,
             xattr_name,
             known_dirs: HashSet::new(),
-            buf: vec![0; 64 * 1024],
+            // allocated when first needed: a store that only writes never needs it
+            buf: Vec::new(),
             pid: std::process::id(),
         })
     }
@@ -241,6 +242,9 @@ impl Store {
             return Ok(None);
         };
         let mut f = File::open(&path)?;
+        if self.buf.is_empty() {
+            self.buf.resize(64 * 1024, 0);
+        }
         loop {
             let n = f.read(&mut self.buf)?;
             if n == 0 {
