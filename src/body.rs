@@ -324,6 +324,24 @@ impl<R: Read> Multipart<R> {
         Ok(Some(head))
     }
 
+    /// After the closing delimiter: reads the epilogue (at most `max` bytes), so the
+    /// connection is not closed with bytes unread (which resets it, and can lose the
+    /// answer on its way to the client).
+    pub fn finish(&mut self, max: usize) -> io::Result<()> {
+        if !self.finished {
+            return Ok(());
+        }
+        let mut read = 0;
+        while !self.eof && read <= max {
+            self.pos = 0;
+            self.end = 0;
+            let n = self.inner.read(&mut self.buf)?;
+            self.eof = n == 0;
+            read += n;
+        }
+        Ok(())
+    }
+
     /// The current part's data.
     pub fn part(&mut self) -> Part<'_, R> {
         Part(self)
@@ -397,6 +415,8 @@ mod tests {
             assert_eq!(h[1], ("x-other".into(), "a:b".into()));
             assert_eq!(read_all(&mut m.part()).unwrap(), b"");
             assert!(m.next_part().unwrap().is_none(), "step {step}");
+            m.finish(1024).unwrap();
+            assert!(m.eof, "the epilogue is read");
         }
         // no CRLF before the first delimiter, a part skipped unread
         let body = b"--b\r\nA: 1\r\n\r\nskipped\r\n--b\r\nA: 2\r\n\r\nkept\r\n--b--";

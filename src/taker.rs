@@ -549,6 +549,9 @@ fn take_parts(
             break;
         }
     }
+    if let Err(e) = m.finish(64 * 1024) {
+        log::debug!("taker {peer}: after the last part: {e}");
+    }
     results
 }
 
