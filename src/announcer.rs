@@ -51,7 +51,9 @@ impl Announcer {
         }
     }
 
-    fn queue(&self, rel: &str, payload: Vec<u8>) {
+    /// Queues one announcement; `wait`: block while the queue is full (a background
+    /// task) rather than give up (a taker answering its publisher).
+    fn queue(&self, rel: &str, payload: Vec<u8>, wait: bool) {
         let mut t = String::new();
         topic::announce_topic(
             &mut t,
@@ -60,7 +62,13 @@ impl Announcer {
             relpath::dirname(rel),
         );
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Job { topic: t, payload }) {
+        let job = Job { topic: t, payload };
+        let sent = if wait {
+            tx.send(job).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            tx.try_send(job)
+        };
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => log::error!(
                 "{rel}: stored but not announced: {QUEUE_CAPACITY} announcements already wait for the broker"
@@ -73,6 +81,11 @@ impl Announcer {
 
     /// Announces a stored product (and the products it evicted). `root`: the data tree.
     pub fn product(&self, root: &Path, p: &Published) {
+        self.product_with(root, p, false)
+    }
+
+    /// `product`, waiting for room in the queue when `wait`.
+    pub fn product_with(&self, root: &Path, p: &Published, wait: bool) {
         let value = p.digest.to_base64();
         let inline = if self.cfg.inline && p.size as usize <= self.cfg.inline_max {
             std::fs::read(root.join(&p.rel)).ok()
@@ -107,7 +120,7 @@ impl Announcer {
         };
         let mut payload = Vec::with_capacity(512);
         message::write_v03(&mut payload, &p.meta.pub_time, Some(&msg), &o);
-        self.queue(&p.rel, payload);
+        self.queue(&p.rel, payload, wait);
         for old in &p.evicted {
             self.removal(old, &p.meta.pub_time);
         }
@@ -123,7 +136,7 @@ impl Announcer {
         );
         let mut payload = Vec::with_capacity(256);
         message::write_v03(&mut payload, pub_time, None, &o);
-        self.queue(rel, payload);
+        self.queue(rel, payload, false);
     }
 }
 

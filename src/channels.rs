@@ -561,6 +561,42 @@ impl Channels {
         Ok(out)
     }
 
+    /// The products this node published that are still in its stored channels, with
+    /// their checksums (from the xattr cache, else computed): announced again at start,
+    /// since an announcement waiting for the broker does not survive a crash. Peers
+    /// that have them already take them as duplicates and stop there.
+    pub fn own_products(&self) -> Vec<Published> {
+        let suffix = format!("-{}", self.node_id);
+        let mut out = Vec::new();
+        for (i, def) in self.defs.iter().enumerate().filter(|(_, d)| !d.is_feed()) {
+            let products = match self.list(def) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::error!("channel {}: cannot list: {e}", def.id);
+                    continue;
+                }
+            };
+            for p in products.into_iter().filter(|p| p.oid.ends_with(&suffix)) {
+                let rel = product_rel(&def.id, &p.oid);
+                let mut store = self.stores[i].lock().unwrap_or_else(|e| e.into_inner());
+                match store.local_digest(&rel, Method::Sha512) {
+                    Ok(Some(digest)) => out.push(Published {
+                        oid: p.oid,
+                        rel,
+                        meta: p.meta,
+                        method: Method::Sha512,
+                        digest,
+                        size: p.size,
+                        evicted: Vec::new(),
+                    }),
+                    Ok(None) => {} // evicted meanwhile
+                    Err(e) => log::error!("{rel}: cannot read: {e}"),
+                }
+            }
+        }
+        out
+    }
+
     /// One product, opened: the file keeps its content even if evicted while being read.
     pub fn open_product(&self, def: &ChannelDef, oid: &str) -> Option<(Product, File)> {
         if !valid_id(oid) {

@@ -25,7 +25,16 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         if cfg.listen.is_none() {
             return Err("channels are taken on the HTTP server: give listen ADDR:PORT".into());
         }
-        Some(Arc::new(taker(&cfg, stop.clone())?))
+        let t = Arc::new(taker(&cfg, stop.clone())?);
+        let t2 = t.clone();
+        thread::Builder::new()
+            .name("announce-own".into())
+            .spawn(move || {
+                let n = t2.announce_own();
+                log::info!("channels: {n} products published here announced again");
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        Some(t)
     };
     let mut server = match cfg.listen {
         Some(addr) => {

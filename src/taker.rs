@@ -149,6 +149,18 @@ impl Taker {
         }
     }
 
+    /// Announces again every product this node published that it still holds (see
+    /// `Channels::own_products`), waiting for room in the announcer's queue: run it on
+    /// a thread of its own. Returns how many.
+    pub fn announce_own(&self) -> usize {
+        let Some(a) = &self.announcer else { return 0 };
+        let own = self.channels.own_products();
+        for p in &own {
+            a.product_with(self.channels.root(), p, true);
+        }
+        own.len()
+    }
+
     /// The user of a request: `None` without credentials, a refusal for wrong ones.
     fn authenticate(&self, req: &Request) -> Result<Option<String>, Refusal> {
         let Some(h) = &req.authorization else {

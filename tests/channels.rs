@@ -933,3 +933,34 @@ fn shove_through_a_proxy_and_its_exit_statuses() {
     let usage = shove("text/plain");
     assert_eq!(usage.status.code(), Some(2), "no cid: a usage error");
 }
+
+#[test]
+fn a_product_whose_announcement_died_with_the_node_is_announced_at_restart() {
+    let s = Scratch::new("ch-reannounce");
+    let mut broker = Broker::start(&s.path("broker"));
+    let port = free_port();
+    broker.stop(); // the announcement can only wait in memory
+    let mut node = start_node(&s, "n1", port, &format!("post-broker {}\n", broker.url()));
+    let oid = publish(port, "text/plain; cid=MEMO; author=Dave", None, b"memo\n").oid();
+    let feed = publish(port, "text/plain; cid=FULL", None, b"x");
+    assert_eq!(feed.status, 507);
+    node.kill9();
+    broker.forget_and_start();
+    let watch = Watcher::start(&broker, "xpublic/#");
+    node.restart();
+    let rel = format!("metcast/MEMO/{oid}");
+    assert!(
+        wait_until(WAIT, || watch.for_rel(&rel).len() == 1),
+        "{}",
+        node.log_text()
+    );
+    let m = &watch.for_rel(&rel)[0];
+    assert_eq!(
+        m["contentType"],
+        format!("text/plain; cid=MEMO; oid={oid}; author=Dave").as_str()
+    );
+    assert_eq!(m["source"], "anonymous");
+    assert!(node
+        .log_text()
+        .contains("1 products published here announced again"));
+}
