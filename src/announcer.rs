@@ -1,8 +1,8 @@
 //! Announces channel products (and their removals) on the node's own broker, from a
 //! thread of its own: a taker answers its publisher when the product is stored, never
 //! waiting on the broker. Publications are kept until the broker acknowledges them and
-//! published again if it lost the session. Not kept across a crash of the node (see
-//! README, "Channels").
+//! published again if it lost the session. Not kept across a crash of the node: at
+//! start the node announces again the products it still holds (README, "Channels").
 
 use crate::channels::Published;
 use crate::message::{self, Message, Outgoing};
