@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const WAIT: u64 = 60;
@@ -12,20 +13,39 @@ fn subscribed(node: &Node, n: usize) -> bool {
     wait_until(WAIT, || node.log_text().matches("subscribed").count() >= n)
 }
 
-#[test]
-fn two_nodes_store_verify_and_reannounce_every_dialect() {
-    let s = Scratch::new("two");
+/// The usual arrangement: an upstream broker, a watched local broker, and a node
+/// (storing in `s/node`, with `extra` options) subscribed between them.
+fn node_between(s: &Scratch, extra: &[&str]) -> (Broker, Broker, Watcher, PathBuf, Node) {
     let up = Broker::start(&s.path("up"));
     let local = Broker::start(&s.path("local"));
-    let peer_tree = s.path("peer");
-    let web = WebServer::start(&peer_tree, WebOptions::default());
     let watch = Watcher::start(&local, "xpublic/#");
     let dir = s.path("node");
     let node = Node::start(
         &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
+        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", extra),
     );
     assert!(subscribed(&node, 1));
+    (up, local, watch, dir, node)
+}
+
+/// Inline announcements of the files `dir/f{i}.txt`, `i` in `range`, holding `{tag}{i}`.
+fn inline_batch(dir: &str, tag: &str, range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            let rel = format!("{dir}/f{i}.txt");
+            let data = format!("{tag}{i}\n");
+            let a = announcement("http://127.0.0.1:1/data", &rel, data.as_bytes(), true);
+            (topic_of(&rel), a)
+        })
+        .collect()
+}
+
+#[test]
+fn two_nodes_store_verify_and_reannounce_every_dialect() {
+    let s = Scratch::new("two");
+    let peer_tree = s.path("peer");
+    let web = WebServer::start(&peer_tree, WebOptions::default());
+    let (up, _local, watch, dir, _node) = node_between(&s, &[]);
 
     put(
         &peer_tree,
@@ -458,15 +478,7 @@ fn bad_input_is_refused_and_harms_nothing_else() {
 #[test]
 fn removals_travel_and_stop() {
     let s = Scratch::new("remove");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
-    );
-    assert!(subscribed(&node, 1));
+    let (up, _local, watch, dir, node) = node_between(&s, &[]);
     let rel = "2026112313/GTS/r.txt";
     publish_raw(
         &up,
@@ -505,19 +517,7 @@ fn removals_travel_and_stop() {
 #[test]
 fn sigkill_during_a_backlog_of_2000_loses_nothing() {
     let s = Scratch::new("sigkill");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let args = peer_args(
-        &[&up],
-        &local,
-        &dir,
-        "http://127.0.0.1:9/data",
-        &["--verbose", "1"],
-    );
-    let mut node = Node::start(&s.path("node.log"), &args);
-    assert!(subscribed(&node, 1));
+    let (up, _local, watch, dir, mut node) = node_between(&s, &["--verbose", "1"]);
     node.kill9(); // the persistent session now queues for it
     const N: usize = 2000;
     let items: Vec<_> = (0..N)
@@ -564,31 +564,8 @@ fn sigkill_during_a_backlog_of_2000_loses_nothing() {
 #[test]
 fn broker_restarts_are_ridden_out() {
     let s = Scratch::new("restart");
-    let mut up = Broker::start(&s.path("up"));
-    let mut local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
-    );
-    assert!(subscribed(&node, 1));
-    let batch = |from: usize| -> Vec<(String, Vec<u8>)> {
-        (from..from + 50)
-            .map(|i| {
-                let rel = format!("2026112315/R/f{i}.txt");
-                (
-                    topic_of(&rel),
-                    announcement(
-                        "http://127.0.0.1:1/data",
-                        &rel,
-                        format!("r{i}\n").as_bytes(),
-                        true,
-                    ),
-                )
-            })
-            .collect()
-    };
+    let (mut up, mut local, watch, dir, node) = node_between(&s, &[]);
+    let batch = |from: usize| inline_batch("2026112315/R", "r", from..from + 50);
     publish_raw(&up, &batch(0));
     assert!(wait_until(WAIT, || walk_count(&dir) == 50));
     up.restart(Duration::from_millis(500));
@@ -667,20 +644,12 @@ fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
 #[test]
 fn a_peer_web_server_away_for_a_while_is_waited_for() {
     let s = Scratch::new("webaway");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
     let peer_tree = s.path("peer");
     put(&peer_tree, "late/l.txt", b"late\n");
     // the announcement names a server that is not there yet
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/data");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
-    );
-    assert!(subscribed(&node, 1));
+    let (up, _local, watch, dir, node) = node_between(&s, &[]);
     publish_raw(
         &up,
         &[(
@@ -821,31 +790,8 @@ fn a_dispatcher_forwards_without_downloading() {
 #[test]
 fn a_local_broker_that_loses_its_sessions_loses_no_announcement() {
     let s = Scratch::new("session-lost");
-    let up = Broker::start(&s.path("up"));
-    let mut local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
-    );
-    assert!(subscribed(&node, 1));
-    let batch = |from: usize| -> Vec<(String, Vec<u8>)> {
-        (from..from + 30)
-            .map(|i| {
-                let rel = format!("2026112317/L/f{i}.txt");
-                (
-                    topic_of(&rel),
-                    announcement(
-                        "http://127.0.0.1:1/data",
-                        &rel,
-                        format!("l{i}\n").as_bytes(),
-                        true,
-                    ),
-                )
-            })
-            .collect()
-    };
+    let (up, mut local, watch, dir, node) = node_between(&s, &[]);
+    let batch = |from: usize| inline_batch("2026112317/L", "l", from..from + 30);
     // the local broker dies; files keep arriving and are stored, their announcements
     // wait unacknowledged in rumqttc
     local.crash();
