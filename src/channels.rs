@@ -18,11 +18,10 @@
 
 use crate::integrity::{Digest, Method};
 use crate::mediatype::MediaType;
-use crate::store::{Store, TEMP_PREFIX};
+use crate::store::{temp_name, Store, TEMP_PREFIX};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The directory of the data tree that holds stored channels.
@@ -33,8 +32,6 @@ pub const MAX_ID_LEN: usize = 64;
 pub const DEFAULT_CAPACITY: usize = 10;
 /// The publisher recorded for an upload without credentials.
 pub const ANONYMOUS: &str = "anonymous";
-
-static FEED_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Who may do something.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +255,26 @@ pub struct Product {
     pub time: f64,
 }
 
+impl Product {
+    /// From its sidecar (a default when it has none) and its body's metadata; the time
+    /// is pubTime, else the body's mtime.
+    fn new(cid: &str, oid: &str, meta: Option<Meta>, md: &fs::Metadata) -> Product {
+        let meta = meta.unwrap_or_else(|| fallback_meta(cid, oid));
+        let time = crate::message::parse_time(&meta.pub_time).unwrap_or_else(|| {
+            md.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
+        Product {
+            oid: oid.to_string(),
+            meta,
+            size: md.len(),
+            time,
+        }
+    }
+}
+
 /// What a stored publication did, for the announcer.
 #[derive(Debug)]
 pub struct Published {
@@ -289,11 +306,7 @@ pub fn split_product_rel(rel: &str) -> Option<(&str, &str)> {
 
 /// Writes a sidecar atomically (temporary name, then rename).
 pub fn write_meta(dir: &Path, oid: &str, meta: &Meta) -> io::Result<()> {
-    let tmp = dir.join(format!(
-        "{TEMP_PREFIX}{}.meta.{}.tmp",
-        std::process::id(),
-        FEED_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(temp_name());
     let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
     fs::write(&tmp, json)?;
     fs::rename(&tmp, dir.join(meta_name(oid))).inspect_err(|_| {
@@ -544,19 +557,8 @@ impl Channels {
             let Ok(md) = fs::metadata(dir.join(&oid)) else {
                 continue; // evicted meanwhile
             };
-            let meta = read_meta(&dir, &oid).unwrap_or_else(|| fallback_meta(&def.id, &oid));
-            let time = crate::message::parse_time(&meta.pub_time).unwrap_or_else(|| {
-                md.modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0.0, |d| d.as_secs_f64())
-            });
-            out.push(Product {
-                oid,
-                meta,
-                size: md.len(),
-                time,
-            });
+            let meta = read_meta(&dir, &oid);
+            out.push(Product::new(&def.id, &oid, meta, &md));
         }
         Ok(out)
     }
@@ -608,17 +610,7 @@ impl Channels {
         let meta = read_meta(&dir, oid);
         let file = File::open(dir.join(oid)).ok()?;
         let md = file.metadata().ok().filter(|m| m.is_file())?;
-        let meta = meta.unwrap_or_else(|| fallback_meta(&def.id, oid));
-        let time = crate::message::parse_time(&meta.pub_time).unwrap_or(0.0);
-        Some((
-            Product {
-                oid: oid.to_string(),
-                meta,
-                size: md.len(),
-                time,
-            },
-            file,
-        ))
+        Some((Product::new(&def.id, oid, meta, &md), file))
     }
 
     /// Removes one product; `Ok(false)` when there was none.
@@ -662,11 +654,7 @@ impl Channels {
         };
         check_free(dir, *min_free, expected.unwrap_or(0))?;
         let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
-        let tmp = inc.join(format!(
-            "{TEMP_PREFIX}{}.{}.tmp",
-            std::process::id(),
-            FEED_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = inc.join(temp_name());
         let mut out = TempGuard(Some(tmp.clone()));
         let mut f = fs::OpenOptions::new()
             .write(true)

@@ -17,6 +17,16 @@ pub const TEMP_PREFIX: &str = ".meshnode.";
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A fresh temporary file name: hidden, unique in this process and across processes,
+/// recognisable for clean-up. The pid is read once (each `std::process::id()` is a
+/// system call).
+pub fn temp_name() -> String {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = PID.get_or_init(std::process::id);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{pid}.{n}.tmp")
+}
+
 #[derive(serde::Deserialize)]
 struct XattrIntegrity<'a> {
     method: &'a str,
@@ -28,8 +38,6 @@ pub struct Store {
     xattr_name: &'static str,
     known_dirs: HashSet<PathBuf>,
     buf: Vec<u8>,
-    /// In temporary names; read once (each std::process::id() is a system call).
-    pid: u32,
 }
 
 /// A file being written; removed on drop unless committed.
@@ -87,7 +95,6 @@ impl Store {
             known_dirs: HashSet::new(),
             // allocated when first needed: a store that only writes never needs it
             buf: Vec::new(),
-            pid: std::process::id(),
         })
     }
 
@@ -155,8 +162,7 @@ impl Store {
     /// Starts writing `rel`, hashing with `method` when it describes content.
     pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
         let mut dir = self.ensure_dirs(relpath::dirname(rel))?;
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{TEMP_PREFIX}{}.{n}.tmp", self.pid);
+        let name = temp_name();
         let open = |p: &Path| OpenOptions::new().write(true).create_new(true).open(p);
         let file = match open(&dir.join(&name)) {
             Ok(f) => f,

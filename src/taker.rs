@@ -191,13 +191,7 @@ impl Taker {
             .find(cid)
             .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
         if !def.may_write(user) {
-            return Err(match user {
-                None => Refusal::new(
-                    401,
-                    format!("channel {cid} needs credentials (use /rest/taker)"),
-                ),
-                Some(u) => Refusal::new(403, format!("user {u} may not write channel {cid}")),
-            });
+            return Err(denied(user, "write", cid, " (use /rest/taker)"));
         }
         let max = self.channels.max_product;
         if let Some(n) = length.filter(|n| *n > max) {
@@ -632,10 +626,16 @@ fn readable<'a>(t: &'a Taker, cid: &str, user: Option<&str>) -> Result<&'a Chann
     if def.may_read(user) {
         return Ok(def);
     }
-    Err(match user {
-        None => Refusal::new(401, format!("channel {cid} needs credentials")),
-        Some(u) => Refusal::new(403, format!("user {u} may not read channel {cid}")),
-    })
+    Err(denied(user, "read", cid, ""))
+}
+
+/// A refused `action` on channel `cid`: 401 without credentials (they could help), 403
+/// with them (they do not).
+fn denied(user: Option<&str>, action: &str, cid: &str, hint: &str) -> Refusal {
+    match user {
+        None => Refusal::new(401, format!("channel {cid} needs credentials{hint}")),
+        Some(u) => Refusal::new(403, format!("user {u} may not {action} channel {cid}")),
+    }
 }
 
 fn read(
