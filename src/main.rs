@@ -1,6 +1,6 @@
 //! meshnode: thin entry point; the work is in the library.
 
-use meshnode::cli::{self, PeerArgs, PostArgs};
+use meshnode::app::options::{self as cli, PeerArgs, PostArgs};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -87,8 +87,8 @@ fn peer(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    meshnode::logger::init(verbose);
-    match meshnode::peer::run(cfg, stop_on_signals()) {
+    meshnode::app::logger::init(verbose);
+    match meshnode::mesh::flow::run(cfg, stop_on_signals()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -113,8 +113,8 @@ fn post(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(2);
     }
     a.files = files;
-    meshnode::logger::init(a.verbose);
-    match meshnode::post::run(&a) {
+    meshnode::app::logger::init(a.verbose);
+    match meshnode::mesh::post::run(&a) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             log::error!("{n} file(s) not announced");
@@ -136,8 +136,8 @@ fn clean(args: Vec<OsString>) -> ExitCode {
         eprintln!("meshnode clean: HOURS {hours:?} is not a whole number of hours");
         return ExitCode::from(2);
     };
-    let now = meshnode::unix_now();
-    match meshnode::retention::clean(std::path::Path::new(dir), hours, now) {
+    let now = meshnode::sys::unix_now();
+    match meshnode::store::retention::clean(std::path::Path::new(dir), hours, now) {
         Ok(removed) => {
             for p in removed {
                 println!("removed {}", p.display());
@@ -155,10 +155,11 @@ fn clean(args: Vec<OsString>) -> ExitCode {
 }
 
 fn serve(args: Vec<OsString>) -> ExitCode {
-    let mut cfg = meshnode::serve::ServeConfig::new(
-        "data".into(),
+    let mut cfg = meshnode::http::server::ServeConfig::new(
         std::net::SocketAddr::from(([0, 0, 0, 0], 8000)),
+        Vec::new(),
     );
+    let mut dir = std::path::PathBuf::from("data");
     let mut verbose = 1u8;
     let secs = |n: &str, v: &str| -> Result<std::time::Duration, String> {
         v.parse::<f64>()
@@ -171,7 +172,7 @@ fn serve(args: Vec<OsString>) -> ExitCode {
         args,
         |n, v| {
             match n {
-                "dir" => cfg.dir = v.into(),
+                "dir" => dir = v.into(),
                 "listen" => {
                     cfg.listen = v
                         .parse()
@@ -195,9 +196,16 @@ fn serve(args: Vec<OsString>) -> ExitCode {
         eprintln!("meshnode serve: {e}");
         return ExitCode::from(2);
     }
-    meshnode::logger::init(verbose);
+    meshnode::app::logger::init(verbose);
     let stop = stop_on_signals();
-    let mut server = match meshnode::serve::Server::start(cfg) {
+    match meshnode::http::files::Files::open(&dir) {
+        Ok(f) => cfg.handlers.push(std::sync::Arc::new(f)),
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut server = match meshnode::http::server::Server::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
@@ -237,7 +245,7 @@ fn run(args: Vec<OsString>) -> ExitCode {
     };
     let cfg = std::fs::read_to_string(&file)
         .map_err(|e| format!("{file}: {e}"))
-        .and_then(|text| meshnode::config::parse(&text, &file));
+        .and_then(|text| meshnode::app::config::parse(&text, &file));
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
@@ -245,8 +253,8 @@ fn run(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    meshnode::logger::init(cfg.verbose);
-    match meshnode::node::run(cfg, stop_on_signals()) {
+    meshnode::app::logger::init(cfg.verbose);
+    match meshnode::app::node::run(cfg, stop_on_signals()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -269,8 +277,8 @@ fn demo(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    meshnode::logger::init(0);
-    match meshnode::demo::run(keep) {
+    meshnode::app::logger::init(0);
+    match meshnode::app::demo::run(keep) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -286,7 +294,7 @@ fn shove(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(2);
     };
     let files: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
-    match meshnode::shove::run(config.as_ref(), &ctype.to_string_lossy(), &files) {
+    match meshnode::channels::shove::run(config.as_ref(), &ctype.to_string_lossy(), &files) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("meshnode shove: {n} of {} refused", files.len());
@@ -313,10 +321,10 @@ fn passwd(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(2);
     }
     let password = password.trim_end_matches(['\r', '\n']);
-    let line = match meshnode::credentials::hash_line(
+    let line = match meshnode::channels::credentials::hash_line(
         &user,
         password,
-        meshnode::credentials::DEFAULT_ITERATIONS,
+        meshnode::channels::credentials::DEFAULT_ITERATIONS,
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -325,8 +333,10 @@ fn passwd(args: Vec<OsString>) -> ExitCode {
         }
     };
     let old = std::fs::read_to_string(file).unwrap_or_default();
-    let new = meshnode::credentials::set_user(&old, &user, &line);
-    if let Err(e) = meshnode::credentials::Credentials::parse(&new, &file.display().to_string()) {
+    let new = meshnode::channels::credentials::set_user(&old, &user, &line);
+    if let Err(e) =
+        meshnode::channels::credentials::Credentials::parse(&new, &file.display().to_string())
+    {
         eprintln!("meshnode passwd: {e}");
         return ExitCode::from(2);
     }

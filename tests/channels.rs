@@ -41,7 +41,7 @@ fn start_node(s: &Scratch, name: &str, port: u16, before: &str) -> Node {
     let pw = s.path("passwd");
     if !pw.exists() {
         let lines = [("dave", "davepw"), ("ann", "annpw"), ("eve", "evepw")]
-            .map(|(u, p)| meshnode::credentials::hash_line(u, p, 1000).unwrap());
+            .map(|(u, p)| meshnode::channels::credentials::hash_line(u, p, 1000).unwrap());
         std::fs::write(&pw, lines.join("\n") + "\n").unwrap();
     }
     let conf = s.path(&format!("{name}.conf"));
@@ -106,7 +106,8 @@ fn every_status_of_the_taker_and_quoted_attributes() {
     );
     let g = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
     assert_eq!((g.status, g.body.as_slice()), (200, &b"memo one\n"[..]));
-    let served = meshnode::mediatype::MediaType::parse(&g.header("Content-Type").unwrap()).unwrap();
+    let served =
+        meshnode::core::mediatype::MediaType::parse(&g.header("Content-Type").unwrap()).unwrap();
     assert_eq!(served.param("topic"), Some("How to \"publish\"; really"));
     assert_eq!(served.param("oid"), Some(oid.as_str()));
 
@@ -520,9 +521,10 @@ fn multipart_with_a_bad_part_among_good_ones() {
 
 /// The parts of a multipart/mixed answer: (Content-Type, body).
 fn parts(r: &Resp) -> Vec<(String, Vec<u8>)> {
-    let ct = meshnode::mediatype::MediaType::parse(&r.header("Content-Type").unwrap()).unwrap();
+    let ct =
+        meshnode::core::mediatype::MediaType::parse(&r.header("Content-Type").unwrap()).unwrap();
     let b = ct.param("boundary").unwrap().to_string();
-    let mut m = meshnode::body::Multipart::new(&r.body[..], &b).unwrap();
+    let mut m = meshnode::http::body::Multipart::new(&r.body[..], &b).unwrap();
     let mut out = Vec::new();
     while let Some(h) = m.next_part().unwrap() {
         let mut data = Vec::new();
@@ -582,7 +584,7 @@ fn cut_off_retrieval() {
     assert_eq!(none.status, 304);
     let all = http(port, "GET", "/channels/MEMO/products?since=0", &[], b"");
     assert_eq!(parts(&all).len(), 3);
-    let epoch = meshnode::serve::parse_http_date(&cut).unwrap();
+    let epoch = meshnode::core::time::parse_http_date(&cut).unwrap();
     let q = http(
         port,
         "GET",
@@ -734,8 +736,8 @@ fn two_nodes_shove_on_a_reaches_b_and_delete_on_a_removes_it_on_b() {
     let announced = watch_b.for_rel(&rel);
     assert_eq!(announced.len(), 1, "B announced it once");
     let sha = |p: &Path| {
-        meshnode::integrity::digest_of(
-            meshnode::integrity::Method::Sha512,
+        meshnode::core::integrity::digest_of(
+            meshnode::core::integrity::Method::Sha512,
             &std::fs::read(p).unwrap(),
         )
         .unwrap()

@@ -61,15 +61,16 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
     let sr3_payload = {
         let data = [0u8, 159, 1, 2, 255];
         let sha =
-            meshnode::integrity::digest_of(meshnode::integrity::Method::Sha512, &data).unwrap();
+            meshnode::core::integrity::digest_of(meshnode::core::integrity::Method::Sha512, &data)
+                .unwrap();
         format!(
             r#"{{"pubTime":"{now}","baseUrl":"{}","relPath":"2026112310/GTS/EGRR/IU/IUAA01.bufr","identity":{{"method":"sha512","value":"{}"}},"size":5,"mtime":"{now}","to_clusters":["a",{{"b":[1,2]}}]}}"#,
             web.base_url(),
             sha.to_base64()
         )
     };
-    let md5_hex: String = meshnode::integrity::digest_of(
-        meshnode::integrity::Method::Md5,
+    let md5_hex: String = meshnode::core::integrity::digest_of(
+        meshnode::core::integrity::Method::Md5,
         b"SXCN19 CWAO 231000\nbody\n",
     )
     .unwrap()

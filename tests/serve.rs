@@ -3,9 +3,11 @@
 mod common;
 
 use common::*;
-use meshnode::serve::{ServeConfig, Server};
+use meshnode::http::files::Files;
+use meshnode::http::server::{ServeConfig, Server};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Response {
@@ -81,7 +83,8 @@ fn server(s: &Scratch, tweak: impl FnOnce(&mut ServeConfig)) -> Server {
     put(&tree, "2026112310/GTS/.meshnode.1.1.tmp", b"partial");
     put(&s.0, "secret.txt", b"do not serve");
     std::os::unix::fs::symlink(s.path("secret.txt"), tree.join("2026112310/escape.txt")).unwrap();
-    let mut cfg = ServeConfig::new(tree, "127.0.0.1:0".parse().unwrap());
+    let files = Files::open(&tree).unwrap();
+    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), vec![Arc::new(files)]);
     tweak(&mut cfg);
     Server::start(cfg).unwrap()
 }
@@ -256,7 +259,7 @@ fn refuses_connections_over_the_cap() {
 fn the_node_fetcher_downloads_from_it_over_keep_alive() {
     let s = Scratch::new("serve-fetch");
     let srv = server(&s, |_| {});
-    let mut f = meshnode::fetch::Fetcher::new(meshnode::fetch::Timeouts::default());
+    let mut f = meshnode::mesh::fetch::Fetcher::new(meshnode::mesh::fetch::Timeouts::default());
     for _ in 0..3 {
         let mut out = Vec::new();
         let n = f

@@ -501,7 +501,7 @@ pub fn publish_raw(broker: &Broker, items: &[(String, Vec<u8>)]) {
 }
 
 pub fn md5_b64(data: &[u8]) -> String {
-    meshnode::integrity::digest_of(meshnode::integrity::Method::Md5, data)
+    meshnode::core::integrity::digest_of(meshnode::core::integrity::Method::Md5, data)
         .unwrap()
         .to_base64()
 }
@@ -509,7 +509,7 @@ pub fn md5_b64(data: &[u8]) -> String {
 /// A pubTime of now (a fixed date would age past --lag-drop and be dropped).
 pub fn pub_time_now() -> String {
     let mut t = String::new();
-    meshnode::message::format_time(&mut t, meshnode::unix_now());
+    meshnode::core::time::format_time(&mut t, meshnode::sys::unix_now());
     t
 }
 

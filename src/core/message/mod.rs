@@ -5,7 +5,7 @@
 //! JSON slices and written back byte for byte (the v03 rule: forward unknown fields
 //! unmodified).
 
-use crate::integrity::{self, Digest, Method};
+use crate::core::integrity::{self, Digest, Method};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -382,86 +382,6 @@ fn parse_array(text: &str) -> Result<Message<'_>, ParseError> {
     })
 }
 
-/// Seconds since the Unix epoch of a pubTime (`YYYYMMDD[T]HHMMSS[.frac][Z]`, UTC).
-pub fn parse_time(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    let (main, frac) = match s.split_once('.') {
-        Some((m, f)) => (m, Some(f)),
-        None => (s, None),
-    };
-    let main = main.as_bytes();
-    let (date, time) = match main.len() {
-        15 if main[8] == b'T' => (&main[..8], &main[9..]),
-        14 => (&main[..8], &main[8..]),
-        _ => return None,
-    };
-    if !date.iter().chain(time).all(u8::is_ascii_digit) {
-        return None;
-    }
-    let num = |b: &[u8]| b.iter().fold(0i64, |a, d| a * 10 + i64::from(d - b'0'));
-    let (y, mo, d) = (num(&date[..4]), num(&date[4..6]), num(&date[6..8]));
-    let (h, mi, se) = (num(&time[..2]), num(&time[2..4]), num(&time[4..6]));
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut secs = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) as f64;
-    if let Some(f) = frac {
-        if f.is_empty() || f.len() > 12 || !f.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        secs += num(f.as_bytes()) as f64 / 10f64.powi(f.len() as i32);
-    }
-    Some(secs)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// Civil date of a day number (inverse of `days_from_civil`).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-/// Formats epoch seconds as a v03 pubTime, `YYYYMMDDTHHMMSS.mmm`.
-pub fn format_time(out: &mut String, epoch: f64) {
-    use std::fmt::Write as _;
-    let secs = epoch.floor() as i64;
-    let millis = (((epoch - secs as f64) * 1000.0).round() as i64).min(999);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-    let t = secs.rem_euclid(86400);
-    let _ = write!(
-        out,
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{millis:03}",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    );
-}
-
 impl<'a> Message<'a> {
     /// A message of this node's own making: nothing to forward but `extra` fields.
     pub fn fresh(extra: Vec<(Cow<'a, str>, &'a RawValue)>) -> Message<'a> {
@@ -722,21 +642,6 @@ mod tests {
         let p = br#"{"pubTime":"x","baseUrl":"h","relPath":"a","integrity":{"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="},"content":{"encoding":"utf-8","value":"line\n\"q\" \ud83d\ude00"}}"#;
         let m = parse(p).unwrap();
         assert_eq!(m.content.unwrap().value, "line\n\"q\" \u{1F600}");
-    }
-
-    #[test]
-    fn parses_pub_times() {
-        assert_eq!(parse_time("19700101T000000"), Some(0.0));
-        assert_eq!(parse_time("19700101000001"), Some(1.0));
-        let t = parse_time("20190130T033822.951880").unwrap();
-        assert!((t - 1548819502.95188).abs() < 1e-6);
-        assert_eq!(parse_time("20190130T033822Z"), parse_time("20190130033822"));
-        assert_eq!(parse_time("2019013T033822"), None);
-        assert_eq!(parse_time("20191330T033822"), None);
-        assert_eq!(parse_time("20190130T033822."), None);
-        let mut s = String::new();
-        format_time(&mut s, 1548819502.951);
-        assert_eq!(s, "20190130T033822.951");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn hour_of(name: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
         return None;
     }
-    Some(crate::message::days_from_civil(y, m, d) * 24 + h)
+    Some(crate::core::time::days_from_civil(y, m, d) * 24 + h)
 }
 
 /// True when hour directory `name` is older than `hours` at `now` (epoch seconds): its
@@ -86,7 +86,7 @@ mod tests {
     fn expires_like_old_hour_dirs() {
         // now = 2026-11-23 10:30 UTC; 2 hours: 08 stays (cutoff hour), 07 goes
         let now =
-            (crate::message::days_from_civil(2026, 11, 23) * 24 + 10) as f64 * 3600.0 + 1800.0;
+            (crate::core::time::days_from_civil(2026, 11, 23) * 24 + 10) as f64 * 3600.0 + 1800.0;
         assert!(!expired("2026112310", now, 2));
         assert!(!expired("2026112308", now, 2));
         assert!(expired("2026112307", now, 2));
@@ -109,7 +109,7 @@ mod tests {
             fs::create_dir_all(d.join(name)).unwrap();
         }
         fs::write(d.join("2026112301/GTS/a/f.txt"), b"x").unwrap();
-        let now = (crate::message::days_from_civil(2026, 11, 23) * 24 + 10) as f64 * 3600.0;
+        let now = (crate::core::time::days_from_civil(2026, 11, 23) * 24 + 10) as f64 * 3600.0;
         let removed = clean(&d, 3, now).unwrap();
         let names: Vec<_> = removed
             .iter()

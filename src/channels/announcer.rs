@@ -5,10 +5,10 @@
 //! start the node announces again the products it still holds (README, "Channels").
 
 use crate::channels::Published;
-use crate::message::{self, Message, Outgoing};
-use crate::mqtt::{Inbound, PostError, Poster, SessionOptions};
-use crate::peer::{encode, PeerConfig};
-use crate::{relpath, topic};
+use crate::core::message::{self, Message, Outgoing};
+use crate::core::{relpath, topic};
+use crate::mesh::flow::{encode, PeerConfig};
+use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::VecDeque;

@@ -3,12 +3,17 @@
 //! and reading (`GET /channels...`). Uploads stream to disk as they arrive, multipart
 //! ones part by part; every attempt is logged with user, channel, size and result.
 
-use crate::announcer::Announcer;
-use crate::body::{Body, Multipart};
-use crate::channels::{self, ChannelDef, Channels, Kind, Product, Refusal, ANONYMOUS};
-use crate::credentials::{basic_auth, Credentials, VerifiedCache, VERIFIED_CAPACITY, VERIFIED_TTL};
-use crate::mediatype::MediaType;
-use crate::serve::{http_date, parse_http_date, reason, Request};
+use crate::channels::announcer::Announcer;
+use crate::channels::credentials::{
+    basic_auth, Credentials, VerifiedCache, VERIFIED_CAPACITY, VERIFIED_TTL,
+};
+use crate::channels::feeds;
+use crate::channels::{ChannelDef, Channels, Kind, Product, Refusal, ANONYMOUS};
+use crate::core::mediatype::MediaType;
+use crate::core::time::{http_date, parse_http_date, rfc3339};
+use crate::http::body::{Body, Multipart};
+use crate::http::response::reason;
+use crate::http::{Handler, Request};
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -88,26 +93,14 @@ impl Outcome {
     }
 }
 
-fn rfc3339(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let (y, m, d) = crate::message::civil_from_days(secs.div_euclid(86400));
-    let s = secs.rem_euclid(86400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
 /// A cut-off time: epoch seconds, a pubTime (`20261123T124201`) or an HTTP date.
 pub fn parse_since(v: &str) -> Option<f64> {
-    let v = crate::relpath::percent_decode(&v.replace('+', " "))?;
+    let v = crate::core::relpath::percent_decode(&v.replace('+', " "))?;
     let v = v.trim();
     v.parse::<f64>()
         .ok()
         .filter(|t| t.is_finite())
-        .or_else(|| crate::message::parse_time(v))
+        .or_else(|| crate::core::time::parse_time(v))
         .or_else(|| parse_http_date(v).map(|t| t as f64))
 }
 
@@ -201,7 +194,7 @@ impl Taker {
             ));
         }
         if let Kind::Feed { dir, min_free, .. } = &def.kind {
-            channels::check_free(dir, *min_free, length.unwrap_or(0))?;
+            feeds::check_free(dir, *min_free, length.unwrap_or(0))?;
         }
         Ok(i)
     }
@@ -217,7 +210,7 @@ impl Taker {
         buf: &mut [u8],
     ) -> Outcome {
         let def = &self.channels.defs[i];
-        let now = crate::unix_now();
+        let now = crate::sys::unix_now();
         let cid = def.id.clone();
         if def.is_feed() {
             return match self.channels.deposit(i, &mt, body, length, now, buf) {
@@ -292,7 +285,7 @@ fn send(
     let head = format!(
         "HTTP/1.1 {status} {}\r\nDate: {}\r\n{ct}Content-Length: {}\r\n{extra}{close}\r\n",
         reason(status),
-        http_date(crate::unix_now() as i64),
+        http_date(crate::sys::unix_now() as i64),
         body.len()
     );
     stream.write_all(head.as_bytes())?;
@@ -348,8 +341,26 @@ fn linger(stream: &mut TcpStream) {
     }
 }
 
+impl Handler for Taker {
+    fn name(&self) -> String {
+        "channels".into()
+    }
+    fn handles(&self, path: &str) -> bool {
+        handles(path)
+    }
+    fn answer(
+        &self,
+        stream: &mut TcpStream,
+        req: &Request,
+        pre: &[u8],
+        peer: &str,
+    ) -> io::Result<(u16, u64)> {
+        answer(self, stream, req, pre, peer)
+    }
+}
+
 /// Answers one request of the channel interface; returns (status, body bytes sent).
-pub fn answer(
+fn answer(
     t: &Taker,
     stream: &mut TcpStream,
     req: &Request,
@@ -601,8 +612,8 @@ fn delete(
             log::info!("taker {peer}: user={user} channel={cid} deleted {oid} 204");
             if let Some(a) = &t.announcer {
                 let mut now = String::new();
-                crate::message::format_time(&mut now, crate::unix_now());
-                a.removal(&channels::product_rel(cid, oid), &now);
+                crate::core::time::format_time(&mut now, crate::sys::unix_now());
+                a.removal(&crate::store::sidecar::product_rel(cid, oid), &now);
             }
         }
         Err(r) => log::warn!(
@@ -722,7 +733,7 @@ fn send_product(
     };
     let head = format!(
         "HTTP/1.1 200 OK\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n{close}\r\n",
-        http_date(crate::unix_now() as i64),
+        http_date(crate::sys::unix_now() as i64),
         p.meta.content_type,
         p.size,
         http_date(p.time as i64)
@@ -759,7 +770,7 @@ fn products_since(
     } else {
         "Connection: close\r\n"
     };
-    let date = http_date(crate::unix_now() as i64);
+    let date = http_date(crate::sys::unix_now() as i64);
     match open.len() {
         0 => {
             let head = format!("HTTP/1.1 304 Not Modified\r\nDate: {date}\r\n{close}\r\n");
@@ -829,7 +840,6 @@ mod tests {
         for p in ["/takers", "/channelsX", "/data/channels", "/"] {
             assert!(!handles(p), "{p}");
         }
-        assert_eq!(rfc3339(784111777.9), "1994-11-06T08:49:37Z");
         assert_eq!(parse_since("784111777"), Some(784111777.0));
         assert_eq!(parse_since("19941106T084937"), Some(784111777.0));
         assert_eq!(

@@ -1,11 +1,11 @@
 //! `meshnode post FILE...`: announce local files (the demo's mesh_pub.py).
 
-use crate::cli::PostArgs;
-use crate::integrity::{Hasher, Method};
-use crate::message::{self, Format, Message, Outgoing};
-use crate::mqtt::{Inbound, PostError, Poster, SessionOptions};
-use crate::peer::encode;
-use crate::{relpath, topic};
+use crate::app::options::PostArgs;
+use crate::core::integrity::{Hasher, Method};
+use crate::core::message::{self, Format, Message, Outgoing};
+use crate::core::{relpath, topic};
+use crate::mesh::flow::encode;
+use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Read;
@@ -74,9 +74,9 @@ fn prepare(
         size += n as u64;
     }
     let digest = h.finish().to_base64();
-    let now = crate::unix_now();
+    let now = crate::sys::unix_now();
     let mut pub_time = String::new();
-    message::format_time(&mut pub_time, now);
+    crate::core::time::format_time(&mut pub_time, now);
     let content = (a.inline && size as usize <= a.inline_max).then(|| encode(&small, a.encoding));
     let extra = headers
         .iter()

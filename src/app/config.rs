@@ -6,9 +6,9 @@
 //! flow (each flow may set it again). Without a `flow` line the file describes one flow.
 //! Everything is checked before anything starts; an error names file:line and why.
 
+use crate::app::options::{is_flag, normalize, PeerArgs};
 use crate::channels::{self, ChannelDef};
-use crate::cli::{is_flag, normalize, PeerArgs};
-use crate::peer::PeerConfig;
+use crate::mesh::flow::PeerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub const DEFAULT_PRODUCT_MAX: u64 = 100 << 20;
 
 /// This host's name as an OID part: letters, digits and '-'.
 pub fn default_node_id() -> String {
-    let h: String = crate::peer::hostname()
+    let h: String = crate::sys::hostname()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(32)
@@ -191,7 +191,7 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
                     channels::parse_size(&value).map_err(|e| at(format!("product-max: {e}")))?
             }
             "node-id" => {
-                if !channels::valid_id(&value) || value.contains('.') {
+                if !crate::store::sidecar::valid_id(&value) || value.contains('.') {
                     return Err(at(format!(
                         "node-id {value:?}: use letters, digits, '-' and '_'"
                     )));
@@ -227,7 +227,7 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
     shared_args.cfg.dir = node.dir.clone();
     if let Some(addr) = node.listen {
         shared_args.cfg.post_base_url =
-            format!("http://{}:{}", crate::peer::hostname(), addr.port());
+            format!("http://{}:{}", crate::sys::hostname(), addr.port());
     }
     for l in &shared {
         shared_args
@@ -250,7 +250,7 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
         a.cfg.dir = node.dir.clone();
         if let Some(addr) = node.listen {
             // peers download from this node's own server unless told otherwise
-            a.cfg.post_base_url = format!("http://{}:{}", crate::peer::hostname(), addr.port());
+            a.cfg.post_base_url = format!("http://{}:{}", crate::sys::hostname(), addr.port());
             a.post_base_url_given = true;
         }
         for l in shared.iter().chain(&lines) {
@@ -431,7 +431,7 @@ writers ops
         // mosquitto.conf's convention: `# prose`, `#option value` (a default, commented
         // out). Uncommenting every option must give a valid file: the example documents
         // exactly what the parser takes.
-        let text = include_str!("../deploy/meshnode.conf");
+        let text = include_str!("../../deploy/meshnode.conf");
         let mut all = String::new();
         let mut options = 0;
         for line in text.lines() {
@@ -458,7 +458,7 @@ writers ops
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let text = include_str!("../deploy/meshnode.conf");
+        let text = include_str!("../../deploy/meshnode.conf");
         let n = parse(text, "deploy/meshnode.conf").unwrap();
         assert!(!n.flows.is_empty());
     }

@@ -3,9 +3,9 @@
 //! status 0 only when every node holds every file with the right checksum. Everything
 //! started is stopped and removed at the end.
 
-use crate::cli::PostArgs;
-use crate::integrity::{digest_of, Method};
-use crate::mqtt::BrokerUrl;
+use crate::app::options::PostArgs;
+use crate::core::integrity::{digest_of, Method};
+use crate::mesh::mqtt::BrokerUrl;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -236,8 +236,8 @@ fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
     }
 
     // bulletins written on node 1 and announced there
-    let now = crate::unix_now() as i64;
-    let (y, m, d) = crate::message::civil_from_days(now.div_euclid(86400));
+    let now = crate::sys::unix_now() as i64;
+    let (y, m, d) = crate::core::time::civil_from_days(now.div_euclid(86400));
     let hour = format!("{y:04}{m:02}{d:02}{:02}", now.rem_euclid(86400) / 3600);
     let files: Vec<(String, Vec<u8>)> = (0..BULLETINS).map(|i| bulletin(i, &hour)).collect();
     for (rel, data) in &files {
@@ -268,7 +268,7 @@ fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
         files.len() - inline_count
     );
     let started = Instant::now();
-    let failed = crate::post::run(&post)?;
+    let failed = crate::mesh::post::run(&post)?;
     if failed > 0 {
         return Err(format!("{failed} bulletins could not be posted"));
     }
@@ -373,6 +373,6 @@ mod tests {
         assert_eq!(rel, "2026112311/GTS/AMMC/WS/WSXX03_AMMC_2311.txt");
         assert!(data.len() > 256, "every third goes by download");
         assert!(bulletin(1, "2026112311").1.len() <= 256);
-        assert!(crate::relpath::validate(&rel).is_ok());
+        assert!(crate::core::relpath::validate(&rel).is_ok());
     }
 }

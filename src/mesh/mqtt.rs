@@ -33,7 +33,7 @@ impl BrokerUrl {
     /// Parses `mqtt[s]://[user[:password]@]host[:port]`.
     pub fn parse(url: &str) -> Result<BrokerUrl, String> {
         let decode = |s: &str| {
-            crate::relpath::percent_decode(s)
+            crate::core::relpath::percent_decode(s)
                 .ok_or_else(|| format!("broker {url:?}: bad %-escape in user or password"))
         };
         let (scheme, rest) = url
@@ -188,7 +188,7 @@ fn back_off(
         return false;
     }
     log::warn!("{what}: {e}; retrying in {}s", backoff.as_secs());
-    crate::sleep_unless(stop, *backoff);
+    crate::sys::sleep_unless(stop, *backoff);
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     !stop.load(Ordering::Relaxed)
 }

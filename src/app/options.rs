@@ -2,12 +2,12 @@
 //! runs. Option names are kebab-case; the demo's spellings (`--post_baseUrl`,
 //! `--clean_session`...) are accepted too: names are compared lowercased with `_` as `-`.
 
-use crate::fetch::Timeouts;
-use crate::integrity::Method;
-use crate::message::Format;
-use crate::mqtt::BrokerUrl;
-use crate::peer::{Encoding, PeerConfig};
-use crate::topic;
+use crate::core::integrity::Method;
+use crate::core::message::Format;
+use crate::core::topic;
+use crate::mesh::fetch::Timeouts;
+use crate::mesh::flow::{Encoding, PeerConfig};
+use crate::mesh::mqtt::BrokerUrl;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -158,7 +158,7 @@ impl PeerArgs {
             c.subtopics.push("#".into());
         }
         if !self.post_base_url_given {
-            c.post_base_url = format!("http://{}:8000/data", crate::peer::hostname());
+            c.post_base_url = format!("http://{}:8000/data", crate::sys::hostname());
         }
         if c.lag_drop < c.lag_warn {
             return Err(format!(

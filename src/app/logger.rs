@@ -26,8 +26,8 @@ impl Log for Logger {
             };
             line.push_str(&format!("<{prio}>"));
         } else {
-            let now = crate::unix_now();
-            crate::message::format_time(&mut line, now);
+            let now = crate::sys::unix_now();
+            crate::core::time::format_time(&mut line, now);
             line.push(' ');
             line.push_str(match r.level() {
                 Level::Error => "ERROR ",

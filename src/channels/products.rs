@@ -16,235 +16,19 @@
 //! and an open file keeps its content after an unlink: a read is always one whole
 //! product.
 
-use crate::integrity::{Digest, Method};
-use crate::mediatype::MediaType;
-use crate::store::{temp_name, Store, TEMP_PREFIX};
+use super::defs::ANONYMOUS;
+use super::defs::{ChannelDef, Kind, Refusal};
+use crate::core::integrity::{Digest, Method};
+use crate::core::mediatype::MediaType;
+use crate::store::sidecar::{
+    fallback_meta, product_media_type, product_rel, read_meta, remove_meta, valid_id, write_meta,
+    Meta, TREE,
+};
+use crate::store::{Store, TEMP_PREFIX};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-/// The directory of the data tree that holds stored channels.
-pub const TREE: &str = "metcast";
-/// Longest channel id.
-pub const MAX_ID_LEN: usize = 64;
-/// Default capacity of a channel that does not say.
-pub const DEFAULT_CAPACITY: usize = 10;
-/// The publisher recorded for an upload without credentials.
-pub const ANONYMOUS: &str = "anonymous";
-
-/// Who may do something.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Users {
-    /// Any authenticated user.
-    All,
-    Only(Vec<String>),
-}
-
-impl Users {
-    pub fn parse(v: &str) -> Users {
-        if v.trim() == "*" {
-            Users::All
-        } else {
-            Users::Only(v.split_whitespace().map(str::to_string).collect())
-        }
-    }
-
-    pub fn contains(&self, user: &str) -> bool {
-        match self {
-            Users::All => true,
-            Users::Only(l) => l.iter().any(|u| u == user),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// Kept in the data tree and announced into the mesh.
-    Stored,
-    /// Deposited into `dir` for a local decoder. `incoming` holds partial uploads (same
-    /// filesystem, so the final rename is atomic); `min_free` bytes must stay free.
-    Feed {
-        dir: PathBuf,
-        incoming: Option<PathBuf>,
-        min_free: u64,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelDef {
-    pub id: String,
-    pub title: String,
-    /// Most products kept; 1: always the latest.
-    pub capacity: usize,
-    /// Open: anyone may publish, through `/taker`, without credentials.
-    pub open: bool,
-    pub writers: Users,
-    /// `All` here also admits readers without credentials.
-    pub readers: Users,
-    /// `None`: the writers.
-    pub deleters: Option<Users>,
-    pub kind: Kind,
-}
-
-/// A channel id or an OID: what may safely be a path component and a URL segment.
-pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// Bytes from `512`, `64K`, `10M`, `2G`.
-pub fn parse_size(v: &str) -> Result<u64, String> {
-    let v = v.trim();
-    let (num, mult) = match v.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&v[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
-        _ => (v, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{v:?} is not a size (bytes, or with K, M, G)"))
-}
-
-impl ChannelDef {
-    pub fn new(id: &str) -> Result<ChannelDef, String> {
-        if !valid_id(id) {
-            return Err(format!(
-                "channel id {id:?}: use up to {MAX_ID_LEN} letters, digits, '-', '_' and '.' (not first)"
-            ));
-        }
-        Ok(ChannelDef {
-            id: id.to_string(),
-            title: id.to_string(),
-            capacity: DEFAULT_CAPACITY,
-            open: false,
-            writers: Users::All,
-            readers: Users::All,
-            deleters: None,
-            kind: Kind::Stored,
-        })
-    }
-
-    /// One `option value` line of a `channel` section.
-    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
-        match name {
-            "title" => self.title = v.to_string(),
-            "capacity" => {
-                self.capacity = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("capacity: {v:?} is not a positive number"))?
-            }
-            "access" => {
-                self.open = match v {
-                    "open" => true,
-                    "restricted" => false,
-                    _ => return Err(format!("access: {v:?} is not open or restricted")),
-                }
-            }
-            "writers" => self.writers = Users::parse(v),
-            "readers" => self.readers = Users::parse(v),
-            "deleters" => self.deleters = Some(Users::parse(v)),
-            "kind" => {
-                self.kind = match v {
-                    "stored" => Kind::Stored,
-                    "feed" => Kind::Feed {
-                        dir: PathBuf::new(),
-                        incoming: None,
-                        min_free: 0,
-                    },
-                    _ => return Err(format!("kind: {v:?} is not stored or feed")),
-                }
-            }
-            "feed-dir" | "incoming" | "min-free" => {
-                let Kind::Feed {
-                    dir,
-                    incoming,
-                    min_free,
-                } = &mut self.kind
-                else {
-                    return Err(format!("{name} needs `kind feed` first"));
-                };
-                match name {
-                    "feed-dir" => *dir = PathBuf::from(v),
-                    "incoming" => *incoming = Some(PathBuf::from(v)),
-                    _ => *min_free = parse_size(v).map_err(|e| format!("min-free: {e}"))?,
-                }
-            }
-            _ => return Err(format!("unknown channel option {name}")),
-        }
-        Ok(())
-    }
-
-    /// Checks the whole definition.
-    pub fn finish(&self) -> Result<(), String> {
-        if let Kind::Feed { dir, .. } = &self.kind {
-            if dir.as_os_str().is_empty() {
-                return Err(format!("channel {}: kind feed needs feed-dir", self.id));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn may_write(&self, user: Option<&str>) -> bool {
-        self.open || user.is_some_and(|u| self.writers.contains(u))
-    }
-
-    pub fn may_read(&self, user: Option<&str>) -> bool {
-        match &self.readers {
-            Users::All => true,
-            Users::Only(_) => user.is_some_and(|u| self.readers.contains(u)),
-        }
-    }
-
-    /// Deleting needs credentials: an anonymous publisher of an open channel may not.
-    pub fn may_delete(&self, user: Option<&str>) -> bool {
-        user.is_some_and(|u| self.deleters.as_ref().unwrap_or(&self.writers).contains(u))
-    }
-
-    pub fn is_feed(&self) -> bool {
-        matches!(self.kind, Kind::Feed { .. })
-    }
-}
-
-/// A refusal, with the HTTP status that says it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub why: String,
-}
-
-impl Refusal {
-    pub fn new(status: u16, why: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            why: why.into(),
-        }
-    }
-}
-
-impl From<io::Error> for Refusal {
-    fn from(e: io::Error) -> Refusal {
-        Refusal::new(500, format!("storage: {e}"))
-    }
-}
-
-/// A product's description (the sidecar plus what the body's metadata says).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Meta {
-    #[serde(rename = "contentType")]
-    pub content_type: String,
-    pub source: String,
-    #[serde(rename = "pubTime")]
-    pub pub_time: String,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Product {
@@ -260,7 +44,7 @@ impl Product {
     /// is pubTime, else the body's mtime.
     fn new(cid: &str, oid: &str, meta: Option<Meta>, md: &fs::Metadata) -> Product {
         let meta = meta.unwrap_or_else(|| fallback_meta(cid, oid));
-        let time = crate::message::parse_time(&meta.pub_time).unwrap_or_else(|| {
+        let time = crate::core::time::parse_time(&meta.pub_time).unwrap_or_else(|| {
             md.modified()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -286,52 +70,6 @@ pub struct Published {
     pub size: u64,
     /// relPaths of products evicted to make room.
     pub evicted: Vec<String>,
-}
-
-/// The relPath of a product.
-pub fn product_rel(cid: &str, oid: &str) -> String {
-    format!("{TREE}/{cid}/{oid}")
-}
-
-fn meta_name(oid: &str) -> String {
-    format!(".{oid}.meta")
-}
-
-/// For a relPath `metcast/<cid>/<oid>`: (cid, oid).
-pub fn split_product_rel(rel: &str) -> Option<(&str, &str)> {
-    let rest = rel.strip_prefix(TREE)?.strip_prefix('/')?;
-    let (cid, oid) = rest.split_once('/')?;
-    (valid_id(cid) && valid_id(oid)).then_some((cid, oid))
-}
-
-/// Writes a sidecar atomically (temporary name, then rename).
-pub fn write_meta(dir: &Path, oid: &str, meta: &Meta) -> io::Result<()> {
-    let tmp = dir.join(temp_name());
-    let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
-    fs::write(&tmp, json)?;
-    fs::rename(&tmp, dir.join(meta_name(oid))).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
-}
-
-/// Removes a product's sidecar (after its body).
-pub fn remove_meta(body: &Path) {
-    if let (Some(dir), Some(name)) = (body.parent(), body.file_name().and_then(|n| n.to_str())) {
-        let _ = fs::remove_file(dir.join(meta_name(name)));
-    }
-}
-
-fn read_meta(dir: &Path, oid: &str) -> Option<Meta> {
-    let raw = fs::read(dir.join(meta_name(oid))).ok()?;
-    serde_json::from_slice(&raw).ok()
-}
-
-/// The Content-Type of a product: the publisher's, with `cid` and `oid` set.
-pub fn product_media_type(mut mt: MediaType, cid: &str, oid: &str) -> MediaType {
-    mt.params.retain(|(k, _)| k != "cid" && k != "oid");
-    mt.params.insert(0, ("oid".into(), oid.into()));
-    mt.params.insert(0, ("cid".into(), cid.into()));
-    mt
 }
 
 /// Copies at most `limit` bytes; more is a 413.
@@ -486,7 +224,7 @@ impl Channels {
         let mut tmp = lock().begin(&rel, method, u64::MAX)?;
         let size = copy_limited(body, &mut tmp, self.max_product, buf)?;
         let mut pub_time = String::new();
-        crate::message::format_time(&mut pub_time, now);
+        crate::core::time::format_time(&mut pub_time, now);
         let meta = Meta {
             content_type: product_media_type(mt, &def.id, &oid).to_string(),
             source: user.unwrap_or(ANONYMOUS).to_string(),
@@ -630,109 +368,6 @@ impl Channels {
             Err(e) => Err(e),
         }
     }
-
-    /// Deposits one product into feed channel number `i`; returns the file name given.
-    /// `expected` (the Content-Length, when known) is checked against the free space
-    /// before anything is read.
-    pub fn deposit(
-        &self,
-        i: usize,
-        mt: &MediaType,
-        body: &mut dyn Read,
-        expected: Option<u64>,
-        now: f64,
-        buf: &mut [u8],
-    ) -> Result<(String, String, u64), Refusal> {
-        let def = &self.defs[i];
-        let Kind::Feed {
-            dir,
-            incoming,
-            min_free,
-        } = &def.kind
-        else {
-            return Err(Refusal::new(500, "not a feed channel"));
-        };
-        check_free(dir, *min_free, expected.unwrap_or(0))?;
-        let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
-        let tmp = inc.join(temp_name());
-        let mut out = TempGuard(Some(tmp.clone()));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        let size = copy_limited(body, &mut f, self.max_product, buf)?;
-        f.sync_all()?;
-        drop(f);
-        check_free(dir, *min_free, 0)?;
-        let oid = self.next_oid(now);
-        let name = match mt.param("fname").map(base_name) {
-            Some(n) if valid_id(n) => n.to_string(),
-            _ => oid.clone(),
-        };
-        // never replace a file the decoder has not taken yet: link fails if the name
-        // is taken, then the OID makes it unique
-        let mut target = dir.join(&name);
-        let mut given = name.clone();
-        for attempt in 0..2 {
-            match fs::hard_link(&tmp, &target) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&tmp);
-                    out.0 = None;
-                    return Ok((oid, given, size));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
-                    given = format!("{name}.{oid}");
-                    target = dir.join(&given);
-                }
-                // a filesystem without hard links: rename (checked just above)
-                Err(_) if !target.exists() => {
-                    fs::rename(&tmp, &target)?;
-                    out.0 = None;
-                    return Ok((oid, given, size));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Refusal::new(500, format!("{given} exists")))
-    }
-}
-
-/// Removes a partial upload on every way out but success.
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-fn base_name(s: &str) -> &str {
-    s.rsplit(['/', '\\']).next().unwrap_or(s)
-}
-
-pub fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal> {
-    if min_free == 0 {
-        return Ok(());
-    }
-    let st = rustix::fs::statvfs(dir).map_err(|e| Refusal::new(500, format!("statvfs: {e}")))?;
-    let free = st.f_bavail.saturating_mul(st.f_frsize);
-    if free < min_free.saturating_add(coming) {
-        return Err(Refusal::new(
-            507,
-            format!("disk too full: {free} bytes free, {coming} coming, min-free {min_free}"),
-        ));
-    }
-    Ok(())
-}
-
-fn fallback_meta(cid: &str, oid: &str) -> Meta {
-    Meta {
-        content_type: format!("application/octet-stream; cid={cid}; oid={oid}"),
-        source: String::new(),
-        pub_time: String::new(),
-    }
 }
 
 #[cfg(test)]
@@ -750,39 +385,6 @@ mod tests {
         let mut d = ChannelDef::new("MEMO").unwrap();
         d.capacity = capacity;
         d
-    }
-
-    #[test]
-    fn ids_and_sizes() {
-        assert!(valid_id("MEMO") && valid_id("21") && valid_id("a.b-c_d"));
-        for bad in ["", ".x", "a/b", "..", "a b", &"x".repeat(65)] {
-            assert!(!valid_id(bad), "{bad}");
-        }
-        assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(parse_size("64K"), Ok(65536));
-        assert_eq!(parse_size("10M"), Ok(10 << 20));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
-
-    #[test]
-    fn rights() {
-        let mut d = memo(1);
-        d.apply("access", "restricted").unwrap();
-        d.apply("writers", "dave ann").unwrap();
-        d.apply("readers", "ann").unwrap();
-        assert!(d.may_write(Some("dave")) && !d.may_write(Some("eve")) && !d.may_write(None));
-        assert!(d.may_read(Some("ann")) && !d.may_read(Some("dave")) && !d.may_read(None));
-        assert!(d.may_delete(Some("dave")) && !d.may_delete(Some("eve")));
-        d.apply("deleters", "ann").unwrap();
-        assert!(!d.may_delete(Some("dave")) && d.may_delete(Some("ann")));
-        let mut o = memo(1);
-        o.apply("access", "open").unwrap();
-        assert!(o.may_write(None) && o.may_read(None) && !o.may_delete(None));
-        assert!(o.apply("feed-dir", "/x").unwrap_err().contains("kind feed"));
-        assert!(o.apply("capacity", "0").is_err());
-        o.apply("kind", "feed").unwrap();
-        assert!(o.finish().unwrap_err().contains("feed-dir"));
     }
 
     #[test]
@@ -844,7 +446,7 @@ mod tests {
         assert_eq!(s, "product 2");
         assert!(c.delete(0, &oids[2]).unwrap());
         assert!(!c.delete(0, &oids[2]).unwrap());
-        assert!(!d.join("metcast/MEMO").join(meta_name(&oids[2])).exists());
+        assert!(!d.join("metcast/MEMO").join(crate::store::sidecar::meta_name(&oids[2])).exists());
         assert!(!c.delete(0, "../../x").unwrap());
         fs::remove_dir_all(&d).unwrap();
     }

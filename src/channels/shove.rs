@@ -2,7 +2,7 @@
 //! the body of a POST; several go in one multipart/mixed request, streamed from disk.
 //! Each file's result is printed; any refusal makes the exit status non-zero.
 
-use crate::mediatype::MediaType;
+use crate::core::mediatype::MediaType;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::fs::File;
@@ -163,7 +163,7 @@ pub fn run(config: &Path, content_type: &str, files: &[PathBuf]) -> Result<usize
         let (f, len) = opened.pop().expect("one file");
         (part_type(&given, &files[0]), len, Box::new(f))
     } else {
-        let boundary = format!("meshnode-shove-{:x}", (crate::unix_now() * 1e6) as u64);
+        let boundary = format!("meshnode-shove-{:x}", (crate::sys::unix_now() * 1e6) as u64);
         let mut pieces = Vec::new();
         let mut length = 0u64;
         for (f, (file, len)) in files.iter().zip(opened) {

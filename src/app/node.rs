@@ -1,12 +1,14 @@
 //! `meshnode run`: everything a Pi node needs but the broker, in one process: the HTTP
 //! server on its own thread, one thread per flow, and hourly retention.
 
-use crate::announcer::Announcer;
+use crate::app::config::NodeConfig;
+use crate::channels::announcer::Announcer;
+use crate::channels::credentials::Credentials;
+use crate::channels::taker::Taker;
 use crate::channels::Channels;
-use crate::config::NodeConfig;
-use crate::credentials::Credentials;
-use crate::serve::{ServeConfig, Server};
-use crate::taker::Taker;
+use crate::http::files::Files;
+use crate::http::server::{ServeConfig, Server};
+use crate::http::Handler;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -38,11 +40,16 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     };
     let mut server = match cfg.listen {
         Some(addr) => {
-            let mut s = ServeConfig::new(cfg.dir.clone(), addr);
+            // the channel interface first: its paths are not the tree's
+            let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+            if let Some(t) = taker {
+                handlers.push(t);
+            }
+            handlers.push(Arc::new(Files::open(&cfg.dir).map_err(|e| e.to_string())?));
+            let mut s = ServeConfig::new(addr, handlers);
             s.max_connections = cfg.max_connections;
             s.header_timeout = cfg.header_timeout;
             s.idle_timeout = cfg.idle_timeout;
-            s.taker = taker;
             Some(Server::start(s).map_err(|e| e.to_string())?)
         }
         None => None,
@@ -56,7 +63,7 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         let st = stop.clone();
         let t = thread::Builder::new()
             .name(name.clone())
-            .spawn(move || crate::peer::run(flow, st))
+            .spawn(move || crate::mesh::flow::run(flow, st))
             .map_err(|e| format!("flow {name}: cannot start: {e}"))?;
         flows.push((name, t));
     }
@@ -98,7 +105,7 @@ fn taker(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<Taker, String> {
     let format = cfg
         .channel_post
         .as_ref()
-        .map_or(crate::message::Format::WmoMesh, |p| p.format);
+        .map_or(crate::core::message::Format::WmoMesh, |p| p.format);
     let channels = Channels::open(
         cfg.channels.clone(),
         &cfg.dir,
@@ -134,8 +141,8 @@ fn taker(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<Taker, String> {
 }
 
 fn retention(dir: &std::path::Path, hours: u32) {
-    let now = crate::unix_now();
-    match crate::retention::clean(dir, hours, now) {
+    let now = crate::sys::unix_now();
+    match crate::store::retention::clean(dir, hours, now) {
         Ok(removed) => {
             for p in removed {
                 log::info!("retention: removed {}", p.display());

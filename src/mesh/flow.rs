@@ -1,17 +1,17 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use crate::channels;
-use crate::fetch::{FetchError, Fetcher, Timeouts};
-use crate::integrity::{Digest, Method};
-use crate::mediatype::MediaType;
-use crate::message::{self, FileOp, Format, Message, Outgoing};
-use crate::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
-use crate::recent::{Recent, RECENT_CAPACITY};
-use crate::relpath;
-use crate::select::Selection;
+use crate::core::integrity::{Digest, Method};
+use crate::core::mediatype::MediaType;
+use crate::core::message::{self, FileOp, Format, Message, Outgoing};
+use crate::core::relpath;
+use crate::core::select::Selection;
+use crate::core::topic;
+use crate::mesh::fetch::{FetchError, Fetcher, Timeouts};
+use crate::mesh::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
+use crate::mesh::recent::{Recent, RECENT_CAPACITY};
+use crate::store::sidecar;
 use crate::store::{CommitError, Store};
-use crate::topic;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::Bytes;
@@ -123,7 +123,7 @@ impl PeerConfig {
     pub fn default_client_id(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        hostname().hash(&mut h);
+        crate::sys::hostname().hash(&mut h);
         self.name.hash(&mut h);
         self.dir.hash(&mut h);
         self.exchange.hash(&mut h);
@@ -133,12 +133,6 @@ impl PeerConfig {
         }
         format!("meshnode-{:012x}", h.finish() & 0xffff_ffff_ffff)
     }
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Counters of one flow.
@@ -459,9 +453,9 @@ impl Flow {
                 return Outcome::Done(0);
             }
         };
-        match message::parse_time(&msg.pub_time) {
+        match crate::core::time::parse_time(&msg.pub_time) {
             Some(t) => {
-                let lag = crate::unix_now() - t;
+                let lag = crate::sys::unix_now() - t;
                 self.stats.lag_sum += lag;
                 self.stats.lag_count += 1;
                 if lag > self.cfg.lag_drop {
@@ -519,8 +513,8 @@ impl Flow {
             FileOp::Remove => {
                 self.recent.forget(rel);
                 let removed = self.store.remove(rel);
-                if channels::split_product_rel(rel).is_some() {
-                    channels::remove_meta(&self.store.path(rel));
+                if sidecar::split_product_rel(rel).is_some() {
+                    sidecar::remove_meta(&self.store.path(rel));
                 }
                 (removed, message::FILEOP_REMOVE)
             }
@@ -658,7 +652,7 @@ impl Flow {
             }
         };
         // a channel product: its attributes first, so its body never shows without them
-        let product = channels::split_product_rel(rel).map(|(_, oid)| oid.to_string());
+        let product = sidecar::split_product_rel(rel).map(|(_, oid)| oid.to_string());
         if let Some(oid) = &product {
             self.write_product_meta(msg, rel, oid);
         }
@@ -667,7 +661,7 @@ impl Flow {
             None => self.download(msg, rel, hash_method, expected),
         };
         if stored.is_none() && product.is_some() {
-            channels::remove_meta(&self.store.path(rel));
+            sidecar::remove_meta(&self.store.path(rel));
         }
         let Some((method, digest, size)) = stored else {
             return if self.stop.load(Ordering::Relaxed) {
@@ -725,7 +719,7 @@ impl Flow {
                 .find(|(k, _)| k == name)
                 .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
         };
-        let (cid, _) = channels::split_product_rel(rel).expect("checked by the caller");
+        let (cid, _) = sidecar::split_product_rel(rel).expect("checked by the caller");
         // served as a header later: only a well-formed media type (no CR/LF), with the
         // cid and oid of the relPath whatever the message says
         let mt = match field("contentType").map(|c| MediaType::parse(&c)) {
@@ -736,8 +730,8 @@ impl Flow {
             }
             None => MediaType::parse("application/octet-stream").expect("a valid media type"),
         };
-        let meta = channels::Meta {
-            content_type: channels::product_media_type(mt, cid, oid).to_string(),
+        let meta = sidecar::Meta {
+            content_type: sidecar::product_media_type(mt, cid, oid).to_string(),
             source: field("source").unwrap_or_default(),
             pub_time: msg.pub_time.to_string(),
         };
@@ -746,7 +740,7 @@ impl Flow {
         let written = self
             .store
             .mkdir(relpath::dirname(rel))
-            .and_then(|_| channels::write_meta(&dir, oid, &meta));
+            .and_then(|_| sidecar::write_meta(&dir, oid, &meta));
         if let Err(e) = written {
             log::warn!("{rel}: product attributes not kept: {e}");
         }
@@ -855,7 +849,7 @@ impl Flow {
             if give_up {
                 break;
             }
-            crate::sleep_unless(&self.stop, backoff);
+            crate::sys::sleep_unless(&self.stop, backoff);
             backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
         }
         log::error!("{rel}: giving up on {} after {attempt} attempts", self.url);

@@ -2,8 +2,8 @@
 //! directory, verified, then renamed, so nobody ever sees a partial file under its
 //! final name and two writers of the same file cannot corrupt it.
 
-use crate::integrity::{self, Digest, Hasher, Method};
-use crate::relpath;
+use crate::core::integrity::{self, Digest, Hasher, Method};
+use crate::core::relpath;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -1,0 +1,8 @@
+//! The application: options (one table for the command line, help and the config
+//! file), the config file, a whole node (`run`), the demo, the logger.
+
+pub mod config;
+pub mod demo;
+pub mod logger;
+pub mod node;
+pub mod options;

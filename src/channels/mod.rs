@@ -1,0 +1,13 @@
+//! Metcast channels: named, bounded collections of annotated products, taken over HTTP
+//! (the taker), announced to the mesh, published with `shove`.
+
+pub mod announcer;
+pub mod credentials;
+pub mod defs;
+pub mod feeds;
+pub mod products;
+pub mod shove;
+pub mod taker;
+
+pub use defs::{parse_size, ChannelDef, Kind, Refusal, Users, ANONYMOUS, DEFAULT_CAPACITY};
+pub use products::{Channels, Product, Published};

@@ -1,0 +1,8 @@
+//! The mesh: flows that follow upstream brokers, fetch, store, re-announce and
+//! acknowledge; `post` for local files.
+
+pub mod fetch;
+pub mod flow;
+pub mod mqtt;
+pub mod post;
+pub mod recent;

@@ -1,0 +1,8 @@
+//! The data tree on disk: files written to a temporary name, verified, renamed; the
+//! checksum cache in xattrs; channel products' sidecars; retention of hour directories.
+
+pub mod retention;
+pub mod sidecar;
+mod tree;
+
+pub use tree::{temp_name, CommitError, Store, TempFile, KNOWN_DIRS_CAPACITY, TEMP_PREFIX};
