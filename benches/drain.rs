@@ -10,7 +10,7 @@
 //! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000; one mode with
 //! MESHNODE_BENCH_MODE). Loopback only; every wait is bounded.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -10,7 +10,7 @@
 //! `cargo bench --bench taker` (N from MESHNODE_BENCH_N, default 5000). Loopback only;
 //! every loop is bounded in count and every wait in time.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

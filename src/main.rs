@@ -1,44 +1,31 @@
 //! meshnode: thin entry point; the work is in the library.
 
-use meshnode::app::options::{self as cli, PeerArgs, PostArgs};
+use meshnode::app::args::{PeerArgs, PostArgs};
+use meshnode::app::options::{self, parse_args, Scope};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-const USAGE: &str = "\
-usage: meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]
-       meshnode post --post-broker URL --post-baseUrl URL [options] FILE...
-       meshnode demo [--keep]
-       meshnode run --config FILE
-       meshnode serve --dir DIR --listen ADDR:PORT [options]
-       meshnode clean HOURS DIR
-       meshnode passwd FILE USER   (password read from standard input)
-       meshnode shove CONFIG 'CONTENT-TYPE; cid=CHANNEL[; attr=value...]' FILE...
-       meshnode --version
-
-peer: subscribe to announcements of peers, download what is missing, verify, store
-      under --dir, re-announce on this node's broker. See README.md for every option.
-post: announce local files (under --post-baseDir) on a broker.
-demo: three brokers and three nodes in a ring with a chord on loopback; bulletins
-      posted on node 1 spread to all; exit 0 when every node holds them all.
-run: a whole node in one process: flows, HTTP server and retention from a config
-      file (see deploy/meshnode.conf).
-serve: the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since).
-shove: publish files into a channel of a node's taker (the w-shove client); CONFIG has
-      SERVER_URL, PROXY_ENABLE, PROXY_NAME, PROXY_PORT, AUTH_ENABLE, AUTH_CREDENTIAL.
-passwd: add or replace USER in a taker password file (PBKDF2-SHA256, no plaintext).
-clean: remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older than
-      HOURS (UTC), printing each one removed (the demo's old_hour_dirs.py).";
-
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     args.next();
     let Some(cmd) = args.next() else {
-        eprintln!("{USAGE}");
+        eprint!("{}", options::usage());
         return ExitCode::from(2);
     };
     let rest: Vec<OsString> = args.collect();
+    // `meshnode COMMAND --help` (or -h) anywhere before a `--`
+    let asks_help = rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h");
+    if let Some(c) = cmd.to_str().and_then(options::command) {
+        if asks_help {
+            print!("{}", options::help(c));
+            return ExitCode::SUCCESS;
+        }
+    }
     match cmd.to_str() {
         Some("peer") => peer(rest),
         Some("post") => post(rest),
@@ -52,12 +39,24 @@ fn main() -> ExitCode {
             println!("meshnode {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+        Some("--help" | "-h" | "help") => match rest.first().and_then(|c| c.to_str()) {
+            None => {
+                print!("{}", options::usage());
+                ExitCode::SUCCESS
+            }
+            Some(name) => match options::command(name) {
+                Some(c) => {
+                    print!("{}", options::help(c));
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("meshnode help: unknown command {name:?}");
+                    ExitCode::from(2)
+                }
+            },
+        },
         _ => {
-            eprintln!("meshnode: unknown command {cmd:?}\n{USAGE}");
+            eprint!("meshnode: unknown command {cmd:?}\n{}", options::usage());
             ExitCode::from(2)
         }
     }
@@ -75,8 +74,9 @@ fn stop_on_signals() -> Arc<AtomicBool> {
 
 fn peer(args: Vec<OsString>) -> ExitCode {
     let mut a = PeerArgs::new();
-    let parsed = cli::parse_args(
+    let parsed = parse_args(
         args,
+        Scope::PEER,
         |n, v| a.apply(n, v),
         |v| Err(format!("unexpected argument {v:?}")),
     );
@@ -100,8 +100,9 @@ fn peer(args: Vec<OsString>) -> ExitCode {
 fn post(args: Vec<OsString>) -> ExitCode {
     let mut a = PostArgs::default();
     let mut files = Vec::new();
-    let parsed = cli::parse_args(
+    let parsed = parse_args(
         args,
+        Scope::POST,
         |n, v| a.apply(n, v),
         |v| {
             files.push(v.into());
@@ -129,7 +130,7 @@ fn post(args: Vec<OsString>) -> ExitCode {
 
 fn clean(args: Vec<OsString>) -> ExitCode {
     let [hours, dir] = args.as_slice() else {
-        eprintln!("meshnode clean: expected HOURS DIR\n{USAGE}");
+        eprintln!("meshnode clean: expected HOURS DIR (see meshnode clean --help)");
         return ExitCode::from(2);
     };
     let Some(hours) = hours.to_str().and_then(|h| h.parse::<u32>().ok()) else {
@@ -168,8 +169,9 @@ fn serve(args: Vec<OsString>) -> ExitCode {
             .map(std::time::Duration::from_secs_f64)
             .ok_or_else(|| format!("--{n}: {v:?} is not a number of seconds"))
     };
-    let parsed = cli::parse_args(
+    let parsed = parse_args(
         args,
+        Scope::SERVE,
         |n, v| {
             match n {
                 "dir" => dir = v.into(),
@@ -221,8 +223,9 @@ fn serve(args: Vec<OsString>) -> ExitCode {
 
 fn run(args: Vec<OsString>) -> ExitCode {
     let mut file = None;
-    let parsed = cli::parse_args(
+    let parsed = parse_args(
         args,
+        Scope::RUN,
         |n, v| match n {
             "config" => {
                 file = Some(v.to_string());

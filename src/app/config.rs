@@ -6,7 +6,8 @@
 //! flow (each flow may set it again). Without a `flow` line the file describes one flow.
 //! Everything is checked before anything starts; an error names file:line and why.
 
-use crate::app::options::{is_flag, normalize, PeerArgs};
+use crate::app::args::PeerArgs;
+use crate::app::options::{self, is_flag, normalize, Scope};
 use crate::channels::{self, ChannelDef};
 use crate::mesh::flow::PeerConfig;
 use std::net::SocketAddr;
@@ -102,7 +103,7 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
             Some((n, v)) => (normalize(n), v.trim().to_string()),
             None => (normalize(line), String::new()),
         };
-        let value = if value.is_empty() && is_flag(&name) {
+        let value = if value.is_empty() && is_flag(&name, Scope::FLOW) {
             "yes".to_string()
         } else {
             value
@@ -140,17 +141,12 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
                 .map_err(|e| at(format!("channel {}: {e}", c.id)))?;
             continue;
         }
-        let node_option = matches!(
-            name.as_str(),
-            "listen"
-                | "retention"
-                | "max-connections"
-                | "header-timeout"
-                | "idle-timeout"
-                | "password-file"
-                | "product-max"
-                | "node-id"
-        );
+        // the node's alone: not a flow's too (dir and verbose are both)
+        let node_option = options::find(&name, Scope::NODE).is_some()
+            && options::find(&name, Scope::FLOW).is_none();
+        if !node_option && options::find(&name, Scope::FLOW).is_none() {
+            return Err(at(options::unknown(&name, Scope::NODE.or(Scope::FLOW))));
+        }
         if node_option && (!flows.is_empty() || !node.channels.is_empty()) {
             return Err(at(format!(
                 "{name} is a node option: put it before the first flow or channel"
@@ -454,6 +450,28 @@ writers ops
         assert_eq!(n.flows[1].select.len(), 2, "both select lines of flow rest");
         assert_eq!(n.channels.len(), 2, "both example channels");
         assert!(n.channels[1].is_feed() && n.password_file.is_some());
+    }
+
+    #[test]
+    fn the_example_documents_every_option_of_the_table() {
+        let text = include_str!("../../deploy/meshnode.conf");
+        let documented: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim_start_matches('#').split_whitespace().next())
+            // `#name value` (a default) or `# name: prose`
+            .map(|w| normalize(w.trim_end_matches(':')))
+            .collect();
+        let file_scopes = Scope::NODE.or(Scope::FLOW).or(Scope::CHANNEL);
+        let missing: Vec<&str> = options::OPTIONS
+            .iter()
+            .filter(|o| o.scope.has(file_scopes))
+            .filter(|o| !documented.iter().any(|d| d == o.name))
+            .map(|o| o.name)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in deploy/meshnode.conf: {missing:?}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! status 0 only when every node holds every file with the right checksum. Everything
 //! started is stopped and removed at the end.
 
-use crate::app::options::PostArgs;
+use crate::app::args::PostArgs;
 use crate::core::integrity::{digest_of, Method};
 use crate::mesh::mqtt::BrokerUrl;
 use std::fmt::Write as _;

@@ -1,6 +1,7 @@
 //! The application: options (one table for the command line, help and the config
 //! file), the config file, a whole node (`run`), the demo, the logger.
 
+pub mod args;
 pub mod config;
 pub mod demo;
 pub mod logger;

@@ -1,15 +1,473 @@
-//! Command line: raw options are turned into a validated configuration before anything
-//! runs. Option names are kebab-case; the demo's spellings (`--post_baseUrl`,
-//! `--clean_session`...) are accepted too: names are compared lowercased with `_` as `-`.
+//! The one table of options (in the manner of ripgrep's `flags/defs.rs`): each option's
+//! name, value, default, one line of help and the places that accept it. The
+//! command-line parser, every command's `--help`, the config-file parser and the check
+//! that `deploy/meshnode.conf` documents every option are derived from it.
+//!
+//! Names are kebab-case; the demo's spellings (`--post_baseUrl`, `--clean_session`...)
+//! are accepted too: names are compared lowercased with `_` read as `-`.
 
-use crate::core::integrity::Method;
-use crate::core::message::Format;
-use crate::core::topic;
-use crate::mesh::fetch::Timeouts;
-use crate::mesh::flow::{Encoding, PeerConfig};
-use crate::mesh::mqtt::BrokerUrl;
-use std::path::PathBuf;
-use std::time::Duration;
+/// Where an option is accepted: commands, and sections of the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope(u16);
+
+impl Scope {
+    pub const PEER: Scope = Scope(1);
+    pub const POST: Scope = Scope(2);
+    pub const SERVE: Scope = Scope(4);
+    pub const RUN: Scope = Scope(8);
+    pub const DEMO: Scope = Scope(16);
+    /// Config file, before the first section: the node's own options.
+    pub const NODE: Scope = Scope(32);
+    /// Config file: a flow's options (before the first section they apply to every flow).
+    pub const FLOW: Scope = Scope(64);
+    /// Config file: a `channel` section.
+    pub const CHANNEL: Scope = Scope(128);
+
+    pub const fn or(self, o: Scope) -> Scope {
+        Scope(self.0 | o.0)
+    }
+    pub fn has(self, o: Scope) -> bool {
+        self.0 & o.0 != 0
+    }
+}
+
+/// Options of `peer` that the config file takes for a flow too.
+const PF: Scope = Scope::PEER.or(Scope::FLOW);
+/// ... and `post` as well.
+const PPF: Scope = PF.or(Scope::POST);
+
+pub struct Opt {
+    /// Canonical name (lowercase, `-`).
+    pub name: &'static str,
+    /// Other accepted spellings (already canonical).
+    pub aliases: &'static [&'static str],
+    /// What the value looks like; empty: a flag (no value on the command line, `yes`
+    /// implied; `--flag=no` allowed).
+    pub value: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    pub scope: Scope,
+}
+
+const fn opt(
+    name: &'static str,
+    value: &'static str,
+    default: &'static str,
+    scope: Scope,
+    help: &'static str,
+) -> Opt {
+    Opt {
+        name,
+        aliases: &[],
+        value,
+        default,
+        help,
+        scope,
+    }
+}
+
+const fn alias(mut o: Opt, aliases: &'static [&'static str]) -> Opt {
+    o.aliases = aliases;
+    o
+}
+
+const NODE: Scope = Scope::NODE;
+const SERVE_NODE: Scope = Scope::SERVE.or(Scope::NODE);
+const CH: Scope = Scope::CHANNEL;
+
+/// Every option of every command and config section.
+pub static OPTIONS: &[Opt] = &[
+    // peer: where to listen
+    opt(
+        "broker",
+        "URL",
+        "required, repeatable",
+        PF,
+        "mqtt:// or mqtts://user:password@host[:port] to subscribe to",
+    ),
+    opt(
+        "subtopic",
+        "FILTER",
+        "#, repeatable",
+        PF,
+        "topic filter below <exchange>/<topic-prefix>/",
+    ),
+    opt(
+        "exchange",
+        "NAME",
+        "xpublic",
+        PF,
+        "root of the subscribed topics",
+    ),
+    opt(
+        "topic-prefix",
+        "PREFIX",
+        "v03/post",
+        PF,
+        "sr3 peers use v03",
+    ),
+    alias(
+        opt(
+            "clientid",
+            "ID",
+            "derived from host, dir and brokers",
+            PF.or(Scope::POST),
+            "MQTT client id, stable across restarts so the persistent session is found again",
+        ),
+        &["client-id"],
+    ),
+    opt(
+        "clean-session",
+        "",
+        "no",
+        PF,
+        "start with a fresh session (after changing subtopics)",
+    ),
+    opt(
+        "session-expiry",
+        "SECONDS",
+        "86400",
+        PF,
+        "how long the broker keeps the session while the node is away",
+    ),
+    // the data tree
+    opt("dir", "DIR", "data", PF.or(SERVE_NODE), "the data tree"),
+    opt(
+        "download",
+        "yes|no",
+        "yes",
+        PF,
+        "no: forward announcements unchanged (a dispatcher)",
+    ),
+    opt(
+        "select",
+        "'accept RE'|'reject RE'",
+        "none, repeatable",
+        PF,
+        "on the relPath; first match wins; unmatched accepted",
+    ),
+    opt(
+        "accept",
+        "RE",
+        "none, repeatable",
+        PF,
+        "same as --select 'accept RE'",
+    ),
+    opt(
+        "reject",
+        "RE",
+        "none, repeatable",
+        PF,
+        "same as --select 'reject RE'",
+    ),
+    opt(
+        "lag-warn",
+        "SECONDS",
+        "120",
+        PF,
+        "lag from pubTime over which a warning is logged",
+    ),
+    opt(
+        "lag-drop",
+        "SECONDS",
+        "7200",
+        PF,
+        "lag from pubTime over which a message is acknowledged without processing",
+    ),
+    // announcing
+    opt(
+        "post-broker",
+        "URL|none",
+        "required",
+        PPF,
+        "this node's broker",
+    ),
+    opt(
+        "post-exchange",
+        "NAME",
+        "xpublic",
+        PPF,
+        "root of the announcement topics",
+    ),
+    opt(
+        "post-topic-prefix",
+        "PREFIX",
+        "v03/post (v03 with --format sr3)",
+        PPF,
+        "below the post exchange",
+    ),
+    alias(
+        opt(
+            "post-baseurl",
+            "URL",
+            "http://<hostname>:8000/data (run: this node's listen port)",
+            PPF,
+            "where peers download from this node (post: required)",
+        ),
+        &["post-base-url"],
+    ),
+    alias(
+        opt(
+            "post-basedir",
+            "DIR",
+            "data",
+            Scope::POST,
+            "relPath is the file's path below this directory",
+        ),
+        &["post-base-dir"],
+    ),
+    opt(
+        "post-exchange-split",
+        "N",
+        "0 (off)",
+        PF,
+        "publish to <post-exchange>NN, NN = first char of the integrity value mod N",
+    ),
+    opt(
+        "inline",
+        "",
+        "no",
+        PPF,
+        "include small files in the announcement",
+    ),
+    opt(
+        "inline-max",
+        "BYTES",
+        "1024",
+        PPF,
+        "largest file included inline",
+    ),
+    opt(
+        "encoding",
+        "text|binary|guess",
+        "guess",
+        PPF,
+        "inline as utf-8 when the bytes are UTF-8, else base64 (binary: always base64)",
+    ),
+    opt(
+        "format",
+        "wmo_mesh|sr3",
+        "wmo_mesh",
+        PPF,
+        "dialect written (integrity or identity)",
+    ),
+    opt(
+        "header",
+        "NAME=VALUE",
+        "none, repeatable",
+        Scope::POST,
+        "an extra message field",
+    ),
+    opt(
+        "integrity",
+        "md5|sha512",
+        "md5 (sha512 with --format sr3)",
+        Scope::POST,
+        "checksum announced",
+    ),
+    // limits
+    opt(
+        "message-max",
+        "BYTES",
+        "500000",
+        PF,
+        "larger messages are refused",
+    ),
+    opt(
+        "file-max",
+        "BYTES",
+        "1073741824",
+        PF,
+        "larger downloads are refused",
+    ),
+    opt(
+        "inflight",
+        "N",
+        "100",
+        PF,
+        "unacknowledged messages per upstream session (MQTT v5 receive maximum)",
+    ),
+    opt(
+        "keepalive",
+        "SECONDS",
+        "30",
+        PF,
+        "MQTT keepalive (at least 5)",
+    ),
+    opt(
+        "retries",
+        "N",
+        "3",
+        PF,
+        "attempts when a download does not match the announced checksum",
+    ),
+    opt(
+        "retry-time",
+        "SECONDS",
+        "300",
+        PF,
+        "how long a download is retried while its server is away",
+    ),
+    opt(
+        "timeout",
+        "SECONDS",
+        "10 / 30 / 30",
+        PF,
+        "connect / response / per-read timeout of downloads (one value sets all three)",
+    ),
+    opt(
+        "stats-interval",
+        "SECONDS",
+        "60",
+        PF,
+        "period of the stats line",
+    ),
+    opt(
+        "verbose",
+        "N",
+        "1",
+        PPF.or(SERVE_NODE),
+        "0 warnings, 1 + info and stats, 2 + each file, 3 + each decision",
+    ),
+    // the HTTP server
+    opt(
+        "listen",
+        "ADDR:PORT",
+        "0.0.0.0:8000 (serve), none (run)",
+        SERVE_NODE,
+        "where the HTTP server listens (run: none, no server)",
+    ),
+    opt(
+        "max-connections",
+        "N",
+        "64",
+        SERVE_NODE,
+        "connections at once; one more gets a 503",
+    ),
+    opt(
+        "header-timeout",
+        "SECONDS",
+        "10",
+        SERVE_NODE,
+        "a request head must arrive within this time of its first byte",
+    ),
+    opt(
+        "idle-timeout",
+        "SECONDS",
+        "30",
+        SERVE_NODE,
+        "an idle keep-alive connection is closed after this",
+    ),
+    // the node (run)
+    opt(
+        "config",
+        "FILE",
+        "required",
+        Scope::RUN,
+        "the node's configuration file (see deploy/meshnode.conf)",
+    ),
+    opt(
+        "retention",
+        "HOURS",
+        "0 (never)",
+        NODE,
+        "hour directories older than this are removed every hour",
+    ),
+    opt(
+        "password-file",
+        "FILE",
+        "none (only open channels take)",
+        NODE,
+        "the taker's users (meshnode passwd)",
+    ),
+    opt(
+        "product-max",
+        "SIZE",
+        "100M",
+        NODE,
+        "largest product a taker accepts",
+    ),
+    opt(
+        "node-id",
+        "ID",
+        "the host name",
+        NODE,
+        "in OIDs: unique across the mesh",
+    ),
+    // a channel section
+    opt(
+        "title",
+        "TEXT",
+        "the channel id",
+        CH,
+        "the channel's description",
+    ),
+    opt(
+        "capacity",
+        "N",
+        "10",
+        CH,
+        "products kept; the oldest are evicted (1: latest only)",
+    ),
+    opt(
+        "access",
+        "open|restricted",
+        "restricted",
+        CH,
+        "open: anyone may publish and read through /taker",
+    ),
+    opt(
+        "writers",
+        "USERS",
+        "all users",
+        CH,
+        "who may publish (names, space separated)",
+    ),
+    opt("readers", "USERS", "all users", CH, "who may read"),
+    opt(
+        "deleters",
+        "USERS",
+        "the writers",
+        CH,
+        "who may DELETE a product",
+    ),
+    opt(
+        "kind",
+        "stored|feed",
+        "stored",
+        CH,
+        "feed: products are deposited into feed-dir, not kept in the tree",
+    ),
+    opt(
+        "feed-dir",
+        "DIR",
+        "none",
+        CH,
+        "where a feed channel deposits its products",
+    ),
+    opt(
+        "incoming",
+        "DIR",
+        "<feed-dir>/.incoming",
+        CH,
+        "where a feed's uploads are written before they are linked into feed-dir",
+    ),
+    opt(
+        "min-free",
+        "SIZE",
+        "0",
+        CH,
+        "free space a feed keeps on its disk (507 below)",
+    ),
+    // the demo
+    opt(
+        "keep",
+        "",
+        "no",
+        Scope::DEMO,
+        "keep the demo's temporary directory",
+    ),
+];
 
 /// The canonical spelling of an option name.
 pub fn normalize(name: &str) -> String {
@@ -18,263 +476,81 @@ pub fn normalize(name: &str) -> String {
         .replace('_', "-")
 }
 
-fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("--{name}: {v:?} is not a valid number"))
+/// The option `name` (canonical) accepted in `scope`, by name or alias.
+pub fn find(name: &str, scope: Scope) -> Option<&'static Opt> {
+    OPTIONS
+        .iter()
+        .find(|o| o.scope.has(scope) && (o.name == name || o.aliases.contains(&name)))
 }
 
-fn secs(name: &str, v: &str) -> Result<f64, String> {
-    let s: f64 = num(name, v)?;
-    if s.is_finite() && s >= 0.0 {
-        Ok(s)
-    } else {
-        Err(format!("--{name}: {v:?} is not a duration in seconds"))
+/// Whether `name` takes no value.
+pub fn is_flag(name: &str, scope: Scope) -> bool {
+    find(name, scope).is_some_and(|o| o.value.is_empty())
+}
+
+/// "unknown option --frobnicate" and, when one is close, "(did you mean --X?)".
+pub fn unknown(name: &str, scope: Scope) -> String {
+    let near = OPTIONS
+        .iter()
+        .filter(|o| o.scope.has(scope))
+        .map(|o| (distance(name, o.name), o.name))
+        .min();
+    match near {
+        Some((d, n)) if d <= 2.max(name.len() / 3) => {
+            format!("unknown option --{name} (did you mean --{n}?)")
+        }
+        _ => format!("unknown option --{name}"),
     }
 }
 
-pub fn boolean(name: &str, v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "yes" | "true" | "on" | "1" => Ok(true),
-        "no" | "false" | "off" | "0" => Ok(false),
-        _ => Err(format!("--{name}: {v:?} is not yes or no")),
-    }
-}
-
-/// Options that take no value on the command line.
-pub fn is_flag(name: &str) -> bool {
-    matches!(name, "clean-session" | "inline")
-}
-
-pub fn encoding(v: &str) -> Result<Encoding, String> {
-    match v {
-        "text" => Ok(Encoding::Text),
-        "binary" => Ok(Encoding::Binary),
-        "guess" => Ok(Encoding::Guess),
-        _ => Err(format!("--encoding: {v:?} is not text, binary or guess")),
-    }
-}
-
-pub fn format(v: &str) -> Result<Format, String> {
-    Format::parse(v).ok_or_else(|| format!("--format: {v:?} is not wmo_mesh or sr3"))
-}
-
-/// Raw peer options, collected before validation.
-#[derive(Debug, Default)]
-pub struct PeerArgs {
-    pub cfg: PeerConfig,
-    pub post_broker_given: bool,
-    pub verbose: u8,
-    pub post_base_url_given: bool,
-}
-
-impl PeerArgs {
-    pub fn new() -> PeerArgs {
-        PeerArgs {
-            verbose: 1,
-            ..Default::default()
+/// Levenshtein distance, for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
         }
     }
-
-    /// Applies one option (canonical name) with its value.
-    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
-        let c = &mut self.cfg;
-        match name {
-            "broker" => c.brokers.push(BrokerUrl::parse(v)?),
-            "subtopic" => {
-                topic::check_filter(v).map_err(|e| format!("--subtopic: {e}"))?;
-                c.subtopics.push(v.to_string());
-            }
-            "exchange" => c.exchange = v.to_string(),
-            "topic-prefix" => c.topic_prefix = v.trim_matches('/').to_string(),
-            "clientid" | "client-id" => c.client_id = Some(v.to_string()),
-            "clean-session" => c.clean_session = boolean(name, v)?,
-            "session-expiry" => c.session_expiry = num(name, v)?,
-            "dir" => c.dir = PathBuf::from(v),
-            "download" => c.download = boolean(name, v)?,
-            "select" => c.select.push(v)?,
-            "accept" => c.select.push(&format!("accept {v}"))?,
-            "reject" => c.select.push(&format!("reject {v}"))?,
-            "lag-warn" => c.lag_warn = secs(name, v)?,
-            "lag-drop" => c.lag_drop = secs(name, v)?,
-            "post-broker" => {
-                self.post_broker_given = true;
-                c.post_broker = if v == "none" {
-                    None
-                } else {
-                    Some(BrokerUrl::parse(v)?)
-                };
-            }
-            "post-exchange" => c.post_exchange = v.to_string(),
-            "post-topic-prefix" => c.post_topic_prefix = Some(v.trim_matches('/').to_string()),
-            "post-baseurl" | "post-base-url" => {
-                self.post_base_url_given = true;
-                c.post_base_url = v.to_string();
-            }
-            "post-exchange-split" => c.post_exchange_split = num(name, v)?,
-            "inline" => c.inline = boolean(name, v)?,
-            "inline-max" => c.inline_max = num(name, v)?,
-            "encoding" => c.encoding = encoding(v)?,
-            "format" => c.format = format(v)?,
-            "message-max" => c.message_max = num(name, v)?,
-            "file-max" => c.file_max = num(name, v)?,
-            "inflight" => {
-                c.inflight = num(name, v)?;
-                if c.inflight == 0 {
-                    return Err("--inflight must be at least 1".into());
-                }
-            }
-            // rumqttc refuses keepalives under 5 s
-            "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
-            "retries" => c.retries = num(name, v)?,
-            "retry-time" => c.retry_time = Duration::from_secs_f64(secs(name, v)?),
-            "timeout" => {
-                let d = Duration::from_secs_f64(secs(name, v)?);
-                c.timeouts = Timeouts {
-                    connect: d,
-                    response: d,
-                    per_read: d,
-                };
-            }
-            "stats-interval" => c.stats_interval = Duration::from_secs_f64(secs(name, v)?.max(1.0)),
-            "verbose" => self.verbose = num(name, v)?,
-            _ => return Err(format!("unknown option --{name}")),
-        }
-        Ok(())
-    }
-
-    /// Checks the whole and fills defaults that depend on other options.
-    pub fn finish(mut self) -> Result<(PeerConfig, u8), String> {
-        let c = &mut self.cfg;
-        if c.brokers.is_empty() {
-            return Err(
-                "give at least one --broker mqtt://user:password@host to subscribe to".into(),
-            );
-        }
-        if !self.post_broker_given {
-            return Err("give --post-broker mqtt://user:password@host (this node's broker) or --post-broker none".into());
-        }
-        if c.subtopics.is_empty() {
-            c.subtopics.push("#".into());
-        }
-        if !self.post_base_url_given {
-            c.post_base_url = format!("http://{}:8000/data", crate::sys::hostname());
-        }
-        if c.lag_drop < c.lag_warn {
-            return Err(format!(
-                "--lag-drop {} is below --lag-warn {}",
-                c.lag_drop, c.lag_warn
-            ));
-        }
-        Ok((self.cfg, self.verbose))
-    }
+    row[b.len()]
 }
 
-/// Options of `meshnode post`.
-#[derive(Debug)]
-pub struct PostArgs {
-    pub post_broker: Option<BrokerUrl>,
-    pub base_url: String,
-    pub base_dir: PathBuf,
-    pub exchange: String,
-    pub topic_prefix: Option<String>,
-    pub inline: bool,
-    pub inline_max: usize,
-    pub encoding: Encoding,
-    pub headers: Vec<(String, String)>,
-    pub integrity: Option<Method>,
-    pub format: Format,
-    pub client_id: Option<String>,
-    pub verbose: u8,
-    pub files: Vec<PathBuf>,
-}
-
-impl Default for PostArgs {
-    fn default() -> Self {
-        PostArgs {
-            post_broker: None,
-            base_url: String::new(),
-            base_dir: PathBuf::from("data"),
-            exchange: "xpublic".into(),
-            topic_prefix: None,
-            inline: false,
-            inline_max: 1024,
-            encoding: Encoding::Guess,
-            headers: Vec::new(),
-            integrity: None,
-            format: Format::WmoMesh,
-            client_id: None,
-            verbose: 1,
-            files: Vec::new(),
-        }
-    }
-}
-
-impl PostArgs {
-    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
-        match name {
-            "post-broker" => self.post_broker = Some(BrokerUrl::parse(v)?),
-            "post-baseurl" | "post-base-url" => self.base_url = v.to_string(),
-            "post-basedir" | "post-base-dir" => self.base_dir = PathBuf::from(v),
-            "post-exchange" => self.exchange = v.to_string(),
-            "post-topic-prefix" => self.topic_prefix = Some(v.trim_matches('/').to_string()),
-            "inline" => self.inline = boolean(name, v)?,
-            "inline-max" => self.inline_max = num(name, v)?,
-            "encoding" => self.encoding = encoding(v)?,
-            "header" => {
-                let (k, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--header {v:?}: expected name=value"))?;
-                self.headers.push((k.to_string(), val.to_string()));
-            }
-            "integrity" => {
-                self.integrity = match v {
-                    "md5" => Some(Method::Md5),
-                    "sha512" => Some(Method::Sha512),
-                    _ => return Err(format!("--integrity: {v:?} is not md5 or sha512")),
-                }
-            }
-            "format" => self.format = format(v)?,
-            "clientid" | "client-id" => self.client_id = Some(v.to_string()),
-            "verbose" => self.verbose = num(name, v)?,
-            _ => return Err(format!("unknown option --{name}")),
-        }
-        Ok(())
-    }
-}
-
-/// Walks command-line arguments: `f(name, value)` for each option, `files` for the rest.
+/// Walks command-line arguments of a command accepting `scope`: `f(name, value)` for
+/// each option (canonical name), `positional` for the rest. Unknown options are refused
+/// here, with the nearest known name.
 pub fn parse_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
+    scope: Scope,
     mut f: impl FnMut(&str, &str) -> Result<(), String>,
     mut positional: impl FnMut(std::ffi::OsString) -> Result<(), String>,
 ) -> Result<(), String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
+    let text = |v: std::ffi::OsString| v.string().map_err(|e| e.to_string());
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Long(name) => {
                 let name = normalize(name);
-                let value = if is_flag(&name) {
+                let Some(o) = find(&name, scope) else {
+                    return Err(unknown(&name, scope));
+                };
+                let value = if o.value.is_empty() {
                     match p.optional_value() {
-                        Some(v) => v.string().map_err(|e| e.to_string())?,
+                        Some(v) => text(v)?,
                         None => "yes".into(),
                     }
                 } else {
-                    p.value()
-                        .map_err(|e| format!("--{name}: {e}"))?
-                        .string()
-                        .map_err(|e| e.to_string())?
+                    text(p.value().map_err(|e| format!("--{name}: {e}"))?)?
                 };
-                f(&name, &value)?;
+                f(o.name, &value)?;
             }
-            Short('v') => f(
-                "verbose",
-                &p.value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?,
-            )?,
+            Short('v') if find("verbose", scope).is_some() => {
+                f("verbose", &text(p.value().map_err(|e| e.to_string())?)?)?
+            }
             Value(v) => positional(v)?,
             Short(c) => return Err(format!("unknown option -{c}")),
         }
@@ -282,113 +558,154 @@ pub fn parse_args(
     Ok(())
 }
 
+/// A command: its usage line, what it does, and the scope of its options.
+pub struct Command {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub about: &'static str,
+    pub scope: Option<Scope>,
+}
+
+pub static COMMANDS: &[Command] = &[
+    Command {
+        name: "peer",
+        usage: "meshnode peer --broker URL [--broker URL...] --post-broker URL|none [options]",
+        about: "subscribe to announcements of peers, download what is missing, verify, store \
+                under --dir, re-announce on this node's broker",
+        scope: Some(Scope::PEER),
+    },
+    Command {
+        name: "post",
+        usage: "meshnode post --post-broker URL --post-baseUrl URL [options] FILE...",
+        about: "announce local files (under --post-baseDir) on a broker",
+        scope: Some(Scope::POST),
+    },
+    Command {
+        name: "run",
+        usage: "meshnode run --config FILE",
+        about: "a whole node in one process: flows, HTTP server, channels and retention from \
+                a config file (every option of it: deploy/meshnode.conf)",
+        scope: Some(Scope::RUN),
+    },
+    Command {
+        name: "serve",
+        usage: "meshnode serve --dir DIR --listen ADDR:PORT [options]",
+        about: "the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since)",
+        scope: Some(Scope::SERVE),
+    },
+    Command {
+        name: "demo",
+        usage: "meshnode demo [--keep]",
+        about: "three brokers and three nodes in a ring with a chord on loopback; bulletins \
+                posted on node 1 spread to all; exit 0 when every node holds them all",
+        scope: Some(Scope::DEMO),
+    },
+    Command {
+        name: "clean",
+        usage: "meshnode clean HOURS DIR",
+        about: "remove hour directories (YYYYMMDDHH, YYYYMMDDTHH) directly under DIR older \
+                than HOURS (UTC), printing each one removed",
+        scope: None,
+    },
+    Command {
+        name: "passwd",
+        usage: "meshnode passwd FILE USER   (password read from standard input)",
+        about: "add or replace USER in a taker password file (PBKDF2-SHA256, no plaintext)",
+        scope: None,
+    },
+    Command {
+        name: "shove",
+        usage: "meshnode shove CONFIG 'CONTENT-TYPE; cid=CHANNEL[; attr=value...]' FILE...",
+        about: "publish files into a channel of a node's taker (the w-shove client); CONFIG \
+                has SERVER_URL, PROXY_ENABLE, PROXY_NAME, PROXY_PORT, AUTH_ENABLE, \
+                AUTH_CREDENTIAL",
+        scope: None,
+    },
+];
+
+pub fn command(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// `meshnode --help`: every command, one paragraph each.
+pub fn usage() -> String {
+    let mut s = String::from("usage:");
+    for (i, c) in COMMANDS.iter().enumerate() {
+        s.push_str(if i == 0 { " " } else { "       " });
+        s.push_str(c.usage);
+        s.push('\n');
+    }
+    s.push_str("       meshnode help [COMMAND] | meshnode COMMAND --help | meshnode --version\n\n");
+    for c in COMMANDS {
+        s.push_str(&format!("{}: {}\n", c.name, c.about));
+    }
+    s
+}
+
+/// `meshnode COMMAND --help`: usage, what it does, every option with its default.
+pub fn help(c: &Command) -> String {
+    let mut s = format!("usage: {}\n\n{}.\n", c.usage, c.about);
+    let Some(scope) = c.scope else { return s };
+    s.push_str("\noptions (name, value, default: meaning):\n");
+    for o in OPTIONS.iter().filter(|o| o.scope.has(scope)) {
+        let mut head = format!("  --{}", o.name);
+        if !o.value.is_empty() {
+            head.push(' ');
+            head.push_str(o.value);
+        }
+        s.push_str(&format!(
+            "{head}\n      default {}: {}\n",
+            o.default, o.help
+        ));
+    }
+    if scope.has(Scope::PEER) || scope.has(Scope::POST) || scope.has(Scope::SERVE) {
+        s.push_str("  -v N\n      same as --verbose N\n");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer(args: &[&str]) -> Result<(PeerConfig, u8), String> {
-        let mut a = PeerArgs::new();
-        parse_args(
-            args.iter().map(Into::into),
-            |n, v| a.apply(n, v),
-            |v| Err(format!("unexpected {v:?}")),
-        )?;
-        a.finish()
+    #[test]
+    fn names_are_canonical_and_unique_per_scope() {
+        for o in OPTIONS {
+            assert_eq!(normalize(o.name), o.name);
+            for other in OPTIONS {
+                if !std::ptr::eq(o, other) && o.scope.0 & other.scope.0 != 0 {
+                    assert_ne!(o.name, other.name, "{} twice in one scope", o.name);
+                }
+            }
+        }
     }
 
     #[test]
-    fn accepts_demo_spellings() {
-        let (c, v) = peer(&[
-            "--broker",
-            "mqtt://guest:guestpw@peer1",
-            "--post_broker",
-            "mqtt://owner:ownerpw@localhost",
-            "--post_baseUrl",
-            "http://me:8000/data",
-            "--clean_session",
-            "--inline",
-            "--inline_max=2000",
-            "--lag_warn",
-            "60",
-            "--verbose=2",
-            "--subtopic",
-            "+/GTS/+/IU/#",
-            "--post_exchange_split",
-            "5",
-        ])
-        .unwrap();
-        assert_eq!(v, 2);
-        assert!(c.clean_session && c.inline);
-        assert_eq!(c.inline_max, 2000);
-        assert_eq!(c.post_base_url, "http://me:8000/data");
-        assert_eq!(c.subtopics, ["+/GTS/+/IU/#"]);
-        assert_eq!(c.post_exchange_split, 5);
-        assert_eq!(c.lag_warn, 60.0);
-        assert_eq!(c.post_broker.unwrap().user.as_deref(), Some("owner"));
-    }
-
-    #[test]
-    fn defaults_and_errors() {
-        let (c, _) = peer(&["--broker", "mqtt://h", "--post-broker", "none"]).unwrap();
-        assert_eq!(c.subtopics, ["#"]);
-        assert!(c.post_broker.is_none());
+    fn suggests_the_nearest_name() {
         assert_eq!(
-            (c.lag_warn, c.lag_drop, c.inline_max, c.message_max),
-            (120.0, 7200.0, 1024, 500_000)
+            unknown("post-baseul", Scope::PEER),
+            "unknown option --post-baseul (did you mean --post-baseurl?)"
         );
-        assert!(peer(&["--post-broker", "none"])
-            .unwrap_err()
-            .contains("--broker"));
-        assert!(peer(&["--broker", "mqtt://h"])
-            .unwrap_err()
-            .contains("--post-broker"));
-        assert!(peer(&[
-            "--broker",
-            "mqtt://h",
-            "--post-broker",
-            "none",
-            "--frobnicate",
-            "1"
-        ])
-        .unwrap_err()
-        .contains("unknown option --frobnicate"));
-        assert!(peer(&[
-            "--broker",
-            "mqtt://h",
-            "--post-broker",
-            "none",
-            "--lag-warn",
-            "x"
-        ])
-        .unwrap_err()
-        .contains("not a valid number"));
-        assert!(peer(&[
-            "--broker",
-            "mqtt://h",
-            "--post-broker",
-            "none",
-            "--download",
-            "maybe"
-        ])
-        .unwrap_err()
-        .contains("yes or no"));
-        assert!(peer(&[
-            "--broker",
-            "mqtt://h",
-            "--post-broker",
-            "none",
-            "--subtopic",
-            "a/#/b"
-        ])
-        .is_err());
-        assert!(peer(&[
-            "--broker",
-            "mqtt://h",
-            "--post-broker",
-            "none",
-            "--select",
-            "take .*"
-        ])
-        .is_err());
+        assert_eq!(
+            unknown("brokr", Scope::PEER),
+            "unknown option --brokr (did you mean --broker?)"
+        );
+        assert_eq!(
+            unknown("frobnicate", Scope::PEER),
+            "unknown option --frobnicate"
+        );
+        // an option of another command is unknown here
+        assert!(find("listen", Scope::PEER).is_none());
+        assert!(find("client-id", Scope::POST).is_some());
+    }
+
+    #[test]
+    fn every_command_help_lists_its_options_with_defaults() {
+        let h = help(command("peer").unwrap());
+        assert!(h.contains("--broker URL") && h.contains("default 7200: "));
+        assert!(!h.contains("--listen"));
+        let s = help(command("serve").unwrap());
+        assert!(s.contains("--listen ADDR:PORT") && s.contains("--max-connections N"));
+        assert!(usage().contains("meshnode shove CONFIG"));
     }
 }

@@ -446,7 +446,10 @@ mod tests {
         assert_eq!(s, "product 2");
         assert!(c.delete(0, &oids[2]).unwrap());
         assert!(!c.delete(0, &oids[2]).unwrap());
-        assert!(!d.join("metcast/MEMO").join(crate::store::sidecar::meta_name(&oids[2])).exists());
+        assert!(!d
+            .join("metcast/MEMO")
+            .join(crate::store::sidecar::meta_name(&oids[2]))
+            .exists());
         assert!(!c.delete(0, "../../x").unwrap());
         fs::remove_dir_all(&d).unwrap();
     }

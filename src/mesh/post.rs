@@ -1,6 +1,6 @@
 //! `meshnode post FILE...`: announce local files (the demo's mesh_pub.py).
 
-use crate::app::options::PostArgs;
+use crate::app::args::PostArgs;
 use crate::core::integrity::{Hasher, Method};
 use crate::core::message::{self, Format, Message, Outgoing};
 use crate::core::{relpath, topic};

@@ -1,8 +1,6 @@
 //! `meshnode serve` over real sockets.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use meshnode::http::files::Files;
 use meshnode::http::server::{ServeConfig, Server};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,8 +1,6 @@
 //! `meshnode run --config`: a whole node in one process, against real mosquitto.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 const WAIT: u64 = 60;

@@ -2,9 +2,7 @@
 //! a SIGKILL mid-upload, multipart, cut-off retrieval, DELETE rights; and two nodes
 //! through real mosquitto brokers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -1,8 +1,6 @@
 //! deploy/: the install script, the unit, and mosquitto's mesh.conf with its ACL.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};

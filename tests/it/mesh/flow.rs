@@ -1,44 +1,10 @@
-//! The mesh peer against real mosquitto brokers, with real HTTP downloads.
+//! What a flow does with each message: store, verify, re-announce, dialects, selection,
+//! removals, duplicates, bad input, dispatching.
 
-mod common;
-
-use common::*;
+use super::*;
+use crate::common::*;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
-
-const WAIT: u64 = 60;
-
-fn subscribed(node: &Node, n: usize) -> bool {
-    wait_until(WAIT, || node.log_text().matches("subscribed").count() >= n)
-}
-
-/// The usual arrangement: an upstream broker, a watched local broker, and a node
-/// (storing in `s/node`, with `extra` options) subscribed between them.
-fn node_between(s: &Scratch, extra: &[&str]) -> (Broker, Broker, Watcher, PathBuf, Node) {
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", extra),
-    );
-    assert!(subscribed(&node, 1));
-    (up, local, watch, dir, node)
-}
-
-/// Inline announcements of the files `dir/f{i}.txt`, `i` in `range`, holding `{tag}{i}`.
-fn inline_batch(dir: &str, tag: &str, range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
-    range
-        .map(|i| {
-            let rel = format!("{dir}/f{i}.txt");
-            let data = format!("{tag}{i}\n");
-            let a = announcement("http://127.0.0.1:1/data", &rel, data.as_bytes(), true);
-            (topic_of(&rel), a)
-        })
-        .collect()
-}
 
 #[test]
 fn two_nodes_store_verify_and_reannounce_every_dialect() {
@@ -268,28 +234,6 @@ fn ring_with_chord_gives_everyone_everything_once() {
     assert!(requests <= 18, "no file fetched twice: {requests} requests");
 }
 
-/// (downloads, inline writes) from a node's totals line.
-fn totals(log: &str) -> (u64, u64) {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("totals:"))
-        .expect("a totals line");
-    let field = |name: &str| -> u64 {
-        let rest = &line[line
-            .find(name)
-            .unwrap_or_else(|| panic!("{name} in {line}"))
-            + name.len()..];
-        rest.trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (field("downloads "), field("inline "))
-}
-
 #[test]
 fn the_same_file_from_two_peers_is_downloaded_once() {
     let s = Scratch::new("twopeers");
@@ -516,164 +460,6 @@ fn removals_travel_and_stop() {
 }
 
 #[test]
-fn sigkill_during_a_backlog_of_2000_loses_nothing() {
-    let s = Scratch::new("sigkill");
-    let (up, _local, watch, dir, mut node) = node_between(&s, &["--verbose", "1"]);
-    node.kill9(); // the persistent session now queues for it
-    const N: usize = 2000;
-    let items: Vec<_> = (0..N)
-        .map(|i| {
-            let rel = format!("2026112314/GTS/B{}/f{i}.txt", i % 10);
-            (
-                topic_of(&rel),
-                announcement(
-                    "http://127.0.0.1:1/data",
-                    &rel,
-                    format!("backlog {i}\n").as_bytes(),
-                    true,
-                ),
-            )
-        })
-        .collect();
-    publish_raw(&up, &items);
-    let stored = || walk_count(&dir);
-    node.restart();
-    assert!(wait_until(WAIT, || stored() >= 300), "draining");
-    node.kill9();
-    let at_kill = stored();
-    node.restart();
-    assert!(
-        wait_until(WAIT * 2, || stored() == N),
-        "all {N} stored, {} so far (killed at {at_kill})",
-        stored()
-    );
-    assert!(
-        wait_until(WAIT, || {
-            let got: std::collections::HashSet<String> = watch
-                .snapshot()
-                .iter()
-                .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
-                .map(|v| v["relPath"].as_str().unwrap().to_string())
-                .collect();
-            got.len() == N
-        }),
-        "every file announced at least once"
-    );
-    assert!(at_kill < N, "the kill happened mid-backlog");
-}
-
-#[test]
-fn broker_restarts_are_ridden_out() {
-    let s = Scratch::new("restart");
-    let (mut up, mut local, watch, dir, node) = node_between(&s, &[]);
-    let batch = |from: usize| inline_batch("2026112315/R", "r", from..from + 50);
-    publish_raw(&up, &batch(0));
-    assert!(wait_until(WAIT, || walk_count(&dir) == 50));
-    up.restart(Duration::from_millis(500));
-    assert!(
-        subscribed(&node, 2),
-        "resubscribed after the upstream restart"
-    );
-    publish_raw(&up, &batch(50));
-    assert!(wait_until(WAIT, || walk_count(&dir) == 100));
-    local.restart(Duration::from_millis(500));
-    publish_raw(&up, &batch(100));
-    assert!(wait_until(WAIT, || walk_count(&dir) == 150));
-    assert!(
-        wait_until(WAIT, || {
-            let got: std::collections::HashSet<String> =
-                watch.snapshot().iter().map(|m| m.payload.clone()).collect();
-            got.len() >= 150
-        }),
-        "all 150 announced on the local broker, got {}",
-        watch.count()
-    );
-}
-
-#[test]
-fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
-    let s = Scratch::new("slow");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let peer_tree = s.path("peer");
-    // keepalive 5 s (rumqttc's minimum): 16 s is over three keepalives
-    let web = WebServer::start(
-        &peer_tree,
-        WebOptions {
-            delay: Duration::from_secs(16),
-            ..Default::default()
-        },
-    );
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(
-            &[&up],
-            &local,
-            &dir,
-            "http://127.0.0.1:9/data",
-            &["--keepalive", "5"],
-        ),
-    );
-    assert!(subscribed(&node, 1));
-    put(&peer_tree, "slow/s.txt", b"slow\n");
-    let mut items = vec![(
-        topic_of("slow/s.txt"),
-        announcement(&web.base_url(), "slow/s.txt", b"slow\n", false),
-    )];
-    for i in 0..5 {
-        let rel = format!("slow/after{i}.txt");
-        items.push((
-            topic_of(&rel),
-            announcement("http://127.0.0.1:1/data", &rel, b"after\n", true),
-        ));
-    }
-    publish_raw(&up, &items);
-    assert!(wait_until(WAIT, || watch.count() >= 6));
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(watch.count(), 6, "no redelivery, nothing announced twice");
-    let log = node.log_text();
-    assert_eq!(
-        log.matches("connected (session").count(),
-        2,
-        "one connect upstream, one to post: {log}"
-    );
-    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
-}
-
-#[test]
-fn a_peer_web_server_away_for_a_while_is_waited_for() {
-    let s = Scratch::new("webaway");
-    let peer_tree = s.path("peer");
-    put(&peer_tree, "late/l.txt", b"late\n");
-    // the announcement names a server that is not there yet
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}/data");
-    let (up, _local, watch, dir, node) = node_between(&s, &[]);
-    publish_raw(
-        &up,
-        &[(
-            topic_of("late/l.txt"),
-            announcement(&base, "late/l.txt", b"late\n", false),
-        )],
-    );
-    assert!(
-        wait_until(WAIT, || node.log_text().matches("GET").count() >= 2),
-        "retrying"
-    );
-    assert!(read(&dir, "late/l.txt").is_none());
-    let _web = WebServer::start_on(port, &peer_tree);
-    assert!(
-        wait_until(WAIT, || read(&dir, "late/l.txt").is_some()),
-        "{}",
-        node.log_text()
-    );
-    assert!(wait_until(WAIT, || watch.count() == 1));
-    assert!(!node.log_text().contains("giving up"));
-}
-
-#[test]
 fn sr3_output_inline_split_exchanges_and_selection() {
     let s = Scratch::new("options");
     let up = Broker::start(&s.path("up"));
@@ -786,34 +572,4 @@ fn a_dispatcher_forwards_without_downloading() {
     );
     assert_eq!(msgs[0]["integrity"]["value"], md5_b64(b"dispatched\n"));
     assert!(read(&dir, "d/f.txt").is_none());
-}
-
-#[test]
-fn a_local_broker_that_loses_its_sessions_loses_no_announcement() {
-    let s = Scratch::new("session-lost");
-    let (up, mut local, watch, dir, node) = node_between(&s, &[]);
-    let batch = |from: usize| inline_batch("2026112317/L", "l", from..from + 30);
-    // the local broker dies; files keep arriving and are stored, their announcements
-    // wait unacknowledged in rumqttc
-    local.crash();
-    publish_raw(&up, &batch(0));
-    assert!(
-        wait_until(WAIT, || walk_count(&dir) == 30),
-        "stored while the local broker is away"
-    );
-    // it comes back with no memory of the node's session: rumqttc drops what it held
-    local.forget_and_start();
-    assert!(
-        wait_until(WAIT, || node.log_text().contains("lost its session")),
-        "the flow notices: {}",
-        node.log_text()
-    );
-    // the upstream messages were never acknowledged, so they come again and are announced
-    assert!(
-        wait_until(WAIT, || (0..30).all(|i| !watch
-            .for_rel(&format!("2026112317/L/f{i}.txt"))
-            .is_empty())),
-        "every file announced after the loss; got {}",
-        watch.count()
-    );
 }

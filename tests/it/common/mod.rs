@@ -1,0 +1,20 @@
+//! Test harness, by concern: real mosquitto brokers on free loopback ports, a small HTTP
+//! server over a directory, meshnode nodes as child processes, an MQTT watcher,
+//! fixtures, a raw HTTP client.
+#![allow(dead_code, unused_imports)]
+
+mod broker;
+mod fixtures;
+mod http;
+mod node;
+mod scratch;
+mod watcher;
+mod web;
+
+pub use broker::*;
+pub use fixtures::*;
+pub use http::*;
+pub use node::*;
+pub use scratch::*;
+pub use watcher::*;
+pub use web::*;

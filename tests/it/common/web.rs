@@ -1,0 +1,131 @@
+//! A small HTTP server over a directory (slow, stalling or counting on demand).
+
+#[allow(unused_imports)]
+use super::*;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, Event, MqttOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Behaviour of the test web server.
+#[derive(Clone, Default)]
+pub struct WebOptions {
+    /// Wait this long before answering each request.
+    pub delay: Duration,
+    /// On the first request only: send the head and this many body bytes, then stall
+    /// for `stall` before the rest.
+    pub stall_after: Option<usize>,
+    pub stall: Duration,
+}
+
+/// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
+pub struct WebServer {
+    pub port: u16,
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WebServer {
+    pub fn start(root: &Path, opts: WebOptions) -> WebServer {
+        Self::listen(TcpListener::bind("127.0.0.1:0").unwrap(), root, opts)
+    }
+
+    /// A server on a given port (one the test kept free until now).
+    pub fn start_on(port: u16, root: &Path) -> WebServer {
+        Self::listen(
+            TcpListener::bind(("127.0.0.1", port)).unwrap(),
+            root,
+            WebOptions::default(),
+        )
+    }
+
+    fn listen(listener: TcpListener, root: &Path, opts: WebOptions) -> WebServer {
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (root, req, st) = (root.to_path_buf(), requests.clone(), stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (root, req, opts) = (root.clone(), req.clone(), opts.clone());
+                thread::spawn(move || serve(conn, &root, &req, &opts));
+            }
+        });
+        WebServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/data", self.port)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
+        thread::sleep(opts.delay);
+        let path = line.split_whitespace().nth(1).unwrap_or("/");
+        let rel = path.trim_start_matches("/data/");
+        let file = root.join(rel);
+        let resp = match (rel.contains(".."), std::fs::read(&file)) {
+            (false, Ok(body)) => {
+                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                    .into_bytes();
+                match opts.stall_after.filter(|_| nth == 1) {
+                    Some(n) => {
+                        let n = n.min(body.len());
+                        r.extend_from_slice(&body[..n]);
+                        if out.write_all(&r).is_err() {
+                            return;
+                        }
+                        thread::sleep(opts.stall);
+                        body[n..].to_vec()
+                    }
+                    None => {
+                        r.extend_from_slice(&body);
+                        r
+                    }
+                }
+            }
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if out.write_all(&resp).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration tests, one binary (the harness compiles once): real mosquitto brokers
+//! started by the tests on free loopback ports, real sockets, meshnode as a child process.
+
+mod channels;
+mod cli;
+mod common;
+mod deploy;
+mod mesh;
+mod run;
+mod serve;
