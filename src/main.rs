@@ -1,7 +1,8 @@
 //! meshnode: thin entry point; the work is in the library.
 
-use meshnode::app::args::{PeerArgs, PostArgs};
+use meshnode::app::args::{post_option, PeerArgs};
 use meshnode::app::options::{self, parse_args, Scope};
+use meshnode::mesh::post::PostConfig;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -98,12 +99,12 @@ fn peer(args: Vec<OsString>) -> ExitCode {
 }
 
 fn post(args: Vec<OsString>) -> ExitCode {
-    let mut a = PostArgs::default();
+    let mut a = PostConfig::default();
     let mut files = Vec::new();
     let parsed = parse_args(
         args,
         Scope::POST,
-        |n, v| a.apply(n, v),
+        |n, v| post_option(&mut a, n, v),
         |v| {
             files.push(v.into());
             Ok(())

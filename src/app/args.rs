@@ -2,12 +2,14 @@
 //! from the table in `options`, the values are checked here.
 
 use super::options::{unknown, Scope};
+use crate::core::announce::Encoding;
 use crate::core::integrity::Method;
 use crate::core::message::Format;
 use crate::core::topic;
 use crate::mesh::fetch::Timeouts;
-use crate::mesh::flow::{Encoding, PeerConfig};
+use crate::mesh::flow::PeerConfig;
 use crate::mesh::mqtt::BrokerUrl;
+use crate::mesh::post::PostConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,12 +37,7 @@ pub fn boolean(name: &str, v: &str) -> Result<bool, String> {
 }
 
 pub fn encoding(v: &str) -> Result<Encoding, String> {
-    match v {
-        "text" => Ok(Encoding::Text),
-        "binary" => Ok(Encoding::Binary),
-        "guess" => Ok(Encoding::Guess),
-        _ => Err(format!("--encoding: {v:?} is not text, binary or guess")),
-    }
+    Encoding::parse(v).ok_or_else(|| format!("--encoding: {v:?} is not text, binary or guess"))
 }
 
 pub fn format(v: &str) -> Result<Format, String> {
@@ -158,73 +155,34 @@ impl PeerArgs {
     }
 }
 
-/// Options of `meshnode post`.
-#[derive(Debug)]
-pub struct PostArgs {
-    pub post_broker: Option<BrokerUrl>,
-    pub base_url: String,
-    pub base_dir: PathBuf,
-    pub exchange: String,
-    pub topic_prefix: Option<String>,
-    pub inline: bool,
-    pub inline_max: usize,
-    pub encoding: Encoding,
-    pub headers: Vec<(String, String)>,
-    pub integrity: Option<Method>,
-    pub format: Format,
-    pub client_id: Option<String>,
-    pub verbose: u8,
-    pub files: Vec<PathBuf>,
-}
-
-impl Default for PostArgs {
-    fn default() -> Self {
-        PostArgs {
-            post_broker: None,
-            base_url: String::new(),
-            base_dir: PathBuf::from("data"),
-            exchange: "xpublic".into(),
-            topic_prefix: None,
-            inline: false,
-            inline_max: 1024,
-            encoding: Encoding::Guess,
-            headers: Vec::new(),
-            integrity: None,
-            format: Format::WmoMesh,
-            client_id: None,
-            verbose: 1,
-            files: Vec::new(),
-        }
-    }
-}
-
-impl PostArgs {
-    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
+/// One option of `meshnode post` (canonical name) with its value.
+pub fn post_option(a: &mut PostConfig, name: &str, v: &str) -> Result<(), String> {
+    {
         match name {
-            "post-broker" => self.post_broker = Some(BrokerUrl::parse(v)?),
-            "post-baseurl" | "post-base-url" => self.base_url = v.to_string(),
-            "post-basedir" | "post-base-dir" => self.base_dir = PathBuf::from(v),
-            "post-exchange" => self.exchange = v.to_string(),
-            "post-topic-prefix" => self.topic_prefix = Some(v.trim_matches('/').to_string()),
-            "inline" => self.inline = boolean(name, v)?,
-            "inline-max" => self.inline_max = num(name, v)?,
-            "encoding" => self.encoding = encoding(v)?,
+            "post-broker" => a.post_broker = Some(BrokerUrl::parse(v)?),
+            "post-baseurl" | "post-base-url" => a.base_url = v.to_string(),
+            "post-basedir" | "post-base-dir" => a.base_dir = PathBuf::from(v),
+            "post-exchange" => a.exchange = v.to_string(),
+            "post-topic-prefix" => a.topic_prefix = Some(v.trim_matches('/').to_string()),
+            "inline" => a.inline = boolean(name, v)?,
+            "inline-max" => a.inline_max = num(name, v)?,
+            "encoding" => a.encoding = encoding(v)?,
             "header" => {
                 let (k, val) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--header {v:?}: expected name=value"))?;
-                self.headers.push((k.to_string(), val.to_string()));
+                a.headers.push((k.to_string(), val.to_string()));
             }
             "integrity" => {
-                self.integrity = match v {
+                a.integrity = match v {
                     "md5" => Some(Method::Md5),
                     "sha512" => Some(Method::Sha512),
                     _ => return Err(format!("--integrity: {v:?} is not md5 or sha512")),
                 }
             }
-            "format" => self.format = format(v)?,
-            "clientid" | "client-id" => self.client_id = Some(v.to_string()),
-            "verbose" => self.verbose = num(name, v)?,
+            "format" => a.format = format(v)?,
+            "clientid" | "client-id" => a.client_id = Some(v.to_string()),
+            "verbose" => a.verbose = num(name, v)?,
             _ => return Err(unknown(name, Scope::POST)),
         }
         Ok(())

@@ -3,9 +3,9 @@
 //! status 0 only when every node holds every file with the right checksum. Everything
 //! started is stopped and removed at the end.
 
-use crate::app::args::PostArgs;
 use crate::core::integrity::{digest_of, Method};
 use crate::mesh::mqtt::BrokerUrl;
+use crate::mesh::post::PostConfig;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -245,7 +245,7 @@ fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
         std::fs::create_dir_all(p.parent().expect("a bulletin has a directory")).map_err(io)?;
         std::fs::write(&p, data).map_err(io)?;
     }
-    let post = PostArgs {
+    let post = PostConfig {
         post_broker: Some(BrokerUrl::parse(&format!(
             "mqtt://127.0.0.1:{}",
             broker_ports[0]
@@ -258,7 +258,7 @@ fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
             .iter()
             .map(|(rel, _)| nodes[0].dir.join(rel))
             .collect(),
-        ..PostArgs::default()
+        ..PostConfig::default()
     };
     let inline_count = files.iter().filter(|(_, d)| d.len() <= 256).count();
     println!(

@@ -5,9 +5,10 @@
 //! start the node announces again the products it still holds (README, "Channels").
 
 use crate::channels::Published;
-use crate::core::message::{self, Message, Outgoing};
+use crate::core::announce::Held;
+use crate::core::message::{self, Message};
 use crate::core::{relpath, topic};
-use crate::mesh::flow::{encode, PeerConfig};
+use crate::mesh::flow::PeerConfig;
 use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -92,7 +93,6 @@ impl Announcer {
         } else {
             None
         };
-        let encoded = inline.as_deref().map(|d| encode(d, self.cfg.encoding));
         let fields = [
             ("contentType", p.meta.content_type.as_str()),
             ("source", p.meta.source.as_str()),
@@ -109,17 +109,16 @@ impl Announcer {
                 .map(|(k, v)| (Cow::Borrowed(*k), v.as_ref()))
                 .collect(),
         );
-        let o = Outgoing {
-            format: self.cfg.format,
-            base_url: &self.cfg.post_base_url,
-            rel_path: &p.rel,
-            integrity: Some((p.method, &value)),
-            size: Some(p.size),
-            content: encoded.as_ref().map(|(e, v)| (*e, v.as_str())),
-            file_op: None,
+        let held = Held {
+            rel: &p.rel,
+            pub_time: &p.meta.pub_time,
+            method: p.method,
+            value: &value,
+            size: p.size,
+            inline: inline.as_deref(),
         };
         let mut payload = Vec::with_capacity(512);
-        message::write_v03(&mut payload, &p.meta.pub_time, Some(&msg), &o);
+        self.cfg.voice().file(&mut payload, &held, Some(&msg));
         self.queue(&p.rel, payload, wait);
         for old in &p.evicted {
             self.removal(old, &p.meta.pub_time);
@@ -128,14 +127,10 @@ impl Announcer {
 
     /// Announces that `rel` was removed (evicted or deleted).
     pub fn removal(&self, rel: &str, pub_time: &str) {
-        let o = Outgoing::file_op(
-            self.cfg.format,
-            &self.cfg.post_base_url,
-            rel,
-            message::FILEOP_REMOVE,
-        );
         let mut payload = Vec::with_capacity(256);
-        message::write_v03(&mut payload, pub_time, None, &o);
+        self.cfg
+            .voice()
+            .file_op(&mut payload, rel, pub_time, message::FILEOP_REMOVE, None);
         self.queue(rel, payload, false);
     }
 }

@@ -6,8 +6,11 @@ pub mod credentials;
 pub mod defs;
 pub mod feeds;
 pub mod products;
+mod read;
+mod routes;
 pub mod shove;
 pub mod taker;
+mod upload;
 
 pub use defs::{parse_size, ChannelDef, Kind, Refusal, Users, ANONYMOUS, DEFAULT_CAPACITY};
 pub use products::{Channels, Product, Published};

@@ -1,18 +1,58 @@
 //! `meshnode post FILE...`: announce local files (the demo's mesh_pub.py).
 
-use crate::app::args::PostArgs;
+use crate::core::announce::{Encoding, Held, Voice};
 use crate::core::integrity::{Hasher, Method};
-use crate::core::message::{self, Format, Message, Outgoing};
+use crate::core::message::{Format, Message};
 use crate::core::{relpath, topic};
-use crate::mesh::flow::encode;
-use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
+use crate::mesh::mqtt::{BrokerUrl, Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What `meshnode post` is told.
+#[derive(Debug)]
+pub struct PostConfig {
+    pub post_broker: Option<BrokerUrl>,
+    pub base_url: String,
+    pub base_dir: PathBuf,
+    pub exchange: String,
+    pub topic_prefix: Option<String>,
+    pub inline: bool,
+    pub inline_max: usize,
+    pub encoding: Encoding,
+    pub headers: Vec<(String, String)>,
+    pub integrity: Option<Method>,
+    pub format: Format,
+    pub client_id: Option<String>,
+    pub verbose: u8,
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for PostConfig {
+    fn default() -> Self {
+        PostConfig {
+            post_broker: None,
+            base_url: String::new(),
+            base_dir: PathBuf::from("data"),
+            exchange: "xpublic".into(),
+            topic_prefix: None,
+            inline: false,
+            inline_max: 1024,
+            encoding: Encoding::Guess,
+            headers: Vec::new(),
+            integrity: None,
+            format: Format::WmoMesh,
+            client_id: None,
+            verbose: 1,
+            files: Vec::new(),
+        }
+    }
+}
 
 /// How long to wait for the broker to acknowledge every announcement.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,7 +64,7 @@ struct Prepared {
 }
 
 fn prepare(
-    a: &PostArgs,
+    a: &PostConfig,
     file: &std::path::Path,
     headers: &[(String, Box<RawValue>)],
 ) -> Result<Prepared, String> {
@@ -77,23 +117,25 @@ fn prepare(
     let now = crate::sys::unix_now();
     let mut pub_time = String::new();
     crate::core::time::format_time(&mut pub_time, now);
-    let content = (a.inline && size as usize <= a.inline_max).then(|| encode(&small, a.encoding));
     let extra = headers
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_ref()))
         .collect();
-    let msg = Message::fresh(extra);
-    let o = Outgoing {
+    let voice = Voice {
         format: a.format,
         base_url: &a.base_url,
-        rel_path: &rel,
-        integrity: Some((method, &digest)),
-        size: Some(size),
-        content: content.as_ref().map(|(e, v)| (*e, v.as_str())),
-        file_op: None,
+        encoding: a.encoding,
+    };
+    let held = Held {
+        rel: &rel,
+        pub_time: &pub_time,
+        method,
+        value: &digest,
+        size,
+        inline: (a.inline && size as usize <= a.inline_max).then_some(&small[..]),
     };
     let mut payload = Vec::with_capacity(512);
-    message::write_v03(&mut payload, &pub_time, Some(&msg), &o);
+    voice.file(&mut payload, &held, Some(&Message::fresh(extra)));
     let mut t = String::new();
     let prefix = a
         .topic_prefix
@@ -108,7 +150,7 @@ fn prepare(
 }
 
 /// Announces every file; returns how many could not be announced.
-pub fn run(a: &PostArgs) -> Result<usize, String> {
+pub fn run(a: &PostConfig) -> Result<usize, String> {
     let Some(url) = &a.post_broker else {
         return Err("give --post-broker mqtt://user:password@host".into());
     };

@@ -1,0 +1,246 @@
+//! Reading channels: the list, a channel's description, products since a cut-off.
+
+use super::routes::*;
+use super::taker::*;
+use crate::channels::{ChannelDef, Product, Refusal};
+use crate::core::mediatype::MediaType;
+use crate::core::time::{http_date, parse_http_date, rfc3339};
+use crate::http::Request;
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+/// A cut-off time: epoch seconds, a pubTime (`20261123T124201`) or an HTTP date.
+pub fn parse_since(v: &str) -> Option<f64> {
+    let v = crate::core::relpath::percent_decode(&v.replace('+', " "))?;
+    let v = v.trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite())
+        .or_else(|| crate::core::time::parse_time(v))
+        .or_else(|| parse_http_date(v).map(|t| t as f64))
+}
+
+pub(super) fn attributes(content_type: &str) -> Value {
+    let mut o = serde_json::Map::new();
+    if let Ok(mt) = MediaType::parse(content_type) {
+        for (k, v) in mt.params {
+            if k != "cid" && k != "oid" {
+                o.insert(k, json!(v));
+            }
+        }
+    }
+    Value::Object(o)
+}
+
+pub(super) fn product_json(p: &Product) -> Value {
+    json!({
+        "oid": p.oid,
+        "contentType": p.meta.content_type,
+        "attributes": attributes(&p.meta.content_type),
+        "size": p.size,
+        "time": rfc3339(p.time),
+        "pubTime": p.meta.pub_time,
+        "publisher": p.meta.source,
+    })
+}
+/// The channel `cid` if `user` may read it; feeds are never shown.
+pub(super) fn readable<'a>(
+    t: &'a Taker,
+    cid: &str,
+    user: Option<&str>,
+) -> Result<&'a ChannelDef, Refusal> {
+    let def = t
+        .channels
+        .find(cid)
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_feed())
+        .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+    if def.may_read(user) {
+        return Ok(def);
+    }
+    Err(denied(user, "read", cid, ""))
+}
+
+/// A refused `action` on channel `cid`: 401 without credentials (they could help), 403
+/// with them (they do not).
+pub(super) fn denied(user: Option<&str>, action: &str, cid: &str, hint: &str) -> Refusal {
+    match user {
+        None => Refusal::new(401, format!("channel {cid} needs credentials{hint}")),
+        Some(u) => Refusal::new(403, format!("user {u} may not {action} channel {cid}")),
+    }
+}
+
+pub(super) fn read(
+    t: &Taker,
+    stream: &mut TcpStream,
+    req: &Request,
+    segs: &[&str],
+    query: &str,
+) -> Result<(u16, u64), Refusal> {
+    let user = t.authenticate(req)?;
+    let user = user.as_deref();
+    let out = match segs {
+        ["channels"] | ["channels", ""] => {
+            let mut list = Vec::new();
+            for d in t
+                .channels
+                .defs
+                .iter()
+                .filter(|d| !d.is_feed() && d.may_read(user))
+            {
+                let products = t.channels.list(d)?;
+                list.push(json!({
+                    "id": d.id,
+                    "title": d.title,
+                    "capacity": d.capacity,
+                    "count": products.len(),
+                    "lastUpdate": products.last().map(|p| rfc3339(p.time)),
+                }));
+            }
+            send_json(stream, req, 200, "", &Value::Array(list))
+        }
+        ["channels", cid] => {
+            let d = readable(t, cid, user)?;
+            let products: Vec<Value> = t.channels.list(d)?.iter().map(product_json).collect();
+            send_json(
+                stream,
+                req,
+                200,
+                "",
+                &json!({"id": d.id, "title": d.title, "capacity": d.capacity, "products": products}),
+            )
+        }
+        ["channels", cid, "products"] => {
+            let d = readable(t, cid, user)?;
+            let since = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("since="))
+                .map(|v| {
+                    parse_since(v)
+                        .ok_or_else(|| Refusal::new(400, format!("since={v}: not a time")))
+                })
+                .transpose()?
+                .or_else(|| {
+                    req.if_modified_since
+                        .as_deref()
+                        .and_then(parse_http_date)
+                        .map(|t| t as f64)
+                });
+            products_since(t, d, stream, req, since)
+        }
+        ["channels", cid, oid] => {
+            let d = readable(t, cid, user)?;
+            let (p, mut f) = t
+                .channels
+                .open_product(d, oid)
+                .ok_or_else(|| Refusal::new(404, format!("no product {oid} in channel {cid}")))?;
+            send_product(stream, req, &p, &mut f)
+        }
+        _ => return Err(Refusal::new(404, "no such resource")),
+    };
+    out.map_err(Refusal::from)
+}
+
+pub(super) fn send_product(
+    stream: &mut TcpStream,
+    req: &Request,
+    p: &Product,
+    f: &mut File,
+) -> io::Result<(u16, u64)> {
+    let close = if req.keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n{close}\r\n",
+        http_date(crate::sys::unix_now() as i64),
+        p.meta.content_type,
+        p.size,
+        http_date(p.time as i64)
+    );
+    stream.write_all(head.as_bytes())?;
+    if req.head {
+        return Ok((200, 0));
+    }
+    let sent = io::copy(&mut f.take(p.size), stream)?;
+    Ok((200, sent))
+}
+
+/// Products newer than `since` (whole seconds, as HTTP dates have): none is a 304, one a
+/// plain body, several a multipart/mixed.
+pub(super) fn products_since(
+    t: &Taker,
+    d: &ChannelDef,
+    stream: &mut TcpStream,
+    req: &Request,
+    since: Option<f64>,
+) -> io::Result<(u16, u64)> {
+    let mut open = Vec::new();
+    for p in t.channels.list(d)? {
+        if since.is_some_and(|s| p.time.floor() <= s) {
+            continue;
+        }
+        // evicted between the listing and now: not part of this answer
+        if let Some(x) = t.channels.open_product(d, &p.oid) {
+            open.push(x);
+        }
+    }
+    let close = if req.keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let date = http_date(crate::sys::unix_now() as i64);
+    match open.len() {
+        0 => {
+            let head = format!("HTTP/1.1 304 Not Modified\r\nDate: {date}\r\n{close}\r\n");
+            stream.write_all(head.as_bytes())?;
+            Ok((304, 0))
+        }
+        1 => {
+            let (p, mut f) = open.pop().expect("one");
+            send_product(stream, req, &p, &mut f)
+        }
+        _ => {
+            let boundary = format!(
+                "meshnode-{}",
+                open.last().map_or("", |(p, _)| p.oid.as_str())
+            );
+            let heads: Vec<String> = open
+                .iter()
+                .map(|(p, _)| {
+                    format!(
+                        "--{boundary}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n\r\n",
+                        p.meta.content_type,
+                        p.size,
+                        http_date(p.time as i64)
+                    )
+                })
+                .collect();
+            let end = format!("--{boundary}--\r\n");
+            let total: u64 = open.iter().map(|(p, _)| p.size + 2).sum::<u64>()
+                + heads.iter().map(|h| h.len() as u64).sum::<u64>()
+                + end.len() as u64;
+            let newest = open.iter().map(|(p, _)| p.time as i64).max().unwrap_or(0);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\nContent-Length: {total}\r\nLast-Modified: {}\r\n{close}\r\n",
+                http_date(newest)
+            );
+            stream.write_all(head.as_bytes())?;
+            if req.head {
+                return Ok((200, 0));
+            }
+            let mut sent = 0;
+            for ((p, f), h) in open.iter_mut().zip(&heads) {
+                stream.write_all(h.as_bytes())?;
+                sent += io::copy(&mut f.take(p.size), stream)?;
+                stream.write_all(b"\r\n")?;
+            }
+            stream.write_all(end.as_bytes())?;
+            Ok((200, sent))
+        }
+    }
+}

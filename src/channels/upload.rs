@@ -1,0 +1,244 @@
+//! Uploads into channels (whole or multipart, streamed to disk) and DELETE of a product.
+
+use super::routes::*;
+use super::taker::*;
+use crate::channels::Refusal;
+use crate::core::mediatype::MediaType;
+use crate::http::body::{Body, Multipart};
+use crate::http::Request;
+use serde_json::{json, Value};
+use std::io::{self, Write};
+use std::net::TcpStream;
+
+pub(super) fn take(
+    t: &Taker,
+    stream: &mut TcpStream,
+    req: &Request,
+    pre: &[u8],
+    peer: &str,
+    restricted: bool,
+) -> io::Result<(u16, u64)> {
+    let refuse = |stream: &mut TcpStream, user: Option<&str>, cid: &str, r: Refusal| {
+        log_outcome(
+            peer,
+            user,
+            &Outcome::refused(cid, req.content_length.unwrap_or(0), r.clone()),
+        );
+        let out = send_refusal(stream, req, &r)?;
+        linger(stream);
+        Ok(out)
+    };
+    let user = match t.authenticate(req) {
+        Ok(None) if restricted => {
+            return refuse(
+                stream,
+                None,
+                "",
+                Refusal::new(401, "authentication required"),
+            )
+        }
+        Ok(u) => u,
+        Err(r) => return refuse(stream, None, "", r),
+    };
+    let user = user.as_deref();
+    let mt = match req.content_type.as_deref().map(MediaType::parse) {
+        None => return refuse(stream, user, "", Refusal::new(400, "no Content-Type")),
+        Some(Err(e)) => return refuse(stream, user, "", Refusal::new(400, e.to_string())),
+        Some(Ok(mt)) => mt,
+    };
+    if req.content_length.is_none() && !req.chunked {
+        return refuse(
+            stream,
+            user,
+            "",
+            Refusal::new(411, "give Content-Length or send chunked"),
+        );
+    }
+    stream.set_read_timeout(Some(BODY_TIMEOUT))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    if mt.essence.starts_with("multipart/") {
+        let Some(boundary) = mt.param("boundary").map(str::to_string) else {
+            return refuse(
+                stream,
+                user,
+                "",
+                Refusal::new(400, "multipart Content-Type without boundary"),
+            );
+        };
+        if req.expect_continue {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        let results = {
+            let mut s2 = stream.try_clone()?;
+            let body = Body::new(&mut s2, pre, req.content_length, req.chunked);
+            take_parts(t, body, &boundary, user, peer, &mut buf)
+        };
+        let status = match results.as_slice() {
+            [] => 400,
+            r if r.iter().all(|(_, o)| o.status == 201) => 201,
+            _ => 207,
+        };
+        let v: Vec<Value> = results.iter().map(|(n, o)| o.json(Some(*n))).collect();
+        let out = send_json(stream, req, status, "", &json!({"results": v}))?;
+        if status != 201 {
+            linger(stream);
+        }
+        return Ok(out);
+    }
+    let i = match t.check(&mt, user, req.content_length) {
+        Ok(i) => i,
+        Err(r) => return refuse(stream, user, mt.param("cid").unwrap_or(""), r),
+    };
+    if req.expect_continue {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let o = {
+        let mut s2 = stream.try_clone()?;
+        let mut body = Body::new(&mut s2, pre, req.content_length, req.chunked);
+        t.store(i, mt, user, &mut body, req.content_length, &mut buf)
+    };
+    log_outcome(peer, user, &o);
+    let extra = o
+        .location
+        .as_ref()
+        .map_or(String::new(), |l| format!("Location: {l}\r\n"));
+    let out = send_json(
+        stream,
+        req,
+        o.status,
+        &extra,
+        &json!({"results": [o.json(None)]}),
+    )?;
+    if o.status != 201 {
+        linger(stream);
+    }
+    Ok(out)
+}
+
+/// Each part: its own Content-Type (cid and attributes), stored as it arrives.
+pub(super) fn take_parts(
+    t: &Taker,
+    body: Body<'_, TcpStream>,
+    boundary: &str,
+    user: Option<&str>,
+    peer: &str,
+    buf: &mut [u8],
+) -> Vec<(usize, Outcome)> {
+    let mut results = Vec::new();
+    let mut m = match Multipart::new(body, boundary) {
+        Ok(m) => m,
+        Err(e) => {
+            results.push((0, Outcome::refused("", 0, Refusal::new(400, e.to_string()))));
+            return results;
+        }
+    };
+    for n in 1.. {
+        let head = match m.next_part() {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            Err(e) => {
+                let o = Outcome::refused("", 0, Refusal::new(400, format!("multipart: {e}")));
+                log_outcome(peer, user, &o);
+                results.push((n, o));
+                break;
+            }
+        };
+        if n > MAX_PARTS {
+            let o = Outcome::refused(
+                "",
+                0,
+                Refusal::new(413, format!("more than {MAX_PARTS} parts")),
+            );
+            log_outcome(peer, user, &o);
+            results.push((n, o));
+            break;
+        }
+        let ct = head
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.as_str());
+        let checked = match ct.map(MediaType::parse) {
+            None => Err(Refusal::new(400, "part without Content-Type")),
+            Some(Err(e)) => Err(Refusal::new(400, e.to_string())),
+            Some(Ok(mt)) => t.check(&mt, user, None).map(|i| (i, mt)),
+        };
+        let o = match checked {
+            Ok((i, mt)) => t.store(i, mt, user, &mut m.part(), None, buf),
+            Err(r) => {
+                let cid = ct
+                    .and_then(|c| MediaType::parse(c).ok())
+                    .and_then(|mt| mt.param("cid").map(str::to_string))
+                    .unwrap_or_default();
+                Outcome::refused(&cid, 0, r)
+            }
+        };
+        log_outcome(peer, user, &o);
+        // a part cut off by the connection: nothing after it can be read
+        let broken = o.status == 400
+            && o.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("upload interrupted"));
+        results.push((n, o));
+        if broken {
+            break;
+        }
+    }
+    if let Err(e) = m.finish(64 * 1024) {
+        log::debug!("taker {peer}: after the last part: {e}");
+    }
+    results
+}
+
+pub(super) fn delete(
+    t: &Taker,
+    stream: &mut TcpStream,
+    req: &Request,
+    segs: &[&str],
+    peer: &str,
+) -> Result<(u16, u64), Refusal> {
+    let (cid, oid) = match segs {
+        ["taker", "channels", cid, oid] | ["rest", "taker", "channels", cid, oid] => (*cid, *oid),
+        _ => return Err(Refusal::new(404, "DELETE .../taker/channels/CID/OID")),
+    };
+    let user = t
+        .authenticate(req)?
+        .ok_or_else(|| Refusal::new(401, "authentication required to delete"))?;
+    let result = (|| {
+        let (i, def) = t
+            .channels
+            .find(cid)
+            .filter(|(_, d)| !d.is_feed())
+            .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+        if !def.may_delete(Some(&user)) {
+            return Err(Refusal::new(
+                403,
+                format!("user {user} may not delete from channel {cid}"),
+            ));
+        }
+        match t.channels.delete(i, oid) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::new(
+                404,
+                format!("no product {oid} in channel {cid}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    })();
+    match &result {
+        Ok(()) => {
+            log::info!("taker {peer}: user={user} channel={cid} deleted {oid} 204");
+            if let Some(a) = &t.announcer {
+                let mut now = String::new();
+                crate::core::time::format_time(&mut now, crate::sys::unix_now());
+                a.removal(&crate::store::sidecar::product_rel(cid, oid), &now);
+            }
+        }
+        Err(r) => log::warn!(
+            "taker {peer}: user={user} channel={cid} delete {oid} {} {}",
+            r.status,
+            r.why
+        ),
+    }
+    result?;
+    send(stream, req, 204, "", "", b"").map_err(Refusal::from)
+}

@@ -1,0 +1,470 @@
+//! The decision about one upstream message, pure: the payload, facts about the local
+//! copy (asked through `LocalCopy`, only when needed) and `now` in; a verdict out. The
+//! flow then does what the verdict says (store, fetch, apply, announce, acknowledge).
+
+use crate::core::integrity::{Digest, Method};
+use crate::core::message::{self, FileOp, Format, Message};
+use crate::core::relpath::{self, RelPathError};
+use crate::core::select::Selection;
+use std::fmt;
+
+/// The flow's options that bear on decisions.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'c> {
+    pub message_max: usize,
+    pub lag_warn: f64,
+    pub lag_drop: f64,
+    pub select: &'c Selection,
+    /// False: a dispatcher, forwarding without downloading.
+    pub download: bool,
+    /// The dialect written: its checksum is computed when the announced one cannot
+    /// verify the bytes.
+    pub format: Format,
+}
+
+/// What the flow knows of its own copy of a file (the recent record, the xattr, the
+/// disk). Implemented by the flow; by fixtures in tests.
+pub trait LocalCopy {
+    /// Whether the local copy of `rel` has `digest` (by `method`).
+    fn matches(&mut self, rel: &str, method: Method, digest: &Digest) -> bool;
+    /// Whether a file named `rel` exists.
+    fn exists(&mut self, rel: &str) -> bool;
+    /// Whether this dispatcher forwarded `rel` with `key` lately.
+    fn forwarded(&mut self, rel: &str, key: &[u8]) -> bool;
+}
+
+/// Why a message is refused: acknowledged, counted, logged, nothing else done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    TooLarge { size: usize, limit: usize },
+    Malformed(String),
+    RelPath { why: RelPathError, rel: String },
+    NoIntegrity,
+    Link(String),
+    Rename(String),
+    NotSelected,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { size, limit } => {
+                write!(f, "refused: {size} bytes, limit {limit} (message-max)")
+            }
+            Self::Malformed(e) => write!(f, "malformed message: {e}"),
+            Self::RelPath { why, rel } => write!(f, "refused: {why}: {rel:?}"),
+            Self::NoIntegrity => write!(f, "refused: no integrity and no fileOp"),
+            Self::Link(t) => {
+                write!(
+                    f,
+                    "link to {t:?} refused: links are not applied by this node"
+                )
+            }
+            Self::Rename(o) => {
+                write!(
+                    f,
+                    "rename from {o:?} refused: renames are not applied by this node"
+                )
+            }
+            Self::NotSelected => write!(f, "not selected"),
+        }
+    }
+}
+
+/// What to do with a file operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Remove,
+    Mkdir,
+    Rmdir,
+}
+
+/// What to do with a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Refuse(Refusal),
+    /// Older than lag-drop: acknowledged unprocessed.
+    LagDrop,
+    /// Already here with the same checksum: acknowledged, not announced again.
+    Duplicate,
+    /// Already here, but the message is a redelivery: its announcement may have died
+    /// with the node, so it is announced again.
+    Reannounce {
+        method: Method,
+        digest: Digest,
+    },
+    /// A dispatcher passes it on unchanged.
+    Forward,
+    /// Write the inline content, computing `method`, verified against `expected`.
+    StoreInline {
+        method: Method,
+        expected: Option<Digest>,
+    },
+    /// Download it, computing `method`, verified against `expected`.
+    Fetch {
+        method: Method,
+        expected: Option<Digest>,
+    },
+    Apply(Op),
+}
+
+/// A message read and judged.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    /// The message, when it could be read.
+    pub msg: Option<Message<'a>>,
+    /// Its relPath, validated (no leading `/`), when it got that far.
+    pub rel: Option<String>,
+    /// Seconds since its pubTime, when readable.
+    pub lag: Option<f64>,
+    pub verdict: Verdict,
+}
+
+impl Decision<'_> {
+    fn refuse(r: Refusal) -> Self {
+        Decision {
+            msg: None,
+            rel: None,
+            lag: None,
+            verdict: Verdict::Refuse(r),
+        }
+    }
+}
+
+/// Judges `payload`, received `now` (epoch seconds); `redelivered`: the broker's DUP.
+pub fn decide<'a>(
+    payload: &'a [u8],
+    redelivered: bool,
+    now: f64,
+    rules: &Rules<'_>,
+    local: &mut dyn LocalCopy,
+) -> Decision<'a> {
+    if payload.len() > rules.message_max {
+        return Decision::refuse(Refusal::TooLarge {
+            size: payload.len(),
+            limit: rules.message_max,
+        });
+    }
+    let msg = match message::parse(payload) {
+        Ok(m) => m,
+        Err(e) => return Decision::refuse(Refusal::Malformed(e.to_string())),
+    };
+    let lag = crate::core::time::parse_time(&msg.pub_time).map(|t| now - t);
+    let mut d = Decision {
+        msg: None,
+        rel: None,
+        lag,
+        verdict: Verdict::LagDrop,
+    };
+    if lag.is_some_and(|l| l > rules.lag_drop) {
+        d.msg = Some(msg);
+        return d;
+    }
+    let rel = match relpath::validate(&msg.rel_path) {
+        Ok(r) => r.to_string(),
+        Err(why) => {
+            d.verdict = Verdict::Refuse(Refusal::RelPath {
+                why,
+                rel: msg.rel_path.to_string(),
+            });
+            d.msg = Some(msg);
+            return d;
+        }
+    };
+    d.verdict = if !rules.select.accepts(&rel) {
+        Verdict::Refuse(Refusal::NotSelected)
+    } else {
+        match &msg.file_op {
+            Some(op) => file_op(op),
+            None => file(&msg, &rel, redelivered, rules, local),
+        }
+    };
+    d.msg = Some(msg);
+    d.rel = Some(rel);
+    d
+}
+
+fn file_op(op: &FileOp<'_>) -> Verdict {
+    match op {
+        FileOp::Remove => Verdict::Apply(Op::Remove),
+        FileOp::Mkdir => Verdict::Apply(Op::Mkdir),
+        FileOp::Rmdir => Verdict::Apply(Op::Rmdir),
+        FileOp::Link(t) => Verdict::Refuse(Refusal::Link(t.to_string())),
+        FileOp::Rename(o) => Verdict::Refuse(Refusal::Rename(o.to_string())),
+    }
+}
+
+fn file(
+    msg: &Message<'_>,
+    rel: &str,
+    redelivered: bool,
+    rules: &Rules<'_>,
+    local: &mut dyn LocalCopy,
+) -> Verdict {
+    let Some(integrity) = &msg.integrity else {
+        return Verdict::Refuse(Refusal::NoIntegrity);
+    };
+    let expected = integrity
+        .digest
+        .as_ref()
+        .filter(|_| integrity.method.verifies_content());
+    if !rules.download {
+        // remembered by what was announced: the checksum, else the pubTime
+        let key = expected.map_or(msg.pub_time.as_bytes(), |d| d.as_bytes());
+        return if local.forwarded(rel, key) {
+            Verdict::Duplicate
+        } else {
+            Verdict::Forward
+        };
+    }
+    match expected {
+        Some(want) if local.matches(rel, integrity.method, want) => {
+            if redelivered {
+                Verdict::Reannounce {
+                    method: integrity.method,
+                    digest: want.clone(),
+                }
+            } else {
+                Verdict::Duplicate
+            }
+        }
+        // nothing checkable was announced: a file of that name counts as the same
+        None if local.exists(rel) => Verdict::Duplicate,
+        _ => {
+            let method = match (expected, rules.format) {
+                (Some(_), _) => integrity.method,
+                (None, Format::WmoMesh) => Method::Md5,
+                (None, Format::Sr3) => Method::Sha512,
+            };
+            let expected = expected.cloned();
+            if msg.content.is_some() {
+                Verdict::StoreInline { method, expected }
+            } else {
+                Verdict::Fetch { method, expected }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::integrity::digest_of;
+
+    /// pubTime of the fixtures, as epoch seconds (2026-11-23T06:51:46.406).
+    const PUB: f64 = 1_795_416_706.406;
+
+    static INLINE: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"/2026112306/GTS/a.txt","integrity":{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="},
+        "content":{"encoding":"utf-8","value":"hello"}}"#;
+    static DOWNLOAD: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"2026112306/GTS/b.txt","integrity":{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="}}"#;
+    static UNVERIFIABLE: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"2026112306/GTS/c.txt","integrity":{"method":"cod","value":"sha512"}}"#;
+    static REMOVE: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"2026112306/GTS/a.txt","fileOp":{"remove":""}}"#;
+    static LINK: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"2026112306/GTS/l","fileOp":{"link":"/etc/passwd"}}"#;
+    static ESCAPE: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"../../etc/passwd","integrity":{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="}}"#;
+    static NO_INTEGRITY: &[u8] = br#"{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000",
+        "relPath":"2026112306/GTS/d.txt"}"#;
+
+    /// A local copy of fixed facts, recording what it was asked.
+    #[derive(Default)]
+    struct Facts {
+        same: bool,
+        exists: bool,
+        forwarded: bool,
+        asked: Vec<&'static str>,
+    }
+
+    impl LocalCopy for Facts {
+        fn matches(&mut self, _: &str, _: Method, _: &Digest) -> bool {
+            self.asked.push("matches");
+            self.same
+        }
+        fn exists(&mut self, _: &str) -> bool {
+            self.asked.push("exists");
+            self.exists
+        }
+        fn forwarded(&mut self, _: &str, _: &[u8]) -> bool {
+            self.asked.push("forwarded");
+            self.forwarded
+        }
+    }
+
+    fn judge(payload: &[u8], dup: bool, now: f64, facts: &mut Facts) -> Verdict {
+        judge_with(payload, dup, now, facts, |_| {})
+    }
+
+    fn judge_with(
+        payload: &[u8],
+        dup: bool,
+        now: f64,
+        facts: &mut Facts,
+        tweak: impl FnOnce(&mut Rules<'_>),
+    ) -> Verdict {
+        let select = Selection::default();
+        let mut rules = Rules {
+            message_max: 500_000,
+            lag_warn: 120.0,
+            lag_drop: 7200.0,
+            select: &select,
+            download: true,
+            format: Format::WmoMesh,
+        };
+        tweak(&mut rules);
+        decide(payload, dup, now, &rules, facts).verdict
+    }
+
+    fn md5_hello() -> Option<Digest> {
+        digest_of(Method::Md5, b"hello")
+    }
+
+    #[test]
+    fn new_files_are_stored_inline_or_fetched() {
+        let mut f = Facts::default();
+        assert_eq!(
+            judge(INLINE, false, PUB + 1.0, &mut f),
+            Verdict::StoreInline {
+                method: Method::Md5,
+                expected: md5_hello()
+            }
+        );
+        assert_eq!(
+            judge(DOWNLOAD, false, PUB + 1.0, &mut f),
+            Verdict::Fetch {
+                method: Method::Md5,
+                expected: md5_hello()
+            }
+        );
+        assert_eq!(f.asked, ["matches", "matches"]);
+    }
+
+    #[test]
+    fn the_same_file_again_is_a_duplicate_unless_redelivered() {
+        let mut f = Facts {
+            same: true,
+            ..Facts::default()
+        };
+        assert_eq!(judge(DOWNLOAD, false, PUB, &mut f), Verdict::Duplicate);
+        assert_eq!(
+            judge(DOWNLOAD, true, PUB, &mut f),
+            Verdict::Reannounce {
+                method: Method::Md5,
+                digest: md5_hello().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unverifiable_checksum_is_judged_by_name_and_hashed_in_our_dialect() {
+        let mut here = Facts {
+            exists: true,
+            ..Facts::default()
+        };
+        assert_eq!(
+            judge(UNVERIFIABLE, false, PUB, &mut here),
+            Verdict::Duplicate
+        );
+        assert_eq!(here.asked, ["exists"]);
+        let mut absent = Facts::default();
+        let v = judge_with(UNVERIFIABLE, false, PUB, &mut absent, |r| {
+            r.format = Format::Sr3
+        });
+        assert_eq!(
+            v,
+            Verdict::Fetch {
+                method: Method::Sha512,
+                expected: None
+            }
+        );
+    }
+
+    #[test]
+    fn lag_over_lag_drop_is_dropped_before_anything_is_asked() {
+        let mut f = Facts::default();
+        let select = Selection::default();
+        let rules = Rules {
+            message_max: 500_000,
+            lag_warn: 120.0,
+            lag_drop: 7200.0,
+            select: &select,
+            download: true,
+            format: Format::WmoMesh,
+        };
+        let d = decide(DOWNLOAD, false, PUB + 7201.0, &rules, &mut f);
+        assert_eq!(d.verdict, Verdict::LagDrop);
+        assert!((d.lag.unwrap() - 7201.0).abs() < 1e-3);
+        assert!(f.asked.is_empty());
+        // under lag-drop: processed, the lag reported for the warning and the stats
+        let d = decide(DOWNLOAD, false, PUB + 300.0, &rules, &mut f);
+        assert!(matches!(d.verdict, Verdict::Fetch { .. }));
+        assert_eq!(d.rel.as_deref(), Some("2026112306/GTS/b.txt"));
+    }
+
+    #[test]
+    fn file_operations() {
+        let mut f = Facts::default();
+        assert_eq!(
+            judge(REMOVE, false, PUB, &mut f),
+            Verdict::Apply(Op::Remove)
+        );
+        assert_eq!(
+            judge(LINK, false, PUB, &mut f),
+            Verdict::Refuse(Refusal::Link("/etc/passwd".into()))
+        );
+        assert!(f.asked.is_empty(), "file operations need no facts");
+    }
+
+    #[test]
+    fn refusals_name_what_was_wrong() {
+        let mut f = Facts::default();
+        let v = judge_with(DOWNLOAD, false, PUB, &mut f, |r| r.message_max = 100);
+        assert!(matches!(
+            v,
+            Verdict::Refuse(Refusal::TooLarge { limit: 100, .. })
+        ));
+        let v = judge(b"{\"pubTime\": 3", false, PUB, &mut f);
+        assert!(matches!(v, Verdict::Refuse(Refusal::Malformed(_))), "{v:?}");
+        match judge(ESCAPE, false, PUB, &mut f) {
+            Verdict::Refuse(r @ Refusal::RelPath { .. }) => {
+                assert!(r.to_string().contains("'..'"), "{r}")
+            }
+            v => panic!("{v:?}"),
+        }
+        // the parser already refuses a file announcement without a checksum
+        match judge(NO_INTEGRITY, false, PUB, &mut f) {
+            Verdict::Refuse(Refusal::Malformed(e)) => assert!(e.contains("integrity"), "{e}"),
+            v => panic!("{v:?}"),
+        }
+        let mut select = Selection::default();
+        select.push("reject .*/GTS/.*").unwrap();
+        let rules = Rules {
+            message_max: 500_000,
+            lag_warn: 120.0,
+            lag_drop: 7200.0,
+            select: &select,
+            download: true,
+            format: Format::WmoMesh,
+        };
+        let d = decide(DOWNLOAD, false, PUB, &rules, &mut f);
+        assert_eq!(d.verdict, Verdict::Refuse(Refusal::NotSelected));
+        assert!(
+            f.asked.is_empty(),
+            "nothing asked of the disk for a refusal"
+        );
+    }
+
+    #[test]
+    fn a_dispatcher_forwards_once() {
+        let mut f = Facts::default();
+        let v = judge_with(DOWNLOAD, false, PUB, &mut f, |r| r.download = false);
+        assert_eq!(v, Verdict::Forward);
+        f.forwarded = true;
+        let v = judge_with(DOWNLOAD, false, PUB, &mut f, |r| r.download = false);
+        assert_eq!(v, Verdict::Duplicate);
+        assert_eq!(f.asked, ["forwarded", "forwarded"]);
+    }
+}

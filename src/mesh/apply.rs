@@ -1,0 +1,422 @@
+//! What a flow does with one message: judge it (`core::decide`), then store inline
+//! content, download, apply a file operation or forward, and announce what is stored.
+
+use super::fetch::FetchError;
+use super::flow::{Flow, Outcome};
+use super::mqtt::Poster;
+use super::recent::Recent;
+use crate::core::announce::{self, Held};
+use crate::core::decide::{decide, LocalCopy, Op, Refusal, Rules, Verdict};
+use crate::core::integrity::{Digest, Method};
+use crate::core::mediatype::MediaType;
+use crate::core::message::{self, Message};
+use crate::core::relpath;
+use crate::store::sidecar;
+use crate::store::{CommitError, Store};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Longest pause between two attempts of a download.
+pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The flow's facts about its copy of a file: the recent record first, then the disk.
+struct Local<'f> {
+    store: &'f mut Store,
+    recent: &'f mut Recent,
+}
+
+impl LocalCopy for Local<'_> {
+    fn matches(&mut self, rel: &str, method: Method, digest: &Digest) -> bool {
+        let present = self.recent.contains(rel, digest.as_bytes())
+            || match self.store.local_digest(rel, method) {
+                Ok(Some(have)) => have == *digest,
+                Ok(None) => false,
+                Err(e) => {
+                    log::warn!("{rel}: cannot read the local copy: {e}");
+                    false
+                }
+            };
+        if present {
+            // the same file announced by several peers costs one disk read
+            self.recent.insert(rel, digest.as_bytes());
+        }
+        present
+    }
+    fn exists(&mut self, rel: &str) -> bool {
+        self.store.exists(rel)
+    }
+    fn forwarded(&mut self, rel: &str, key: &[u8]) -> bool {
+        let seen = self.recent.contains(rel, key);
+        self.recent.insert(rel, key);
+        seen
+    }
+}
+
+impl Flow {
+    /// Processes one message; never fails: problems are logged and counted.
+    pub(super) fn handle(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        redelivered: bool,
+        poster: Option<&Poster>,
+    ) -> Outcome {
+        self.stats.messages += 1;
+        let rules = Rules {
+            message_max: self.cfg.message_max as usize,
+            lag_warn: self.cfg.lag_warn,
+            lag_drop: self.cfg.lag_drop,
+            select: &self.cfg.select,
+            download: self.cfg.download,
+            format: self.cfg.format,
+        };
+        let mut local = Local {
+            store: &mut self.store,
+            recent: &mut self.recent,
+        };
+        let d = decide(
+            payload,
+            redelivered,
+            crate::sys::unix_now(),
+            &rules,
+            &mut local,
+        );
+        let raw_rel = d.msg.as_ref().map_or("", |m| m.rel_path.as_ref());
+        match (d.lag, &d.msg) {
+            (Some(lag), _) => {
+                self.stats.lag_sum += lag;
+                self.stats.lag_count += 1;
+                if lag > self.cfg.lag_drop {
+                    log::warn!(
+                        "{raw_rel}: dropped, lag {lag:.0}s over lag-drop {}s",
+                        self.cfg.lag_drop
+                    );
+                } else if lag > self.cfg.lag_warn {
+                    log::warn!(
+                        "{raw_rel}: lag {lag:.0}s over lag-warn {}s",
+                        self.cfg.lag_warn
+                    );
+                }
+            }
+            (None, Some(m)) => log::warn!(
+                "{raw_rel}: pubTime {:?} unreadable, lag unknown",
+                m.pub_time
+            ),
+            (None, None) => {}
+        }
+        let verdict = match d.verdict {
+            Verdict::Refuse(r) => return self.refuse(topic, d.rel.as_deref(), &r),
+            Verdict::LagDrop => {
+                self.stats.lag_dropped += 1;
+                return Outcome::Done(0);
+            }
+            Verdict::Duplicate => {
+                self.stats.duplicates += 1;
+                log::trace!("{raw_rel}: duplicate, already here");
+                return Outcome::Done(0);
+            }
+            v => v,
+        };
+        let (Some(msg), Some(rel)) = (d.msg, d.rel) else {
+            return Outcome::Done(0); // a verdict to act on always has both
+        };
+        match verdict {
+            Verdict::Forward => {
+                let value = msg
+                    .integrity
+                    .as_ref()
+                    .and_then(|i| i.digest.as_ref())
+                    .map(Digest::to_base64)
+                    .unwrap_or_default();
+                self.out.clear();
+                announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value);
+                self.announce(&rel, &value, poster)
+            }
+            Verdict::Reannounce { method, digest } => {
+                // stored before a crash, its announcement perhaps never acknowledged:
+                // announce again rather than lose the announcement
+                self.stats.duplicates += 1;
+                let size = std::fs::metadata(self.store.path(&rel)).map_or(0, |m| m.len());
+                self.announce_stored(&msg, &rel, method, digest, size, poster)
+            }
+            Verdict::StoreInline { method, expected } | Verdict::Fetch { method, expected } => {
+                self.store_file(&msg, &rel, method, expected.as_ref(), poster)
+            }
+            Verdict::Apply(op) => self.file_op(&msg, &rel, op, redelivered, poster),
+            Verdict::Refuse(_) | Verdict::LagDrop | Verdict::Duplicate => Outcome::Done(0),
+        }
+    }
+
+    fn refuse(&mut self, topic: &[u8], rel: Option<&str>, r: &Refusal) -> Outcome {
+        self.stats.rejected += 1;
+        let topic = String::from_utf8_lossy(topic);
+        match (r, rel) {
+            (Refusal::NotSelected, Some(rel)) => log::trace!("{rel}: not selected"),
+            (Refusal::Link(_) | Refusal::Rename(_), Some(rel)) => log::warn!("{rel}: {r}"),
+            (Refusal::Malformed(_) | Refusal::NoIntegrity, _) => {
+                log::warn!("message on {topic}: {r}")
+            }
+            _ => log::error!("message on {topic} {r}"),
+        }
+        Outcome::Done(0)
+    }
+
+    /// Stores a new file (inline content or a download), then announces it.
+    fn store_file(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        method: Method,
+        expected: Option<&Digest>,
+        poster: Option<&Poster>,
+    ) -> Outcome {
+        // a channel product: its attributes first, so its body never shows without them
+        let product = sidecar::split_product_rel(rel).map(|(_, oid)| oid.to_string());
+        if let Some(oid) = &product {
+            self.write_product_meta(msg, rel, oid);
+        }
+        let stored = match &msg.content {
+            Some(content) => self.store_inline(rel, content, method, expected),
+            None => self.download(msg, rel, method, expected),
+        };
+        if stored.is_none() && product.is_some() {
+            sidecar::remove_meta(&self.store.path(rel));
+        }
+        let Some((method, digest, size)) = stored else {
+            return if self.stop.load(Ordering::Relaxed) {
+                Outcome::Abandoned
+            } else {
+                Outcome::Done(0)
+            };
+        };
+        self.recent.insert(rel, digest.as_bytes());
+        log::debug!(
+            "{rel}: stored ({size} bytes, {} {})",
+            method.name(),
+            digest.to_base64()
+        );
+        self.announce_stored(msg, rel, method, digest, size, poster)
+    }
+
+    fn file_op(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        op: Op,
+        redelivered: bool,
+        poster: Option<&Poster>,
+    ) -> Outcome {
+        let (result, announce) = match op {
+            Op::Remove => {
+                self.recent.forget(rel);
+                let removed = self.store.remove(rel);
+                if sidecar::split_product_rel(rel).is_some() {
+                    sidecar::remove_meta(&self.store.path(rel));
+                }
+                (removed, message::FILEOP_REMOVE)
+            }
+            Op::Mkdir => (self.store.mkdir(rel), message::FILEOP_MKDIR),
+            Op::Rmdir => (self.store.rmdir(rel), message::FILEOP_RMDIR),
+        };
+        match result {
+            // a redelivered message may have been applied before its announcement
+            // was acknowledged: announce again rather than lose it
+            Ok(changed) if changed || redelivered => {
+                self.stats.removes += u64::from(op == Op::Remove && changed);
+                log::debug!("{rel}: applied {announce}");
+                self.out.clear();
+                self.cfg
+                    .voice()
+                    .file_op(&mut self.out, rel, &msg.pub_time, announce, Some(msg));
+                self.announce(rel, "", poster)
+            }
+            // nothing to do: the mesh already did it here, so the ripple stops here
+            Ok(_) => {
+                self.stats.duplicates += 1;
+                Outcome::Done(0)
+            }
+            Err(e) => {
+                log::error!("{rel}: cannot apply {announce}: {e}");
+                self.stats.failures += 1;
+                Outcome::Done(0)
+            }
+        }
+    }
+
+    /// Announces the local copy of `rel` with this node's baseUrl.
+    fn announce_stored(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        method: Method,
+        digest: Digest,
+        size: u64,
+        poster: Option<&Poster>,
+    ) -> Outcome {
+        let value = digest.to_base64();
+        let inline_data = if self.cfg.inline && size as usize <= self.cfg.inline_max {
+            std::fs::read(self.store.path(rel)).ok()
+        } else {
+            None
+        };
+        let held = Held {
+            rel,
+            pub_time: &msg.pub_time,
+            method,
+            value: &value,
+            size,
+            inline: inline_data.as_deref(),
+        };
+        self.out.clear();
+        self.cfg.voice().file(&mut self.out, &held, Some(msg));
+        self.announce(rel, &value, poster)
+    }
+
+    /// Writes the sidecar of channel product `rel` from the message's `contentType`,
+    /// `source` and pubTime.
+    fn write_product_meta(&mut self, msg: &Message<'_>, rel: &str, oid: &str) {
+        let field = |name: &str| {
+            msg.extra
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+        };
+        let (cid, _) = sidecar::split_product_rel(rel).expect("checked by the caller");
+        // served as a header later: only a well-formed media type (no CR/LF), with the
+        // cid and oid of the relPath whatever the message says
+        let mt = match field("contentType").map(|c| MediaType::parse(&c)) {
+            Some(Ok(mt)) => mt,
+            Some(Err(e)) => {
+                log::warn!("{rel}: contentType refused ({e}); served as application/octet-stream");
+                MediaType::parse("application/octet-stream").expect("a valid media type")
+            }
+            None => MediaType::parse("application/octet-stream").expect("a valid media type"),
+        };
+        let meta = sidecar::Meta {
+            content_type: sidecar::product_media_type(mt, cid, oid).to_string(),
+            source: field("source").unwrap_or_default(),
+            pub_time: msg.pub_time.to_string(),
+        };
+        let dir = self.store.path(relpath::dirname(rel));
+        // through the store: its directories are checked for symlinks
+        let written = self
+            .store
+            .mkdir(relpath::dirname(rel))
+            .and_then(|_| sidecar::write_meta(&dir, oid, &meta));
+        if let Err(e) = written {
+            log::warn!("{rel}: product attributes not kept: {e}");
+        }
+    }
+
+    fn store_inline(
+        &mut self,
+        rel: &str,
+        content: &message::Content<'_>,
+        method: Method,
+        expected: Option<&Digest>,
+    ) -> Option<(Method, Digest, u64)> {
+        let data = match content.decode() {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("{rel}: inline content refused: {e}");
+                self.stats.rejected += 1;
+                return None;
+            }
+        };
+        let result = self
+            .store
+            .begin(rel, method, self.cfg.file_max)
+            .and_then(|mut t| t.write_all(&data).map(|()| t))
+            .map_err(CommitError::Io)
+            .and_then(|t| self.store.commit(t, rel, expected));
+        match result {
+            Ok((m, d)) => {
+                self.stats.inline_writes += 1;
+                Some((m, d, data.len() as u64))
+            }
+            Err(e) => {
+                if matches!(e, CommitError::Mismatch { .. }) {
+                    self.stats.mismatches += 1;
+                }
+                log::error!("{rel}: inline content not stored: {e}");
+                self.stats.failures += 1;
+                None
+            }
+        }
+    }
+
+    fn download(
+        &mut self,
+        msg: &Message<'_>,
+        rel: &str,
+        method: Method,
+        expected: Option<&Digest>,
+    ) -> Option<(Method, Digest, u64)> {
+        self.url.clear();
+        relpath::join_url(
+            &mut self.url,
+            &msg.base_url,
+            msg.ret_path.as_deref().unwrap_or(rel),
+        );
+        // two budgets: a wrong checksum is retried --retries times; a server that is
+        // away (refused, reset, timeout, 5xx) is waited for up to --retry-time, the
+        // message meanwhile unacknowledged and so safe in the broker
+        let started = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        let mut mismatches = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut tmp = match self.store.begin(rel, method, self.cfg.file_max) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!("{rel}: cannot write in the data tree: {e}");
+                    self.stats.failures += 1;
+                    return None;
+                }
+            };
+            let give_up = match self.fetcher.get_into(&self.url, &mut tmp) {
+                Ok(size) => match self.store.commit(tmp, rel, expected) {
+                    Ok((m, d)) => {
+                        self.stats.downloads += 1;
+                        return Some((m, d, size));
+                    }
+                    Err(CommitError::Mismatch {
+                        announced,
+                        computed,
+                    }) => {
+                        self.stats.mismatches += 1;
+                        mismatches += 1;
+                        log::error!(
+                            "{rel}: checksum mismatch from {} (attempt {mismatches} of {}): announced {announced:?}, computed {computed:?}; not stored",
+                            self.url,
+                            self.cfg.retries.max(1)
+                        );
+                        mismatches >= self.cfg.retries.max(1)
+                    }
+                    Err(CommitError::Io(e)) => {
+                        log::error!("{rel}: cannot store: {e}");
+                        true
+                    }
+                },
+                Err(FetchError::Stopped) => return None,
+                Err(e) => {
+                    log::warn!("{rel}: GET {} failed (attempt {attempt}): {e}", self.url);
+                    e.is_permanent() || started.elapsed() + backoff > self.cfg.retry_time
+                }
+            };
+            if give_up {
+                break;
+            }
+            crate::sys::sleep_unless(&self.stop, backoff);
+            backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
+        }
+        log::error!("{rel}: giving up on {} after {attempt} attempts", self.url);
+        self.stats.failures += 1;
+        None
+    }
+}
