@@ -7,6 +7,7 @@ pub mod defs;
 pub mod feeds;
 pub mod products;
 mod read;
+mod reply;
 mod routes;
 pub mod shove;
 pub mod taker;

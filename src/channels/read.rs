@@ -1,9 +1,8 @@
 //! Reading channels: the list, a channel's description, products since a cut-off.
 
-use super::routes::*;
-use super::taker::*;
+use super::reply::send_json;
+use super::taker::{product_json, readable, Taker};
 use crate::channels::{ChannelDef, Product, Refusal};
-use crate::core::mediatype::MediaType;
 use crate::core::time::{http_date, parse_http_date, rfc3339};
 use crate::http::Request;
 use serde_json::{json, Value};
@@ -20,56 +19,6 @@ pub fn parse_since(v: &str) -> Option<f64> {
         .filter(|t| t.is_finite())
         .or_else(|| crate::core::time::parse_time(v))
         .or_else(|| parse_http_date(v).map(|t| t as f64))
-}
-
-pub(super) fn attributes(content_type: &str) -> Value {
-    let mut o = serde_json::Map::new();
-    if let Ok(mt) = MediaType::parse(content_type) {
-        for (k, v) in mt.params {
-            if k != "cid" && k != "oid" {
-                o.insert(k, json!(v));
-            }
-        }
-    }
-    Value::Object(o)
-}
-
-pub(super) fn product_json(p: &Product) -> Value {
-    json!({
-        "oid": p.oid,
-        "contentType": p.meta.content_type,
-        "attributes": attributes(&p.meta.content_type),
-        "size": p.size,
-        "time": rfc3339(p.time),
-        "pubTime": p.meta.pub_time,
-        "publisher": p.meta.source,
-    })
-}
-/// The channel `cid` if `user` may read it; feeds are never shown.
-pub(super) fn readable<'a>(
-    t: &'a Taker,
-    cid: &str,
-    user: Option<&str>,
-) -> Result<&'a ChannelDef, Refusal> {
-    let def = t
-        .channels
-        .find(cid)
-        .map(|(_, d)| d)
-        .filter(|d| !d.is_feed())
-        .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
-    if def.may_read(user) {
-        return Ok(def);
-    }
-    Err(denied(user, "read", cid, ""))
-}
-
-/// A refused `action` on channel `cid`: 401 without credentials (they could help), 403
-/// with them (they do not).
-pub(super) fn denied(user: Option<&str>, action: &str, cid: &str, hint: &str) -> Refusal {
-    match user {
-        None => Refusal::new(401, format!("channel {cid} needs credentials{hint}")),
-        Some(u) => Refusal::new(403, format!("user {u} may not {action} channel {cid}")),
-    }
 }
 
 pub(super) fn read(

@@ -1,16 +1,13 @@
 //! The channel interface's routes and its HTTP answers (refusals, JSON, lingering).
 
-use super::read::*;
-use super::taker::*;
-use super::upload::*;
+use super::read::read;
+use super::reply::{linger, send_refusal};
+use super::taker::Taker;
+use super::upload::{delete, take};
 use crate::channels::Refusal;
-use crate::core::time::http_date;
-use crate::http::response::reason;
 use crate::http::{Handler, Request};
-use serde_json::{json, Value};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::io::{self};
+use std::net::TcpStream;
 
 /// The paths answered here rather than from the data tree.
 pub fn handles(path: &str) -> bool {
@@ -18,88 +15,6 @@ pub fn handles(path: &str) -> bool {
     ["/taker", "/rest/taker", "/channels"]
         .iter()
         .any(|r| p == *r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
-}
-
-/// Writes an answer; `Connection: close` after a request with a body.
-pub(super) fn send(
-    stream: &mut TcpStream,
-    req: &Request,
-    status: u16,
-    extra: &str,
-    ctype: &str,
-    body: &[u8],
-) -> io::Result<(u16, u64)> {
-    let close = if req.has_body || !req.keep_alive {
-        "Connection: close\r\n"
-    } else {
-        ""
-    };
-    let ct = if ctype.is_empty() {
-        String::new()
-    } else {
-        format!("Content-Type: {ctype}\r\n")
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nDate: {}\r\n{ct}Content-Length: {}\r\n{extra}{close}\r\n",
-        reason(status),
-        http_date(crate::sys::unix_now() as i64),
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if !req.head {
-        stream.write_all(body)?;
-    }
-    Ok((status, body.len() as u64))
-}
-
-pub(super) fn send_json(
-    stream: &mut TcpStream,
-    req: &Request,
-    status: u16,
-    extra: &str,
-    v: &Value,
-) -> io::Result<(u16, u64)> {
-    let mut body = serde_json::to_vec_pretty(v).expect("JSON serializes");
-    body.push(b'\n');
-    send(stream, req, status, extra, "application/json", &body)
-}
-
-pub(super) fn send_refusal(
-    stream: &mut TcpStream,
-    req: &Request,
-    r: &Refusal,
-) -> io::Result<(u16, u64)> {
-    let extra = if r.status == 401 {
-        format!("WWW-Authenticate: {REALM}\r\n")
-    } else {
-        String::new()
-    };
-    send_json(
-        stream,
-        req,
-        r.status,
-        &extra,
-        &json!({"status": r.status, "error": r.why}),
-    )
-}
-
-/// Reads and drops what is left of a refused upload for a moment, so the client reads
-/// the answer rather than a reset.
-pub(super) fn linger(stream: &mut TcpStream) {
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let end = Instant::now() + LINGER_TIME;
-    let mut buf = [0u8; 16 * 1024];
-    let mut n = 0u64;
-    while n < LINGER_BYTES && Instant::now() < end {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => n += k as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
 }
 
 impl Handler for Taker {
@@ -156,7 +71,9 @@ pub(super) fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::read::{attributes, parse_since};
+    use crate::channels::read::parse_since;
+    use crate::channels::taker::attributes;
+    use serde_json::json;
 
     #[test]
     fn routes_and_times() {

@@ -1,16 +1,18 @@
-//! The channel interface of the node's HTTP server: the Metcast taker (`POST`/`PUT`
-//! `/taker` for open channels, `/rest/taker` with credentials), `DELETE` of a product,
-//! and reading (`GET /channels...`). Uploads stream to disk as they arrive, multipart
-//! ones part by part; every attempt is logged with user, channel, size and result.
+//! The taker: channels, users and announcer together; who may do what (credentials,
+//! rights), storing one product, the outcome of each attempt and its log line.
+//!
+//! The channel interface over HTTP is built on it: `routes` (which path does what),
+//! `upload` (POST/PUT, streamed to disk, multipart part by part; DELETE), `read`
+//! (GET of channels and products), `reply` (the answers).
 
-use super::read::denied;
 use crate::channels::announcer::Announcer;
 use crate::channels::credentials::{
     basic_auth, Credentials, VerifiedCache, VERIFIED_CAPACITY, VERIFIED_TTL,
 };
 use crate::channels::feeds;
-use crate::channels::{Channels, Kind, Refusal, ANONYMOUS};
+use crate::channels::{ChannelDef, Channels, Kind, Product, Refusal, ANONYMOUS};
 use crate::core::mediatype::MediaType;
+use crate::core::time::rfc3339;
 use crate::http::Request;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -18,13 +20,8 @@ use std::time::Duration;
 
 /// Most parts in one multipart upload.
 pub const MAX_PARTS: usize = 1000;
-/// After refusing an upload, how much of its body is read (and dropped) so the client
-/// gets the answer instead of a reset connection.
-pub(super) const LINGER_BYTES: u64 = 1 << 20;
-pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Between two reads of an upload.
 pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-pub(super) const REALM: &str = "Basic realm=\"meshnode taker\", charset=\"UTF-8\"";
 
 pub struct Taker {
     pub channels: Channels,
@@ -213,5 +210,55 @@ pub(super) fn log_outcome(peer: &str, user: Option<&str>, o: &Outcome) {
         log::info!("{line}");
     } else {
         log::warn!("{line}");
+    }
+}
+
+pub(super) fn attributes(content_type: &str) -> Value {
+    let mut o = serde_json::Map::new();
+    if let Ok(mt) = MediaType::parse(content_type) {
+        for (k, v) in mt.params {
+            if k != "cid" && k != "oid" {
+                o.insert(k, json!(v));
+            }
+        }
+    }
+    Value::Object(o)
+}
+
+pub(super) fn product_json(p: &Product) -> Value {
+    json!({
+        "oid": p.oid,
+        "contentType": p.meta.content_type,
+        "attributes": attributes(&p.meta.content_type),
+        "size": p.size,
+        "time": rfc3339(p.time),
+        "pubTime": p.meta.pub_time,
+        "publisher": p.meta.source,
+    })
+}
+/// The channel `cid` if `user` may read it; feeds are never shown.
+pub(super) fn readable<'a>(
+    t: &'a Taker,
+    cid: &str,
+    user: Option<&str>,
+) -> Result<&'a ChannelDef, Refusal> {
+    let def = t
+        .channels
+        .find(cid)
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_feed())
+        .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+    if def.may_read(user) {
+        return Ok(def);
+    }
+    Err(denied(user, "read", cid, ""))
+}
+
+/// A refused `action` on channel `cid`: 401 without credentials (they could help), 403
+/// with them (they do not).
+pub(super) fn denied(user: Option<&str>, action: &str, cid: &str, hint: &str) -> Refusal {
+    match user {
+        None => Refusal::new(401, format!("channel {cid} needs credentials{hint}")),
+        Some(u) => Refusal::new(403, format!("user {u} may not {action} channel {cid}")),
     }
 }

@@ -1,7 +1,7 @@
 //! Uploads into channels (whole or multipart, streamed to disk) and DELETE of a product.
 
-use super::routes::*;
-use super::taker::*;
+use super::reply::{linger, send, send_json, send_refusal};
+use super::taker::{log_outcome, Outcome, Taker, BODY_TIMEOUT, MAX_PARTS};
 use crate::channels::Refusal;
 use crate::core::mediatype::MediaType;
 use crate::http::body::{Body, Multipart};
