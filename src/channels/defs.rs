@@ -181,17 +181,41 @@ impl ChannelDef {
     }
 }
 
-/// A refusal, with the HTTP status that says it.
+/// Why a channel request is refused, in the channels' own terms; the HTTP answer
+/// maps it to a status (`reply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The request is malformed (headers, attributes, a cut-off, an id).
+    BadRequest,
+    /// No credentials, or wrong ones, where they are needed.
+    Unauthenticated,
+    /// Credentials that do not give this right.
+    Forbidden,
+    /// No such channel, product or resource.
+    NotFound,
+    /// A method the resource does not take.
+    WrongMethod,
+    /// An upload without a length or chunked framing.
+    LengthRequired,
+    /// Larger than the product limit.
+    TooLarge,
+    /// The disk or the tree failed.
+    Storage,
+    /// A feed's disk is below its min-free.
+    DiskFull,
+}
+
+/// A refusal: the reason, and one line saying what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: u16,
+    pub reason: Reason,
     pub why: String,
 }
 
 impl Refusal {
-    pub fn new(status: u16, why: impl Into<String>) -> Refusal {
+    pub fn new(reason: Reason, why: impl Into<String>) -> Refusal {
         Refusal {
-            status,
+            reason,
             why: why.into(),
         }
     }
@@ -199,7 +223,7 @@ impl Refusal {
 
 impl From<io::Error> for Refusal {
     fn from(e: io::Error) -> Refusal {
-        Refusal::new(500, format!("storage: {e}"))
+        Refusal::new(Reason::Storage, format!("storage: {e}"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! own (a decoder's input), never in the tree, never listed.
 
 use super::products::{copy_limited, Channels};
-use super::{Kind, Refusal};
+use super::{Kind, Reason, Refusal};
 use crate::core::mediatype::MediaType;
 use crate::store::sidecar::valid_id;
 use crate::store::temp_name;
@@ -30,7 +30,7 @@ impl Channels {
             min_free,
         } = &def.kind
         else {
-            return Err(Refusal::new(500, "not a feed channel"));
+            return Err(Refusal::new(Reason::Storage, "not a feed channel"));
         };
         check_free(dir, *min_free, expected.unwrap_or(0))?;
         let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
@@ -73,7 +73,7 @@ impl Channels {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Refusal::new(500, format!("{given} exists")))
+        Err(Refusal::new(Reason::Storage, format!("{given} exists")))
     }
 }
 
@@ -96,11 +96,12 @@ pub fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal>
     if min_free == 0 {
         return Ok(());
     }
-    let st = rustix::fs::statvfs(dir).map_err(|e| Refusal::new(500, format!("statvfs: {e}")))?;
+    let st = rustix::fs::statvfs(dir)
+        .map_err(|e| Refusal::new(Reason::Storage, format!("statvfs: {e}")))?;
     let free = st.f_bavail.saturating_mul(st.f_frsize);
     if free < min_free.saturating_add(coming) {
         return Err(Refusal::new(
-            507,
+            Reason::DiskFull,
             format!("disk too full: {free} bytes free, {coming} coming, min-free {min_free}"),
         ));
     }

@@ -13,5 +13,5 @@ pub mod shove;
 pub mod taker;
 mod upload;
 
-pub use defs::{parse_size, ChannelDef, Kind, Refusal, Users, ANONYMOUS, DEFAULT_CAPACITY};
+pub use defs::{parse_size, ChannelDef, Kind, Reason, Refusal, Users, ANONYMOUS, DEFAULT_CAPACITY};
 pub use products::{Channels, Product, Published};

@@ -17,7 +17,7 @@
 //! product.
 
 use super::defs::ANONYMOUS;
-use super::defs::{ChannelDef, Kind, Refusal};
+use super::defs::{ChannelDef, Kind, Reason, Refusal};
 use crate::core::integrity::{Digest, Method};
 use crate::core::mediatype::MediaType;
 use crate::store::sidecar::{
@@ -85,12 +85,17 @@ pub fn copy_limited(
             Ok(0) => return Ok(n),
             Ok(g) => g,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Refusal::new(400, format!("upload interrupted: {e}"))),
+            Err(e) => {
+                return Err(Refusal::new(
+                    Reason::BadRequest,
+                    format!("upload interrupted: {e}"),
+                ))
+            }
         };
         n += got as u64;
         if n > limit {
             return Err(Refusal::new(
-                413,
+                Reason::TooLarge,
                 format!("product larger than the limit of {limit} bytes"),
             ));
         }
@@ -235,7 +240,7 @@ impl Channels {
         write_meta(&dir, &oid, &meta)?;
         let (method, digest) = store.commit(tmp, &rel, None).map_err(|e| {
             remove_meta(&dir.join(&oid));
-            Refusal::new(500, format!("storage: {e}"))
+            Refusal::new(Reason::Storage, format!("storage: {e}"))
         })?;
         let mut names = self.names(&dir)?;
         let mut evicted = Vec::new();
@@ -462,7 +467,7 @@ mod tests {
         let e = c
             .publish(0, None, mt, &mut &[7u8; 11][..], 1.0, &mut [0; 4])
             .unwrap_err();
-        assert_eq!(e.status, 413);
+        assert_eq!(e.reason, Reason::TooLarge);
         assert_eq!(fs::read_dir(d.join("metcast/MEMO")).unwrap().count(), 0);
         fs::remove_dir_all(&d).unwrap();
     }
@@ -497,7 +502,7 @@ mod tests {
         let e = c
             .deposit(0, &mt, &mut &b"3"[..], Some(1), 3.0, &mut [0; 8])
             .unwrap_err();
-        assert_eq!(e.status, 507, "{e:?}");
+        assert_eq!(e.reason, Reason::DiskFull, "{e:?}");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 
 use super::reply::send_json;
 use super::taker::{product_json, readable, Taker};
+use crate::channels::Reason;
 use crate::channels::{ChannelDef, Product, Refusal};
 use crate::core::time::{http_date, parse_http_date, rfc3339};
 use crate::http::Request;
@@ -67,8 +68,9 @@ pub(super) fn read(
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("since="))
                 .map(|v| {
-                    parse_since(v)
-                        .ok_or_else(|| Refusal::new(400, format!("since={v}: not a time")))
+                    parse_since(v).ok_or_else(|| {
+                        Refusal::new(Reason::BadRequest, format!("since={v}: not a time"))
+                    })
                 })
                 .transpose()?
                 .or_else(|| {
@@ -81,13 +83,15 @@ pub(super) fn read(
         }
         ["channels", cid, oid] => {
             let d = readable(t, cid, user)?;
-            let (p, mut f) = t
-                .channels
-                .open_product(d, oid)
-                .ok_or_else(|| Refusal::new(404, format!("no product {oid} in channel {cid}")))?;
+            let (p, mut f) = t.channels.open_product(d, oid).ok_or_else(|| {
+                Refusal::new(
+                    Reason::NotFound,
+                    format!("no product {oid} in channel {cid}"),
+                )
+            })?;
             send_product(stream, req, &p, &mut f)
         }
-        _ => return Err(Refusal::new(404, "no such resource")),
+        _ => return Err(Refusal::new(Reason::NotFound, "no such resource")),
     };
     out.map_err(Refusal::from)
 }

@@ -1,7 +1,7 @@
 //! The channel interface's HTTP answers: status line, Date, JSON bodies, refusals, and
 //! lingering over what is left of a refused upload.
 
-use crate::channels::Refusal;
+use crate::channels::{Reason, Refusal};
 use crate::core::time::http_date;
 use crate::http::response::reason;
 use crate::http::Request;
@@ -14,6 +14,23 @@ use std::time::{Duration, Instant};
 /// gets the answer instead of a reset connection.
 const LINGER_BYTES: u64 = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(2);
+impl Refusal {
+    /// The HTTP status that says this refusal.
+    pub fn status(&self) -> u16 {
+        match self.reason {
+            Reason::BadRequest => 400,
+            Reason::Unauthenticated => 401,
+            Reason::Forbidden => 403,
+            Reason::NotFound => 404,
+            Reason::WrongMethod => 405,
+            Reason::LengthRequired => 411,
+            Reason::TooLarge => 413,
+            Reason::Storage => 500,
+            Reason::DiskFull => 507,
+        }
+    }
+}
+
 const REALM: &str = "Basic realm=\"meshnode taker\", charset=\"UTF-8\"";
 
 /// Writes an answer; `Connection: close` after a request with a body.
@@ -65,7 +82,7 @@ pub(super) fn send_refusal(
     req: &Request,
     r: &Refusal,
 ) -> io::Result<(u16, u64)> {
-    let extra = if r.status == 401 {
+    let extra = if r.reason == Reason::Unauthenticated {
         format!("WWW-Authenticate: {REALM}\r\n")
     } else {
         String::new()
@@ -73,9 +90,9 @@ pub(super) fn send_refusal(
     send_json(
         stream,
         req,
-        r.status,
+        r.status(),
         &extra,
-        &json!({"status": r.status, "error": r.why}),
+        &json!({"status": r.status(), "error": r.why}),
     )
 }
 

@@ -4,6 +4,7 @@ use super::read::read;
 use super::reply::{linger, send_refusal};
 use super::taker::Taker;
 use super::upload::{delete, take};
+use crate::channels::Reason;
 use crate::channels::Refusal;
 use crate::http::{Handler, Request};
 use std::io::{self};
@@ -51,11 +52,15 @@ pub(super) fn answer(
         ("POST" | "PUT", ["rest", "taker"]) => return take(t, stream, req, pre, peer, true),
         ("DELETE", ["taker" | "rest", ..]) => delete(t, stream, req, &segs, peer),
         ("GET" | "HEAD", ["channels", ..]) => read(t, stream, req, &segs, query),
-        (_, ["taker"] | ["rest", "taker"]) => {
-            Err(Refusal::new(405, format!("{m}: use POST or PUT")))
-        }
-        (_, ["channels", ..]) => Err(Refusal::new(405, format!("{m}: use GET or HEAD"))),
-        _ => Err(Refusal::new(404, "no such resource")),
+        (_, ["taker"] | ["rest", "taker"]) => Err(Refusal::new(
+            Reason::WrongMethod,
+            format!("{m}: use POST or PUT"),
+        )),
+        (_, ["channels", ..]) => Err(Refusal::new(
+            Reason::WrongMethod,
+            format!("{m}: use GET or HEAD"),
+        )),
+        _ => Err(Refusal::new(Reason::NotFound, "no such resource")),
     };
     match result {
         Ok(done) => Ok(done),

@@ -10,6 +10,7 @@ use crate::channels::credentials::{
     basic_auth, Credentials, VerifiedCache, VERIFIED_CAPACITY, VERIFIED_TTL,
 };
 use crate::channels::feeds;
+use crate::channels::Reason;
 use crate::channels::{ChannelDef, Channels, Kind, Product, Refusal, ANONYMOUS};
 use crate::core::mediatype::MediaType;
 use crate::core::time::rfc3339;
@@ -51,7 +52,7 @@ impl Outcome {
     pub(super) fn refused(cid: &str, size: u64, r: Refusal) -> Outcome {
         Outcome {
             cid: cid.to_string(),
-            status: r.status,
+            status: r.status(),
             oid: None,
             location: None,
             size,
@@ -112,10 +113,13 @@ impl Taker {
         match (basic_auth(h), &self.credentials) {
             (Some((u, p)), Some(c)) if self.verified.verify(c, &u, &p) => Ok(Some(u)),
             (Some((u, _)), _) => Err(Refusal::new(
-                401,
+                Reason::Unauthenticated,
                 format!("authentication failed for {u:?}"),
             )),
-            (None, _) => Err(Refusal::new(401, "authentication failed: not HTTP Basic")),
+            (None, _) => Err(Refusal::new(
+                Reason::Unauthenticated,
+                "authentication failed: not HTTP Basic",
+            )),
         }
     }
 
@@ -126,20 +130,20 @@ impl Taker {
         user: Option<&str>,
         length: Option<u64>,
     ) -> Result<usize, Refusal> {
-        let cid = mt
-            .param("cid")
-            .ok_or_else(|| Refusal::new(400, "Content-Type has no cid= parameter"))?;
+        let cid = mt.param("cid").ok_or_else(|| {
+            Refusal::new(Reason::BadRequest, "Content-Type has no cid= parameter")
+        })?;
         let (i, def) = self
             .channels
             .find(cid)
-            .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+            .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no channel {cid:?}")))?;
         if !def.may_write(user) {
             return Err(denied(user, "write", cid, " (use /rest/taker)"));
         }
         let max = self.channels.max_product;
         if let Some(n) = length.filter(|n| *n > max) {
             return Err(Refusal::new(
-                413,
+                Reason::TooLarge,
                 format!("{n} bytes: over the limit of {max}"),
             ));
         }
@@ -247,7 +251,7 @@ pub(super) fn readable<'a>(
         .find(cid)
         .map(|(_, d)| d)
         .filter(|d| !d.is_feed())
-        .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+        .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no channel {cid:?}")))?;
     if def.may_read(user) {
         return Ok(def);
     }
@@ -258,7 +262,13 @@ pub(super) fn readable<'a>(
 /// with them (they do not).
 pub(super) fn denied(user: Option<&str>, action: &str, cid: &str, hint: &str) -> Refusal {
     match user {
-        None => Refusal::new(401, format!("channel {cid} needs credentials{hint}")),
-        Some(u) => Refusal::new(403, format!("user {u} may not {action} channel {cid}")),
+        None => Refusal::new(
+            Reason::Unauthenticated,
+            format!("channel {cid} needs credentials{hint}"),
+        ),
+        Some(u) => Refusal::new(
+            Reason::Forbidden,
+            format!("user {u} may not {action} channel {cid}"),
+        ),
     }
 }

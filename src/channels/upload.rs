@@ -2,6 +2,7 @@
 
 use super::reply::{linger, send, send_json, send_refusal};
 use super::taker::{log_outcome, Outcome, Taker, BODY_TIMEOUT, MAX_PARTS};
+use crate::channels::Reason;
 use crate::channels::Refusal;
 use crate::core::mediatype::MediaType;
 use crate::http::body::{Body, Multipart};
@@ -34,7 +35,7 @@ pub(super) fn take(
                 stream,
                 None,
                 "",
-                Refusal::new(401, "authentication required"),
+                Refusal::new(Reason::Unauthenticated, "authentication required"),
             )
         }
         Ok(u) => u,
@@ -42,8 +43,22 @@ pub(super) fn take(
     };
     let user = user.as_deref();
     let mt = match req.content_type.as_deref().map(MediaType::parse) {
-        None => return refuse(stream, user, "", Refusal::new(400, "no Content-Type")),
-        Some(Err(e)) => return refuse(stream, user, "", Refusal::new(400, e.to_string())),
+        None => {
+            return refuse(
+                stream,
+                user,
+                "",
+                Refusal::new(Reason::BadRequest, "no Content-Type"),
+            )
+        }
+        Some(Err(e)) => {
+            return refuse(
+                stream,
+                user,
+                "",
+                Refusal::new(Reason::BadRequest, e.to_string()),
+            )
+        }
         Some(Ok(mt)) => mt,
     };
     if req.content_length.is_none() && !req.chunked {
@@ -51,7 +66,10 @@ pub(super) fn take(
             stream,
             user,
             "",
-            Refusal::new(411, "give Content-Length or send chunked"),
+            Refusal::new(
+                Reason::LengthRequired,
+                "give Content-Length or send chunked",
+            ),
         );
     }
     stream.set_read_timeout(Some(BODY_TIMEOUT))?;
@@ -62,7 +80,10 @@ pub(super) fn take(
                 stream,
                 user,
                 "",
-                Refusal::new(400, "multipart Content-Type without boundary"),
+                Refusal::new(
+                    Reason::BadRequest,
+                    "multipart Content-Type without boundary",
+                ),
             );
         };
         if req.expect_continue {
@@ -128,7 +149,10 @@ pub(super) fn take_parts(
     let mut m = match Multipart::new(body, boundary) {
         Ok(m) => m,
         Err(e) => {
-            results.push((0, Outcome::refused("", 0, Refusal::new(400, e.to_string()))));
+            results.push((
+                0,
+                Outcome::refused("", 0, Refusal::new(Reason::BadRequest, e.to_string())),
+            ));
             return results;
         }
     };
@@ -137,7 +161,11 @@ pub(super) fn take_parts(
             Ok(Some(h)) => h,
             Ok(None) => break,
             Err(e) => {
-                let o = Outcome::refused("", 0, Refusal::new(400, format!("multipart: {e}")));
+                let o = Outcome::refused(
+                    "",
+                    0,
+                    Refusal::new(Reason::BadRequest, format!("multipart: {e}")),
+                );
                 log_outcome(peer, user, &o);
                 results.push((n, o));
                 break;
@@ -147,7 +175,7 @@ pub(super) fn take_parts(
             let o = Outcome::refused(
                 "",
                 0,
-                Refusal::new(413, format!("more than {MAX_PARTS} parts")),
+                Refusal::new(Reason::TooLarge, format!("more than {MAX_PARTS} parts")),
             );
             log_outcome(peer, user, &o);
             results.push((n, o));
@@ -158,8 +186,11 @@ pub(super) fn take_parts(
             .find(|(k, _)| k == "content-type")
             .map(|(_, v)| v.as_str());
         let checked = match ct.map(MediaType::parse) {
-            None => Err(Refusal::new(400, "part without Content-Type")),
-            Some(Err(e)) => Err(Refusal::new(400, e.to_string())),
+            None => Err(Refusal::new(
+                Reason::BadRequest,
+                "part without Content-Type",
+            )),
+            Some(Err(e)) => Err(Refusal::new(Reason::BadRequest, e.to_string())),
             Some(Ok(mt)) => t.check(&mt, user, None).map(|i| (i, mt)),
         };
         let o = match checked {
@@ -198,27 +229,32 @@ pub(super) fn delete(
 ) -> Result<(u16, u64), Refusal> {
     let (cid, oid) = match segs {
         ["taker", "channels", cid, oid] | ["rest", "taker", "channels", cid, oid] => (*cid, *oid),
-        _ => return Err(Refusal::new(404, "DELETE .../taker/channels/CID/OID")),
+        _ => {
+            return Err(Refusal::new(
+                Reason::NotFound,
+                "DELETE .../taker/channels/CID/OID",
+            ))
+        }
     };
-    let user = t
-        .authenticate(req)?
-        .ok_or_else(|| Refusal::new(401, "authentication required to delete"))?;
+    let user = t.authenticate(req)?.ok_or_else(|| {
+        Refusal::new(Reason::Unauthenticated, "authentication required to delete")
+    })?;
     let result = (|| {
         let (i, def) = t
             .channels
             .find(cid)
             .filter(|(_, d)| !d.is_feed())
-            .ok_or_else(|| Refusal::new(404, format!("no channel {cid:?}")))?;
+            .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no channel {cid:?}")))?;
         if !def.may_delete(Some(&user)) {
             return Err(Refusal::new(
-                403,
+                Reason::Forbidden,
                 format!("user {user} may not delete from channel {cid}"),
             ));
         }
         match t.channels.delete(i, oid) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Refusal::new(
-                404,
+                Reason::NotFound,
                 format!("no product {oid} in channel {cid}"),
             )),
             Err(e) => Err(e.into()),
@@ -235,7 +271,7 @@ pub(super) fn delete(
         }
         Err(r) => log::warn!(
             "taker {peer}: user={user} channel={cid} delete {oid} {} {}",
-            r.status,
+            r.status(),
             r.why
         ),
     }
