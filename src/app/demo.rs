@@ -3,12 +3,12 @@
 //! status 0 only when every node holds every file with the right checksum. Everything
 //! started is stopped and removed at the end.
 
+use super::mosquitto::{self, free_port, signal, Mosquitto};
 use crate::core::integrity::{digest_of, Method};
 use crate::mesh::mqtt::BrokerUrl;
 use crate::mesh::post::PostConfig;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,30 +17,6 @@ use std::time::{Duration, Instant};
 pub const SPREAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bulletins posted.
 pub const BULLETINS: usize = 40;
-
-/// Where mosquitto is, if anywhere (Debian installs it in /usr/sbin, often not on PATH).
-pub fn find_mosquitto() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_port(port: u16, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 /// A child process killed when dropped.
 struct Guard(Child);
@@ -53,11 +29,7 @@ impl Drop for Guard {
 }
 
 fn sigterm(child: &mut Child) {
-    // no libc, no unsafe: the kill command
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    signal(child.id(), "TERM");
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
         if let Ok(Some(_)) = child.try_wait() {
@@ -122,16 +94,16 @@ fn bulletin(i: usize, hour: &str) -> (String, Vec<u8>) {
 }
 
 pub fn run(keep: bool) -> Result<bool, String> {
-    let Some(mosquitto) = find_mosquitto() else {
+    if mosquitto::find().is_none() {
         return Err("mosquitto is not installed. On Debian or Raspberry Pi OS: sudo apt-get install -y mosquitto \
                     (or run ./scripts/demo, which installs it)"
             .into());
-    };
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let base = std::env::temp_dir().join(format!("meshnode-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
-    let result = demo(&mosquitto, &exe, &base);
+    let result = demo(&exe, &base);
     if keep {
         println!("kept {}", base.display());
     } else {
@@ -140,33 +112,21 @@ pub fn run(keep: bool) -> Result<bool, String> {
     result
 }
 
-fn demo(mosquitto: &Path, exe: &Path, base: &Path) -> Result<bool, String> {
+fn demo(exe: &Path, base: &Path) -> Result<bool, String> {
     let io = |e: std::io::Error| e.to_string();
     // three brokers
     let mut brokers = Vec::new();
     let mut broker_ports = Vec::new();
     for i in 1..=3 {
         let port = free_port().map_err(io)?;
-        let conf = base.join(format!("broker{i}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_inflight_messages 1000\nmax_queued_messages 1000000\nmax_packet_size 500000\n"
-            ),
-        )
-        .map_err(io)?;
-        let child = Command::new(mosquitto)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", mosquitto.display()))?;
-        brokers.push(Guard(child));
-        if !wait_port(port, 10) {
-            return Err(format!("mosquitto did not start on 127.0.0.1:{port}"));
-        }
+        let settings = "allow_anonymous true\npersistence false\n\
+                        max_inflight_messages 1000\nmax_queued_messages 1000000\nmax_packet_size 500000\n";
+        brokers.push(Mosquitto::start(
+            base,
+            &format!("broker{i}"),
+            port,
+            settings,
+        )?);
         broker_ports.push(port);
     }
     println!(

@@ -5,5 +5,6 @@ pub mod args;
 pub mod config;
 pub mod demo;
 pub mod logger;
+pub mod mosquitto;
 pub mod node;
 pub mod options;

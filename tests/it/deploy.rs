@@ -163,7 +163,7 @@ fn mosquitto_mesh_conf_lets_owner_publish_and_guest_only_read() {
             .expect("mosquitto_passwd (Debian package mosquitto)")
             .success());
     }
-    let mosquitto = meshnode::app::demo::find_mosquitto().expect("mosquitto installed");
+    let mosquitto = meshnode::app::mosquitto::find().expect("mosquitto installed");
     let mut broker = Command::new(mosquitto)
         .arg("-c")
         .arg(s.path("mesh.conf"))

@@ -1,81 +1,42 @@
-//! A mosquitto of the test's own: own config, own port, persistence in its directory.
+//! A mosquitto of the test's own: own config, own port, persistence in its directory;
+//! started by the library's launcher (`app::mosquitto`), as the demo's are.
 
-#[allow(unused_imports)]
-use super::*;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, MqttOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use meshnode::app::mosquitto::Mosquitto;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn mosquitto_bin() -> String {
-    for p in [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    "mosquitto".into()
-}
-
-/// A mosquitto of the test's own: own config, own port, persistence in its directory.
 pub struct Broker {
     pub port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    m: Mosquitto,
 }
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
-        let mut b = Broker {
-            port: free_port(),
+        let port = super::free_port();
+        let settings = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+             max_inflight_messages 1000\nmax_queued_messages 1000000\nupgrade_outgoing_qos true\n\
+             log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
+            dir = dir.display()
+        );
+        let m = Mosquitto::start(dir, "mosquitto", port, &settings)
+            .unwrap_or_else(|e| panic!("{e} (scripts/test installs mosquitto)"));
+        Broker {
+            port,
             dir: dir.to_path_buf(),
-            child: None,
-        };
-        b.launch();
-        b
+            m,
+        }
     }
 
     fn launch(&mut self) {
-        let conf = self.dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-                 max_inflight_messages 1000\nmax_queued_messages 1000000\nupgrade_outgoing_qos true\n\
-                 log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
-                port = self.port,
-                dir = self.dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed (scripts/test installs it)");
-        self.child = Some(child);
-        let port = self.port;
-        assert!(
-            wait_until(10, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
-            "mosquitto did not start on {port}"
-        );
+        self.m.launch().unwrap();
     }
 
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        self.m.url()
     }
 
     /// Stops the broker cleanly (it saves its sessions) and starts it again.
@@ -87,10 +48,7 @@ impl Broker {
 
     /// Kills the broker without letting it save (a crash).
     pub fn crash(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.m.kill();
     }
 
     /// Starts it again with its saved state wiped: every session is lost.
@@ -100,18 +58,6 @@ impl Broker {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), "TERM");
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.m.stop();
     }
 }

@@ -15,11 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    meshnode::app::mosquitto::free_port().unwrap()
 }
 
 /// Polls `cond` until it holds or `secs` pass; returns whether it held.
