@@ -5,6 +5,7 @@ use super::fetch::{Fetcher, Timeouts};
 use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::recent::{Recent, RECENT_CAPACITY};
 use super::stats::Stats;
+use super::Error;
 use crate::core::announce::{Encoding, Voice};
 use crate::core::message::Format;
 use crate::core::relpath;
@@ -176,9 +177,12 @@ pub struct Flow {
 pub const BATCH: usize = 32;
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
-pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, String> {
-    let store = Store::open(&cfg.dir, cfg.format.xattr_name())
-        .map_err(|e| format!("data directory {}: {e}", cfg.dir.display()))?;
+pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
+    let store =
+        Store::open(&cfg.dir, cfg.format.xattr_name()).map_err(|source| Error::DataDir {
+            dir: cfg.dir.clone(),
+            source,
+        })?;
     let mut flow = Flow {
         fetcher: Fetcher::with_stop(cfg.timeouts, stop.clone()),
         recent: Recent::new(cfg.recent_capacity),

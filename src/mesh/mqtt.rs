@@ -4,6 +4,7 @@
 //! polled, so every connection gets a thread of its own that does nothing but poll:
 //! a download blocking the flow's loop can never starve the keepalive.
 
+use super::Error;
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
@@ -31,22 +32,22 @@ pub struct BrokerUrl {
 
 impl BrokerUrl {
     /// Parses `mqtt[s]://[user[:password]@]host[:port]`.
-    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+    pub fn parse(url: &str) -> Result<BrokerUrl, Error> {
+        let bad = |why: String| Error::BrokerUrl {
+            url: url.to_string(),
+            why,
+        };
         let decode = |s: &str| {
             crate::core::relpath::percent_decode(s)
-                .ok_or_else(|| format!("broker {url:?}: bad %-escape in user or password"))
+                .ok_or_else(|| bad("bad %-escape in user or password".into()))
         };
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| format!("broker {url:?}: expected mqtt://host or mqtts://host"))?;
+            .ok_or_else(|| bad("expected mqtt://host or mqtts://host".into()))?;
         let tls = match scheme {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
-            _ => {
-                return Err(format!(
-                    "broker {url:?}: scheme {scheme:?} is not mqtt or mqtts"
-                ))
-            }
+            _ => return Err(bad(format!("scheme {scheme:?} is not mqtt or mqtts"))),
         };
         let rest = rest.trim_end_matches('/');
         let (auth, hostport) = match rest.rsplit_once('@') {
@@ -62,16 +63,14 @@ impl BrokerUrl {
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-                let port = p
-                    .parse()
-                    .map_err(|_| format!("broker {url:?}: bad port {p:?}"))?;
+                let port = p.parse().map_err(|_| bad(format!("bad port {p:?}")))?;
                 (h, port)
             }
             _ => (hostport, if tls { 8883 } else { 1883 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') {
-            return Err(format!("broker {url:?}: no host"));
+            return Err(bad("no host".into()));
         }
         Ok(BrokerUrl {
             tls,
@@ -477,13 +476,16 @@ mod tests {
         assert_eq!(u.port, 1883);
         assert!(BrokerUrl::parse("http://owner:ownerpw@awzz")
             .unwrap_err()
+            .to_string()
             .contains("scheme"));
         assert!(BrokerUrl::parse("awzz").is_err());
         assert!(BrokerUrl::parse("mqtt://h:99999")
             .unwrap_err()
+            .to_string()
             .contains("port"));
         assert!(BrokerUrl::parse("mqtt://u:p@")
             .unwrap_err()
+            .to_string()
             .contains("no host"));
     }
 }

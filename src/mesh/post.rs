@@ -1,5 +1,6 @@
 //! `meshnode post FILE...`: announce local files (the demo's mesh_pub.py).
 
+use super::Error;
 use crate::core::announce::{Encoding, Held, Voice};
 use crate::core::integrity::{Hasher, Method};
 use crate::core::message::{Format, Message};
@@ -150,18 +151,17 @@ fn prepare(
 }
 
 /// Announces every file; returns how many could not be announced.
-pub fn run(a: &PostConfig) -> Result<usize, String> {
+pub fn run(a: &PostConfig) -> Result<usize, Error> {
     let Some(url) = &a.post_broker else {
-        return Err("give --post-broker mqtt://user:password@host".into());
+        return Err(Error::Missing("--post-broker mqtt://user:password@host"));
     };
     if a.base_url.is_empty() {
-        return Err(
-            "give --post-baseUrl (where peers download the files, e.g. http://thishost:8000/data)"
-                .into(),
-        );
+        return Err(Error::Missing(
+            "--post-baseUrl (where peers download the files, e.g. http://thishost:8000/data)",
+        ));
     }
     if a.files.is_empty() {
-        return Err("no FILE to announce".into());
+        return Err(Error::Missing("FILE... to announce"));
     }
     let mut headers = Vec::new();
     for (k, v) in &a.headers {
@@ -204,7 +204,12 @@ pub fn run(a: &PostConfig) -> Result<usize, String> {
                 Err(PostError::Full(_)) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
-                Err(e) => return Err(format!("{}: cannot announce: {e:?}", p.rel)),
+                Err(e) => {
+                    return Err(Error::NotAnnounced {
+                        rel: p.rel.clone(),
+                        why: format!("{e:?}"),
+                    })
+                }
             }
         }
         log::debug!("{}: announced on {}", p.rel, p.topic);
