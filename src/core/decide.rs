@@ -39,7 +39,6 @@ pub enum Refusal {
     TooLarge { size: usize, limit: usize },
     Malformed(String),
     RelPath { why: RelPathError, rel: String },
-    NoIntegrity,
     Link(String),
     Rename(String),
     NotSelected,
@@ -53,7 +52,6 @@ impl fmt::Display for Refusal {
             }
             Self::Malformed(e) => write!(f, "malformed message: {e}"),
             Self::RelPath { why, rel } => write!(f, "refused: {why}: {rel:?}"),
-            Self::NoIntegrity => write!(f, "refused: no integrity and no fileOp"),
             Self::Link(t) => {
                 write!(
                     f,
@@ -202,7 +200,8 @@ fn file(
     local: &mut dyn LocalCopy,
 ) -> Verdict {
     let Some(integrity) = &msg.integrity else {
-        return Verdict::Refuse(Refusal::NoIntegrity);
+        // the parser refuses this already; kept so no path can skip the check
+        return Verdict::Refuse(Refusal::Malformed("no integrity and no fileOp".into()));
     };
     let expected = integrity
         .digest

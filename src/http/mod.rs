@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod files;
+pub mod multipart;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -154,7 +154,7 @@ impl Flow {
         match (r, rel) {
             (Refusal::NotSelected, Some(rel)) => log::trace!("{rel}: not selected"),
             (Refusal::Link(_) | Refusal::Rename(_), Some(rel)) => log::warn!("{rel}: {r}"),
-            (Refusal::Malformed(_) | Refusal::NoIntegrity, _) => {
+            (Refusal::Malformed(_), _) => {
                 log::warn!("message on {topic}: {r}")
             }
             _ => log::error!("message on {topic} {r}"),

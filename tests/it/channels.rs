@@ -522,7 +522,7 @@ fn parts(r: &Resp) -> Vec<(String, Vec<u8>)> {
     let ct =
         meshnode::core::mediatype::MediaType::parse(&r.header("Content-Type").unwrap()).unwrap();
     let b = ct.param("boundary").unwrap().to_string();
-    let mut m = meshnode::http::body::Multipart::new(&r.body[..], &b).unwrap();
+    let mut m = meshnode::http::multipart::Multipart::new(&r.body[..], &b).unwrap();
     let mut out = Vec::new();
     while let Some(h) = m.next_part().unwrap() {
         let mut data = Vec::new();
