@@ -436,18 +436,11 @@ impl Flow {
         let Some(poster) = poster else {
             return true;
         };
-        let mut batch = std::mem::take(&mut self.outbox).into_iter();
-        let mut item = batch.next();
-        while let Some((topic, payload)) = item {
-            match poster.publish(&topic, payload) {
-                Ok(_) => item = batch.next(),
-                Err(PostError::Full(payload)) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        return false;
-                    }
-                    thread::sleep(Duration::from_millis(5));
-                    item = Some((topic, payload));
-                }
+        let stop = &self.stop;
+        for (topic, payload) in std::mem::take(&mut self.outbox) {
+            match poster.publish_waiting(&topic, payload, || stop.load(Ordering::Relaxed)) {
+                Ok(_) => {}
+                Err(PostError::Full(_)) => return false,
                 Err(PostError::Other(e)) => {
                     log::error!("cannot announce on {topic}: {e}");
                     return false;

@@ -323,6 +323,15 @@ pub enum PostError {
     Other(String),
 }
 
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Full(_) => write!(f, "the broker connection's request queue stayed full"),
+            PostError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl Poster {
     pub fn spawn(
         url: &BrokerUrl,
@@ -359,6 +368,26 @@ impl Poster {
     }
 
     /// Queues one publication; returns its sequence number.
+    /// Publishes, waiting while the connection's request queue is full, until
+    /// `give_up()` (stopping, a deadline): the one publish-and-retry loop of the flow and
+    /// `post`. Returns the publication's sequence number.
+    pub fn publish_waiting(
+        &mut self,
+        topic: &str,
+        mut payload: Vec<u8>,
+        give_up: impl Fn() -> bool,
+    ) -> Result<u64, PostError> {
+        loop {
+            match self.publish(topic, payload) {
+                Err(PostError::Full(p)) if !give_up() => {
+                    payload = p;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                done => return done,
+            }
+        }
+    }
+
     pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<u64, PostError> {
         match self.client.try_publish_with_properties(
             topic,

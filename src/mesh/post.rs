@@ -5,7 +5,7 @@ use crate::core::announce::{Encoding, Held, Voice};
 use crate::core::integrity::{Hasher, Method};
 use crate::core::message::{Format, Message};
 use crate::core::{relpath, topic};
-use crate::mesh::mqtt::{BrokerUrl, Inbound, PostError, Poster, SessionOptions};
+use crate::mesh::mqtt::{BrokerUrl, Inbound, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Read;
@@ -198,19 +198,13 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
     let mut poster = Poster::spawn(url, &session, tx, stop.clone());
     let deadline = Instant::now() + ACK_TIMEOUT;
     for p in &ready {
-        loop {
-            match poster.publish(&p.topic, p.payload.clone()) {
-                Ok(_) => break,
-                Err(PostError::Full(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => {
-                    return Err(Error::NotAnnounced {
-                        rel: p.rel.clone(),
-                        why: format!("{e:?}"),
-                    })
-                }
-            }
+        let published =
+            poster.publish_waiting(&p.topic, p.payload.clone(), || Instant::now() >= deadline);
+        if let Err(e) = published {
+            return Err(Error::NotAnnounced {
+                rel: p.rel.clone(),
+                why: e.to_string(),
+            });
         }
         log::debug!("{}: announced on {}", p.rel, p.topic);
     }
