@@ -293,6 +293,18 @@ mod tests {
         }
     }
 
+    /// The defaults of `meshnode peer`.
+    fn defaults(select: &Selection) -> Rules<'_> {
+        Rules {
+            message_max: 500_000,
+            lag_warn: 120.0,
+            lag_drop: 7200.0,
+            select,
+            download: true,
+            format: Format::WmoMesh,
+        }
+    }
+
     fn judge(payload: &[u8], dup: bool, now: f64, facts: &mut Facts) -> Verdict {
         judge_with(payload, dup, now, facts, |_| {})
     }
@@ -305,14 +317,7 @@ mod tests {
         tweak: impl FnOnce(&mut Rules<'_>),
     ) -> Verdict {
         let select = Selection::default();
-        let mut rules = Rules {
-            message_max: 500_000,
-            lag_warn: 120.0,
-            lag_drop: 7200.0,
-            select: &select,
-            download: true,
-            format: Format::WmoMesh,
-        };
+        let mut rules = defaults(&select);
         tweak(&mut rules);
         decide(payload, dup, now, &rules, facts).verdict
     }
@@ -385,14 +390,7 @@ mod tests {
     fn lag_over_lag_drop_is_dropped_before_anything_is_asked() {
         let mut f = Facts::default();
         let select = Selection::default();
-        let rules = Rules {
-            message_max: 500_000,
-            lag_warn: 120.0,
-            lag_drop: 7200.0,
-            select: &select,
-            download: true,
-            format: Format::WmoMesh,
-        };
+        let rules = defaults(&select);
         let d = decide(DOWNLOAD, false, PUB + 7201.0, &rules, &mut f);
         assert_eq!(d.verdict, Verdict::LagDrop);
         assert!((d.lag.unwrap() - 7201.0).abs() < 1e-3);
@@ -440,15 +438,7 @@ mod tests {
         }
         let mut select = Selection::default();
         select.push("reject .*/GTS/.*").unwrap();
-        let rules = Rules {
-            message_max: 500_000,
-            lag_warn: 120.0,
-            lag_drop: 7200.0,
-            select: &select,
-            download: true,
-            format: Format::WmoMesh,
-        };
-        let d = decide(DOWNLOAD, false, PUB, &rules, &mut f);
+        let d = decide(DOWNLOAD, false, PUB, &defaults(&select), &mut f);
         assert_eq!(d.verdict, Verdict::Refuse(Refusal::NotSelected));
         assert!(
             f.asked.is_empty(),
