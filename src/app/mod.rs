@@ -2,6 +2,7 @@
 //! file), the config file, a whole node (`run`), the demo, the logger.
 
 pub mod args;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod logger;
