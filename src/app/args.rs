@@ -77,9 +77,15 @@ impl PeerArgs {
             "session-expiry" => c.session_expiry = num(name, v)?,
             "dir" => c.dir = PathBuf::from(v),
             "download" => c.download = boolean(name, v)?,
-            "select" => c.select.push(v)?,
-            "accept" => c.select.push(&format!("accept {v}"))?,
-            "reject" => c.select.push(&format!("reject {v}"))?,
+            "select" => c.select.push(v).map_err(|e| e.to_string())?,
+            "accept" => c
+                .select
+                .push(&format!("accept {v}"))
+                .map_err(|e| e.to_string())?,
+            "reject" => c
+                .select
+                .push(&format!("reject {v}"))
+                .map_err(|e| e.to_string())?,
             "lag-warn" => c.lag_warn = secs(name, v)?,
             "lag-drop" => c.lag_drop = secs(name, v)?,
             "post-broker" => {

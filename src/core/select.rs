@@ -8,6 +8,30 @@ pub struct Rule {
     pub pattern: Regex,
 }
 
+/// A rule that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    /// Not `accept RE` or `reject RE`.
+    Form(String),
+    /// The regular expression does not compile.
+    Regex { spec: String, why: String },
+}
+
+impl std::fmt::Display for SelectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelectError::Form(spec) => {
+                write!(f, "select {spec:?}: expected 'accept RE' or 'reject RE'")
+            }
+            SelectError::Regex { spec, why } => {
+                write!(f, "select {spec:?}: bad regular expression: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SelectError {}
+
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     rules: Vec<Rule>,
@@ -15,23 +39,23 @@ pub struct Selection {
 
 impl Selection {
     /// Adds one rule written as `accept RE` or `reject RE`.
-    pub fn push(&mut self, spec: &str) -> Result<(), String> {
+    pub fn push(&mut self, spec: &str) -> Result<(), SelectError> {
+        let form = || SelectError::Form(spec.to_string());
         let (verb, re) = spec
             .trim()
             .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("select {spec:?}: expected 'accept RE' or 'reject RE'"))?;
+            .ok_or_else(form)?;
         let accept = match verb {
             "accept" => true,
             "reject" => false,
-            _ => {
-                return Err(format!(
-                    "select {spec:?}: expected 'accept RE' or 'reject RE'"
-                ))
-            }
+            _ => return Err(form()),
         };
         // anchored like Sarracenia's accept/reject: the whole relPath must match
-        let pattern = Regex::new(&format!("^(?:{})$", re.trim()))
-            .map_err(|e| format!("select {spec:?}: bad regular expression: {e}"))?;
+        let pattern =
+            Regex::new(&format!("^(?:{})$", re.trim())).map_err(|e| SelectError::Regex {
+                spec: spec.to_string(),
+                why: e.to_string(),
+            })?;
         self.rules.push(Rule { accept, pattern });
         Ok(())
     }
@@ -74,8 +98,20 @@ mod tests {
     #[test]
     fn refuses_bad_rules() {
         let mut s = Selection::default();
-        assert!(s.push("allow .*").unwrap_err().contains("expected"));
-        assert!(s.push("accept").unwrap_err().contains("expected"));
-        assert!(s.push("accept (").unwrap_err().contains("bad regular"));
+        assert!(s
+            .push("allow .*")
+            .unwrap_err()
+            .to_string()
+            .contains("expected"));
+        assert!(s
+            .push("accept")
+            .unwrap_err()
+            .to_string()
+            .contains("expected"));
+        assert!(s
+            .push("accept (")
+            .unwrap_err()
+            .to_string()
+            .contains("bad regular"));
     }
 }

@@ -66,20 +66,40 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// A topic filter that MQTT would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterError {
+    Empty,
+    /// `#` not a whole last level.
+    Hash(String),
+    /// `+` not a whole level.
+    Plus(String),
+}
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterError::Empty => write!(f, "empty topic filter"),
+            FilterError::Hash(t) => write!(f, "'#' must be a whole last level in filter {t:?}"),
+            FilterError::Plus(t) => write!(f, "'+' must be a whole level in filter {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}
+
 /// Checks a filter given by a user: `#` only last and alone in its level, `+` alone.
-pub fn check_filter(filter: &str) -> Result<(), String> {
+pub fn check_filter(filter: &str) -> Result<(), FilterError> {
     if filter.is_empty() {
-        return Err("empty topic filter".into());
+        return Err(FilterError::Empty);
     }
     let levels: Vec<&str> = filter.split('/').collect();
     for (i, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err(format!(
-                "'#' must be a whole last level in filter {filter:?}"
-            ));
+            return Err(FilterError::Hash(filter.to_string()));
         }
         if level.contains('+') && *level != "+" {
-            return Err(format!("'+' must be a whole level in filter {filter:?}"));
+            return Err(FilterError::Plus(filter.to_string()));
         }
     }
     Ok(())
