@@ -1,18 +1,7 @@
 //! Announcements, checksums and files made for tests.
 
-#[allow(unused_imports)]
-use super::*;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, MqttOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::path::Path;
 
 pub fn md5_b64(data: &[u8]) -> String {
     meshnode::core::integrity::digest_of(meshnode::core::integrity::Method::Md5, data)

@@ -1,18 +1,8 @@
 //! A raw HTTP/1.1 client over a real socket.
 
-#[allow(unused_imports)]
-use super::*;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, MqttOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 /// An HTTP answer read whole.
 pub struct Resp {

@@ -1,6 +1,7 @@
 //! Test harness, by concern: real mosquitto brokers on free loopback ports, a small HTTP
 //! server over a directory, meshnode nodes as child processes, an MQTT watcher,
 //! fixtures, a raw HTTP client.
+// shared by the tests and the benchmarks: each uses a part of it
 #![allow(dead_code, unused_imports)]
 
 mod broker;

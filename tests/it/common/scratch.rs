@@ -1,16 +1,6 @@
 //! Free ports, waiting for a condition, scratch directories.
 
-#[allow(unused_imports)]
-use super::*;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, MqttOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
