@@ -19,6 +19,13 @@ fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("--{name}: {v:?} is not a valid number"))
 }
 
+fn positive(name: &str, v: &str) -> Result<usize, String> {
+    match num(name, v)? {
+        0 => Err(format!("--{name} must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 fn secs(name: &str, v: &str) -> Result<f64, String> {
     let s: f64 = num(name, v)?;
     if s.is_finite() && s >= 0.0 {
@@ -115,6 +122,8 @@ impl PeerArgs {
                     return Err("--inflight must be at least 1".into());
                 }
             }
+            "concurrency" => c.concurrency = positive(name, v)?,
+            "host-connections" => c.host_connections = positive(name, v)?,
             // rumqttc refuses keepalives under 5 s
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
             "retries" => c.retries = num(name, v)?,

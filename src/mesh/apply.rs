@@ -1,10 +1,11 @@
 //! What a flow does with one message: judge it (`core::decide`), then store inline
 //! content, download, apply a file operation or forward, and announce what is stored.
 
-use super::fetch::FetchError;
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::recent::Recent;
+use super::window::{Arrival, Window};
+use super::workers::{self, Done, Job};
 use crate::core::announce::{self, Held};
 use crate::core::decide::{decide, LocalCopy, Op, Refusal, Rules, Verdict};
 use crate::core::integrity::{Digest, Method};
@@ -15,10 +16,6 @@ use crate::store::sidecar;
 use crate::store::{CommitError, Store};
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-/// Longest pause between two attempts of a download.
-pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The flow's facts about its copy of a file: the recent record first, then the disk.
 struct Local<'f> {
@@ -54,15 +51,93 @@ impl LocalCopy for Local<'_> {
 }
 
 impl Flow {
-    /// Processes one message; never fails: problems are logged and counted.
-    pub(super) fn handle(
+    /// Judges a message (new, or held while its relPath downloaded) and records in the
+    /// window what became of it. False: stopping left it unfinished.
+    pub(super) fn process(
+        &mut self,
+        w: &mut Window,
+        m: Arrival,
+        first: bool,
+        poster: Option<&Poster>,
+    ) -> bool {
+        match self.handle(&m.topic, &m.payload, m.dup, first, poster, w) {
+            Outcome::Done(seq) => w.done(m.slot, seq),
+            Outcome::Fetch(mut job) => {
+                job.slot = m.slot;
+                w.fetch(job, m.payload, m.dup);
+            }
+            Outcome::Busy(rel) => w.hold(&rel, m),
+            Outcome::Abandoned => return false,
+        }
+        true
+    }
+
+    /// A download ended: the file is announced if stored, then the messages held for
+    /// its relPath are judged, in arrival order.
+    pub(super) fn downloaded(&mut self, w: &mut Window, d: Done, poster: Option<&Poster>) {
+        self.stats.mismatches += d.mismatches;
+        let (message, mut held) = w.ended(&d.job);
+        let (rel, slot) = (d.job.rel.as_str(), d.job.slot);
+        let stopping = self.stop.load(Ordering::Relaxed);
+        match d.stored {
+            Some((method, digest, size)) => {
+                self.stats.downloads += 1;
+                self.recent.insert(rel, digest.as_bytes());
+                log::debug!(
+                    "{rel}: stored ({size} bytes, {} {})",
+                    method.name(),
+                    digest.to_base64()
+                );
+                // the message was read once already: it parses again
+                let parsed = message.as_ref().and_then(|(p, _)| message::parse(p).ok());
+                let seq = match parsed {
+                    Some(msg) => {
+                        match self.announce_stored(&msg, rel, method, digest, size, poster) {
+                            Outcome::Done(seq) => seq,
+                            _ => 0,
+                        }
+                    }
+                    None => 0,
+                };
+                w.done(slot, seq);
+            }
+            None => {
+                if sidecar::split_product_rel(rel).is_some() {
+                    sidecar::remove_meta(&self.store.path(rel));
+                }
+                if stopping {
+                    return; // abandoned: not acknowledged, it comes again
+                }
+                self.stats.failures += 1;
+                w.done(slot, 0);
+            }
+        }
+        while let Some(h) = held.pop_front() {
+            if stopping || !self.process(w, h, false, poster) {
+                return;
+            }
+            if w.is_fetching(rel) {
+                // one of them downloads it again: the rest wait for that download
+                for h in held.drain(..) {
+                    w.hold(rel, h);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Judges one message and does what it can at once; never fails: problems are
+    /// logged and counted. `first`: not a message judged again after it was held.
+    fn handle(
         &mut self,
         topic: &[u8],
         payload: &[u8],
         redelivered: bool,
+        first: bool,
         poster: Option<&Poster>,
+        window: &Window,
     ) -> Outcome {
-        self.stats.messages += 1;
+        self.stats.messages += u64::from(first);
         let rules = Rules {
             message_max: self.cfg.message_max as usize,
             lag_warn: self.cfg.lag_warn,
@@ -84,6 +159,7 @@ impl Flow {
         );
         let raw_rel = d.msg.as_ref().map_or("", |m| m.rel_path.as_ref());
         match (d.lag, &d.msg) {
+            _ if !first => {}
             (Some(lag), _) => {
                 self.stats.lag_sum += lag;
                 self.stats.lag_count += 1;
@@ -121,6 +197,9 @@ impl Flow {
         let (Some(msg), Some(rel)) = (d.msg, d.rel) else {
             return Outcome::Done(0); // a verdict to act on always has both
         };
+        if window.is_fetching(&rel) {
+            return Outcome::Busy(rel);
+        }
         match verdict {
             Verdict::Forward => {
                 let value = msg
@@ -178,7 +257,19 @@ impl Flow {
         }
         let stored = match &msg.content {
             Some(content) => self.store_inline(rel, content, method, expected),
-            None => self.download(msg, rel, method, expected),
+            None => {
+                let mut url = String::with_capacity(128);
+                let path = msg.ret_path.as_deref().unwrap_or(rel);
+                relpath::join_url(&mut url, &msg.base_url, path);
+                return Outcome::Fetch(Job {
+                    slot: 0, // set by the caller
+                    rel: rel.to_string(),
+                    origin: workers::origin(&url).to_string(),
+                    url,
+                    method,
+                    expected: expected.cloned(),
+                });
+            }
         };
         if stored.is_none() && product.is_some() {
             sidecar::remove_meta(&self.store.path(rel));
@@ -344,79 +435,5 @@ impl Flow {
                 None
             }
         }
-    }
-
-    fn download(
-        &mut self,
-        msg: &Message<'_>,
-        rel: &str,
-        method: Method,
-        expected: Option<&Digest>,
-    ) -> Option<(Method, Digest, u64)> {
-        self.url.clear();
-        relpath::join_url(
-            &mut self.url,
-            &msg.base_url,
-            msg.ret_path.as_deref().unwrap_or(rel),
-        );
-        // two budgets: a wrong checksum is retried --retries times; a server that is
-        // away (refused, reset, timeout, 5xx) is waited for up to --retry-time, the
-        // message meanwhile unacknowledged and so safe in the broker
-        let started = Instant::now();
-        let mut backoff = Duration::from_secs(1);
-        let mut mismatches = 0;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if self.stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            let mut tmp = match self.store.begin(rel, method, self.cfg.file_max) {
-                Ok(t) => t,
-                Err(e) => {
-                    log::error!("{rel}: cannot write in the data tree: {e}");
-                    self.stats.failures += 1;
-                    return None;
-                }
-            };
-            let give_up = match self.fetcher.get_into(&self.url, &mut tmp) {
-                Ok(size) => match self.store.commit(tmp, rel, expected) {
-                    Ok((m, d)) => {
-                        self.stats.downloads += 1;
-                        return Some((m, d, size));
-                    }
-                    Err(CommitError::Mismatch {
-                        announced,
-                        computed,
-                    }) => {
-                        self.stats.mismatches += 1;
-                        mismatches += 1;
-                        log::error!(
-                            "{rel}: checksum mismatch from {} (attempt {mismatches} of {}): announced {announced:?}, computed {computed:?}; not stored",
-                            self.url,
-                            self.cfg.retries.max(1)
-                        );
-                        mismatches >= self.cfg.retries.max(1)
-                    }
-                    Err(CommitError::Io(e)) => {
-                        log::error!("{rel}: cannot store: {e}");
-                        true
-                    }
-                },
-                Err(FetchError::Stopped) => return None,
-                Err(e) => {
-                    log::warn!("{rel}: GET {} failed (attempt {attempt}): {e}", self.url);
-                    e.is_permanent() || started.elapsed() + backoff > self.cfg.retry_time
-                }
-            };
-            if give_up {
-                break;
-            }
-            crate::sys::sleep_unless(&self.stop, backoff);
-            backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
-        }
-        log::error!("{rel}: giving up on {} after {attempt} attempts", self.url);
-        self.stats.failures += 1;
-        None
     }
 }

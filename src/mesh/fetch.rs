@@ -73,12 +73,13 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(t: Timeouts) -> Fetcher {
-        Self::with_stop(t, Arc::new(AtomicBool::new(false)))
+        Self::with_stop(t, 4, Arc::new(AtomicBool::new(false)))
     }
 
-    /// A fetcher that abandons a transfer in progress once `stop` is set, so a large
-    /// download never holds up a shutdown.
-    pub fn with_stop(t: Timeouts, stop: Arc<AtomicBool>) -> Fetcher {
+    /// A fetcher keeping up to `per_host` idle keep-alive connections per server, that
+    /// abandons a transfer in progress once `stop` is set, so a large download never
+    /// holds up a shutdown.
+    pub fn with_stop(t: Timeouts, per_host: usize, stop: Arc<AtomicBool>) -> Fetcher {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // peers are addressed directly; an http_proxy meant for other traffic must not apply
@@ -86,14 +87,23 @@ impl Fetcher {
             .timeout_connect(Some(t.connect))
             .timeout_recv_response(Some(t.response))
             .timeout_per_read(Some(t.per_read))
-            .max_idle_connections(16)
-            .max_idle_connections_per_host(4)
+            .max_idle_connections(16.max(per_host))
+            .max_idle_connections_per_host(per_host)
             .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
         Fetcher {
             agent,
             stop,
+            buf: vec![0; READ_CHUNK],
+        }
+    }
+
+    /// Another fetcher on the same connection pool (for another thread).
+    pub fn share(&self) -> Fetcher {
+        Fetcher {
+            agent: self.agent.clone(),
+            stop: self.stop.clone(),
             buf: vec![0; READ_CHUNK],
         }
     }

@@ -1,10 +1,12 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use super::fetch::{Fetcher, Timeouts};
+use super::fetch::Timeouts;
 use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::recent::{Recent, RECENT_CAPACITY};
 use super::stats::Stats;
+use super::window::{Arrival, Window};
+use super::workers::{Job, Settings, Workers};
 use super::Error;
 use crate::core::announce::{Encoding, Voice};
 use crate::core::message::Format;
@@ -12,16 +14,18 @@ use crate::core::relpath;
 use crate::core::select::Selection;
 use crate::core::topic;
 use crate::store::Store;
-use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::Publish;
-use rumqttc::v5::mqttbytes::QoS;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// Files downloading at once in one flow, by default.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Downloads at once from one server, by default: a polite client (WIS2 global caches
+/// may allow a client 5 connections).
+pub const DEFAULT_HOST_CONNECTIONS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -51,6 +55,10 @@ pub struct PeerConfig {
     pub message_max: u32,
     pub file_max: u64,
     pub inflight: u16,
+    /// Files downloading at once.
+    pub concurrency: usize,
+    /// Downloads at once from one server (and keep-alive connections kept to it).
+    pub host_connections: usize,
     pub keepalive: Duration,
     pub retries: u32,
     /// How long a download is retried while its server is away.
@@ -88,6 +96,8 @@ impl Default for PeerConfig {
             message_max: 500_000,
             file_max: 1 << 30,
             inflight: 100,
+            concurrency: DEFAULT_CONCURRENCY,
+            host_connections: DEFAULT_HOST_CONNECTIONS,
             keepalive: Duration::from_secs(30),
             retries: 3,
             retry_time: Duration::from_secs(300),
@@ -130,20 +140,14 @@ impl PeerConfig {
     }
 }
 
-/// An upstream message waiting for its acknowledgement.
-struct Pending {
-    broker: usize,
-    epoch: u32,
-    pkid: u16,
-    qos: QoS,
-    /// Acknowledge once this many publications are acknowledged by the post broker.
-    post_seq: u64,
-}
-
 /// What became of one message.
 pub(super) enum Outcome {
     /// Finished; publication `seq` (0: none) must be acknowledged before the upstream ack.
     Done(u64),
+    /// Its file is to be downloaded: announced (and then acknowledged) once stored.
+    Fetch(Job),
+    /// Its relPath is being downloaded for another message: judged again after.
+    Busy(String),
     /// Not finished (stopping): no ack, the broker delivers it again.
     Abandoned,
 }
@@ -159,11 +163,11 @@ pub enum FlowEnd {
 pub struct Flow {
     pub(super) cfg: PeerConfig,
     pub(super) store: Store,
-    pub(super) fetcher: Fetcher,
+    /// How the downloaders work (from `cfg`).
+    settings: Settings,
     pub(super) recent: Recent,
     pub stats: Stats,
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) url: String,
     topic: String,
     /// The post exchange of the message at hand (split or not).
     exchange: String,
@@ -175,6 +179,8 @@ pub struct Flow {
 
 /// Publications and acks handed over at once while the flow is busy.
 pub const BATCH: usize = 32;
+/// Longest a stored file's announcement waits for its batch.
+pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
 pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
@@ -183,14 +189,22 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
             dir: cfg.dir.clone(),
             source,
         })?;
+    let settings = Settings {
+        dir: cfg.dir.clone(),
+        xattr: cfg.format.xattr_name(),
+        file_max: cfg.file_max,
+        retries: cfg.retries,
+        retry_time: cfg.retry_time,
+        timeouts: cfg.timeouts,
+        host_connections: cfg.host_connections,
+    };
     let mut flow = Flow {
-        fetcher: Fetcher::with_stop(cfg.timeouts, stop.clone()),
+        settings,
         recent: Recent::new(cfg.recent_capacity),
         cfg,
         store,
         stats: Stats::default(),
         stop,
-        url: String::with_capacity(256),
         topic: String::with_capacity(256),
         exchange: String::with_capacity(64),
         out: Vec::with_capacity(1024),
@@ -262,27 +276,47 @@ impl Flow {
                 )
             })
             .collect();
+        let tx_wake = tx.clone();
         drop(tx);
         for f in &filters {
             log::info!("subscribing to {f}");
         }
 
-        let mut pending: VecDeque<Pending> =
-            VecDeque::with_capacity(usize::from(self.cfg.inflight) * n);
+        let mut window = Window::new(
+            usize::from(self.cfg.inflight) * n,
+            self.cfg.concurrency,
+            self.cfg.host_connections,
+        );
+        let workers = match Workers::spawn(
+            self.cfg.concurrency,
+            &self.settings,
+            tx_wake,
+            self.stop.clone(),
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                log::error!("cannot start the downloaders: {e}");
+                self.stop.store(true, Ordering::SeqCst);
+                return FlowEnd::Stopped;
+            }
+        };
         let mut last_stats = Instant::now();
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
         let mut since_release = 0usize;
+        // when the oldest publication not yet handed over was made
+        let mut outbox_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let next = match rx.try_recv() {
                 Ok(m) => Ok(m),
                 Err(mpsc::TryRecvError::Empty) => {
                     // idle: hand over what is batched before waiting
-                    if !self.hand_over(poster.as_mut(), &mut pending, &subs) {
+                    if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                         break;
                     }
                     since_release = 0;
-                    let wait = if pending.is_empty() {
+                    outbox_since = None;
+                    let wait = if window.is_empty() {
                         Duration::from_millis(500)
                     } else {
                         Duration::from_millis(20)
@@ -300,31 +334,45 @@ impl Flow {
                     dup,
                     topic,
                     payload,
-                }) => match self.handle(&topic, &payload, dup, poster.as_ref()) {
-                    Outcome::Done(post_seq) => pending.push_back(Pending {
-                        broker,
-                        epoch,
-                        pkid,
-                        qos,
-                        post_seq,
-                    }),
-                    Outcome::Abandoned => break,
-                },
-                Ok(Inbound::PostAcked) | Err(RecvTimeoutError::Timeout) => {}
+                }) => {
+                    let slot = window.push(broker, epoch, pkid, qos);
+                    let m = Arrival {
+                        slot,
+                        topic,
+                        payload,
+                        dup,
+                    };
+                    if !self.process(&mut window, m, true, poster.as_ref()) {
+                        break;
+                    }
+                }
+                Ok(Inbound::PostAcked | Inbound::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Inbound::PostSessionLost) => {
                     end = FlowEnd::PostSessionLost;
                     break;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            while let Ok(d) = workers.done.try_recv() {
+                self.downloaded(&mut window, d, poster.as_ref());
+            }
+            window.dispatch(&workers);
             // while busy, publications and acks go out in batches: one wake-up of a
-            // connection thread carries many requests
+            // connection thread carries many requests; but a stored file is announced
+            // within ANNOUNCE_DELAY, whatever else is going on
             since_release += 1;
-            if since_release >= BATCH || self.outbox.len() >= BATCH {
-                if !self.hand_over(poster.as_mut(), &mut pending, &subs) {
+            if !self.outbox.is_empty() && outbox_since.is_none() {
+                outbox_since = Some(Instant::now());
+            }
+            if since_release >= BATCH
+                || self.outbox.len() >= BATCH
+                || outbox_since.is_some_and(|t| t.elapsed() >= ANNOUNCE_DELAY)
+            {
+                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                     break;
                 }
                 since_release = 0;
+                outbox_since = None;
             }
             if last_stats.elapsed() >= self.cfg.stats_interval {
                 log::info!(
@@ -339,17 +387,18 @@ impl Flow {
         // finish what is finished: wait a little for the last re-announcements
         let deadline = Instant::now() + Duration::from_secs(5);
         if matches!(end, FlowEnd::Stopped) {
-            while self.hand_over(poster.as_mut(), &mut pending, &subs)
-                && !pending.is_empty()
+            while self.hand_over(poster.as_mut(), &mut window, &subs)
+                && window.head_waits_for_post()
                 && Instant::now() < deadline
             {
                 let _ = rx.recv_timeout(Duration::from_millis(20));
             }
         }
-        if !pending.is_empty() {
+        if !window.is_empty() {
             log::info!(
-                "{} messages left unacknowledged: the broker delivers them again",
-                pending.len()
+                "{} messages left unacknowledged ({} downloads abandoned): the broker delivers them again",
+                window.len(),
+                window.downloads()
             );
         }
         // rumqttc handles requests in order: the acks queued above leave before the
@@ -370,6 +419,8 @@ impl Flow {
             let t = p.thread;
             let _ = t.join();
         }
+        // downloads in progress are abandoned (stop is set): their messages come again
+        workers.join();
         let _ = drain.join();
         if stop_threads && matches!(end, FlowEnd::PostSessionLost) {
             self.stop.store(false, Ordering::SeqCst);
@@ -419,13 +470,13 @@ impl Flow {
     fn hand_over(
         &mut self,
         mut poster: Option<&mut Poster>,
-        pending: &mut VecDeque<Pending>,
+        window: &mut Window,
         subs: &[Subscriber],
     ) -> bool {
         if !self.flush_outbox(poster.as_deref_mut()) {
             return false;
         }
-        release_acks(pending, subs, poster.map_or(0, |p| p.acked()));
+        window.release(subs, poster.map_or(0, |p| p.acked()));
         true
     }
 
@@ -448,25 +499,5 @@ impl Flow {
             }
         }
         true
-    }
-}
-
-/// Acknowledges, in arrival order, every message whose re-announcement is acknowledged.
-fn release_acks(pending: &mut VecDeque<Pending>, subs: &[Subscriber], acked: u64) {
-    while let Some(p) = pending.front() {
-        if p.post_seq > acked {
-            break;
-        }
-        let sub = &subs[p.broker];
-        // an ack from an older connection could hit a new message with the same packet
-        // id; the broker redelivers the old one instead
-        if p.epoch == sub.epoch.load(Ordering::SeqCst) && p.qos != QoS::AtMostOnce {
-            let mut ack = Publish::new("", p.qos, Bytes::new(), None);
-            ack.pkid = p.pkid;
-            if sub.client.try_ack(&ack).is_err() {
-                return; // request queue full: retry on the next turn
-            }
-        }
-        pending.pop_front();
     }
 }

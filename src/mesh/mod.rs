@@ -8,6 +8,8 @@ pub mod mqtt;
 pub mod post;
 pub mod recent;
 pub mod stats;
+mod window;
+pub mod workers;
 
 use std::fmt;
 use std::io;

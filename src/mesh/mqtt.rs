@@ -164,6 +164,8 @@ pub enum Inbound {
     PostAcked,
     /// The post broker lost the session while publications were unacknowledged.
     PostSessionLost,
+    /// Something else of the flow's is ready (a download finished): look at it.
+    Wake,
 }
 
 /// `what`, prefixed with the name of the flow's thread when it has one (`run` names

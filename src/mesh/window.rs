@@ -1,0 +1,189 @@
+//! The flow's window: the upstream messages not yet acknowledged, in arrival order,
+//! each being worked on or done; acks released from the head, in order, once a done
+//! message's re-announcement is acknowledged. Downloads are started within
+//! `--concurrency` and `--host-connections`; a message for a relPath being downloaded
+//! is held until that download ends, then judged again (so a file announced by two
+//! peers at once is fetched once, and a removal never overtakes the file).
+
+use super::mqtt::Subscriber;
+use super::workers::{Job, Workers};
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+/// An upstream message waiting for its acknowledgement.
+struct Entry {
+    broker: usize,
+    epoch: u32,
+    pkid: u16,
+    qos: QoS,
+    /// `None` while worked on; then the publication (0: none) to be acknowledged by
+    /// the post broker before the upstream ack.
+    post_seq: Option<u64>,
+    /// While its file downloads: the message, to announce the file when stored.
+    payload: Option<(Bytes, bool)>,
+}
+
+/// A message as it arrived (held, when its relPath is being downloaded, until that ends).
+pub(super) struct Arrival {
+    pub slot: u64,
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub dup: bool,
+}
+
+pub(super) struct Window {
+    entries: VecDeque<Entry>,
+    /// The slot of `entries[0]`; slots are arrival numbers.
+    first: u64,
+    /// relPaths being downloaded, each with the messages held for it.
+    fetching: HashMap<String, VecDeque<Arrival>>,
+    /// Downloads waiting for a worker, or for their server's turn.
+    queued: VecDeque<Job>,
+    running: usize,
+    per_origin: HashMap<String, usize>,
+    concurrency: usize,
+    host_connections: usize,
+}
+
+impl Window {
+    pub fn new(capacity: usize, concurrency: usize, host_connections: usize) -> Window {
+        Window {
+            entries: VecDeque::with_capacity(capacity),
+            first: 0,
+            fetching: HashMap::new(),
+            queued: VecDeque::new(),
+            running: 0,
+            per_origin: HashMap::new(),
+            concurrency: concurrency.max(1),
+            host_connections: host_connections.max(1),
+        }
+    }
+
+    /// Takes a new message into the window; returns its slot.
+    pub fn push(&mut self, broker: usize, epoch: u32, pkid: u16, qos: QoS) -> u64 {
+        self.entries.push_back(Entry {
+            broker,
+            epoch,
+            pkid,
+            qos,
+            post_seq: None,
+            payload: None,
+        });
+        self.first + self.entries.len() as u64 - 1
+    }
+
+    fn entry(&mut self, slot: u64) -> Option<&mut Entry> {
+        let i = slot.checked_sub(self.first)?;
+        self.entries.get_mut(usize::try_from(i).ok()?)
+    }
+
+    /// Message `slot` is finished; publication `post_seq` (0: none) must be
+    /// acknowledged before it is.
+    pub fn done(&mut self, slot: u64, post_seq: u64) {
+        if let Some(e) = self.entry(slot) {
+            e.post_seq = Some(post_seq);
+            e.payload = None;
+        }
+    }
+
+    /// Messages not yet acknowledged.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the head is done and waits only for the post broker.
+    pub fn head_waits_for_post(&self) -> bool {
+        self.entries.front().is_some_and(|e| e.post_seq.is_some())
+    }
+
+    /// Acknowledges, in arrival order, every message finished and whose
+    /// re-announcement the post broker acknowledged (`acked`).
+    pub fn release(&mut self, subs: &[Subscriber], acked: u64) {
+        while let Some(e) = self.entries.front() {
+            match e.post_seq {
+                Some(seq) if seq <= acked => {}
+                _ => break,
+            }
+            let sub = &subs[e.broker];
+            // an ack from an older connection could hit a new message with the same
+            // packet id; the broker redelivers the old one instead
+            if e.epoch == sub.epoch.load(Ordering::SeqCst) && e.qos != QoS::AtMostOnce {
+                let mut ack = Publish::new("", e.qos, Bytes::new(), None);
+                ack.pkid = e.pkid;
+                if sub.client.try_ack(&ack).is_err() {
+                    return; // request queue full: again on the next turn
+                }
+            }
+            self.entries.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Whether `rel` is being downloaded.
+    pub fn is_fetching(&self, rel: &str) -> bool {
+        self.fetching.contains_key(rel)
+    }
+
+    /// Holds a message until the download of `rel` ends.
+    pub fn hold(&mut self, rel: &str, h: Arrival) {
+        self.fetching
+            .entry(rel.to_string())
+            .or_default()
+            .push_back(h);
+    }
+
+    /// Queues the download of message `job.slot`; `payload` is kept to announce the
+    /// file once stored.
+    pub fn fetch(&mut self, job: Job, payload: Bytes, dup: bool) {
+        if let Some(e) = self.entry(job.slot) {
+            e.payload = Some((payload, dup));
+        }
+        self.fetching.entry(job.rel.clone()).or_default();
+        self.queued.push_back(job);
+    }
+
+    /// Starts queued downloads while workers are free, in arrival order, skipping those
+    /// whose server has its share of connections.
+    pub fn dispatch(&mut self, workers: &Workers) {
+        let mut i = 0;
+        while self.running < self.concurrency && i < self.queued.len() {
+            let busy = self.per_origin.get(&self.queued[i].origin).copied();
+            if busy.unwrap_or(0) >= self.host_connections {
+                i += 1;
+                continue;
+            }
+            let Some(job) = self.queued.remove(i) else {
+                break;
+            };
+            *self.per_origin.entry(job.origin.clone()).or_default() += 1;
+            self.running += 1;
+            workers.submit(job);
+        }
+    }
+
+    /// A download ended: its message, and the messages held for its relPath.
+    pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, bool)>, VecDeque<Arrival>) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(n) = self.per_origin.get_mut(&job.origin) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_origin.remove(&job.origin);
+            }
+        }
+        let payload = self.entry(job.slot).and_then(|e| e.payload.take());
+        let held = self.fetching.remove(&job.rel).unwrap_or_default();
+        (payload, held)
+    }
+
+    /// Downloads running or queued.
+    pub fn downloads(&self) -> usize {
+        self.running + self.queued.len()
+    }
+}

@@ -1,0 +1,229 @@
+//! The flow's downloaders: a fixed pool of threads (`--concurrency`), each taking one
+//! job at a time: GET, verify while writing, rename into the tree. A slow or dead
+//! server holds only the worker that is fetching from it; the flow meanwhile judges,
+//! stores inline content and announces what is finished.
+//!
+//! Threads rather than an event loop: a download is a blocking copy from a socket into
+//! a file with a hash on the way, and a handful of threads with small stacks cost less
+//! on a Pi than the machinery to interleave them.
+
+use super::fetch::{FetchError, Fetcher, Timeouts};
+use super::mqtt::Inbound;
+use crate::core::integrity::{Digest, Method};
+use crate::store::{CommitError, Store};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Longest pause between two attempts of a download.
+pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
+/// Stack of a worker: a download needs a read buffer (on the heap) and a hash.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// One file to download.
+#[derive(Debug)]
+pub struct Job {
+    /// The message's place in the flow's window.
+    pub slot: u64,
+    pub rel: String,
+    pub url: String,
+    /// Where the URL points (`scheme://host:port`): connections are limited per origin.
+    pub origin: String,
+    /// The checksum to compute while writing.
+    pub method: Method,
+    /// The announced checksum, when it can verify the bytes.
+    pub expected: Option<Digest>,
+}
+
+/// What became of a job.
+#[derive(Debug)]
+pub struct Done {
+    pub job: Job,
+    /// Stored: (method, digest, size). `None`: given up, or abandoned (stopping).
+    pub stored: Option<(Method, Digest, u64)>,
+    /// Checksum mismatches met on the way.
+    pub mismatches: u64,
+}
+
+/// How the workers download.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub xattr: &'static str,
+    pub file_max: u64,
+    pub retries: u32,
+    pub retry_time: Duration,
+    pub timeouts: Timeouts,
+    /// Idle keep-alive connections kept per origin.
+    pub host_connections: usize,
+}
+
+pub struct Workers {
+    jobs: Option<SyncSender<Job>>,
+    pub done: Receiver<Done>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `n` workers; each finished job is sent on `done` and the flow woken through
+    /// `wake`. They abandon a transfer when `stop` is set.
+    pub fn spawn(
+        n: usize,
+        s: &Settings,
+        wake: SyncSender<Inbound>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Workers> {
+        // never more jobs handed over than workers: the flow keeps the rest
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(n);
+        let (done_tx, done_rx) = mpsc::channel();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        // one agent: one pool of keep-alive connections for all workers
+        let fetcher = Fetcher::with_stop(s.timeouts, s.host_connections, stop.clone());
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let store = Store::open(&s.dir, s.xattr)?;
+            let mut w = Worker {
+                store,
+                fetcher: fetcher.share(),
+                settings: s.clone(),
+                stop: stop.clone(),
+            };
+            let (rx, done, wake) = (jobs_rx.clone(), done_tx.clone(), wake.clone());
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("download-{i}"))
+                    .stack_size(WORKER_STACK)
+                    .spawn(move || loop {
+                        // the lock is held only while waiting for a job
+                        let job = match rx.lock().map(|r| r.recv()) {
+                            Ok(Ok(j)) => j,
+                            _ => return,
+                        };
+                        let d = w.download(job);
+                        if done.send(d).is_err() {
+                            return;
+                        }
+                        // a full queue means the flow is busy and will look anyway
+                        if let Err(TrySendError::Disconnected(_)) = wake.try_send(Inbound::Wake) {
+                            return;
+                        }
+                    })?,
+            );
+        }
+        Ok(Workers {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            threads,
+        })
+    }
+
+    /// Hands a job to a free worker. The flow hands over no more jobs than there are
+    /// workers, so this never waits.
+    pub fn submit(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            // cannot fail while the workers live: they end only when `jobs` is dropped
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Waits for every worker to finish its job (abandoned if stopping) and end.
+    pub fn join(mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    store: Store,
+    fetcher: Fetcher,
+    settings: Settings,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Downloads, with two budgets: a wrong checksum is retried `retries` times; a
+    /// server that is away (refused, reset, timeout, 5xx) is waited for up to
+    /// `retry_time`, the message meanwhile unacknowledged and so safe in the broker.
+    fn download(&mut self, job: Job) -> Done {
+        let (rel, url, s) = (&job.rel, &job.url, &self.settings);
+        let started = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        let mut mismatches = 0;
+        let mut attempt = 0;
+        let stored = loop {
+            attempt += 1;
+            if self.stop.load(Ordering::Relaxed) {
+                break None;
+            }
+            let mut tmp = match self.store.begin(rel, job.method, s.file_max) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!("{rel}: cannot write in the data tree: {e}");
+                    break None;
+                }
+            };
+            let give_up = match self.fetcher.get_into(url, &mut tmp) {
+                Ok(size) => match self.store.commit(tmp, rel, job.expected.as_ref()) {
+                    Ok((m, d)) => break Some((m, d, size)),
+                    Err(CommitError::Mismatch {
+                        announced,
+                        computed,
+                    }) => {
+                        mismatches += 1;
+                        log::error!(
+                            "{rel}: checksum mismatch from {url} (attempt {mismatches} of {}): announced {announced:?}, computed {computed:?}; not stored",
+                            s.retries.max(1)
+                        );
+                        mismatches >= u64::from(s.retries.max(1))
+                    }
+                    Err(CommitError::Io(e)) => {
+                        log::error!("{rel}: cannot store: {e}");
+                        true
+                    }
+                },
+                Err(FetchError::Stopped) => break None,
+                Err(e) => {
+                    log::warn!("{rel}: GET {url} failed (attempt {attempt}): {e}");
+                    e.is_permanent() || started.elapsed() + backoff > s.retry_time
+                }
+            };
+            if give_up {
+                log::error!("{rel}: giving up on {url} after {attempt} attempts");
+                break None;
+            }
+            crate::sys::sleep_unless(&self.stop, backoff);
+            backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
+        };
+        Done {
+            job,
+            stored,
+            mismatches,
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL: what a connection is made to.
+pub fn origin(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    match url[after..].find('/') {
+        Some(i) => &url[..after + i],
+        None => url,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin("http://a:8000/data/x.txt"), "http://a:8000");
+        assert_eq!(origin("https://b/c"), "https://b");
+        assert_eq!(origin("http://c"), "http://c");
+    }
+}
