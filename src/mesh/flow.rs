@@ -306,7 +306,29 @@ impl Flow {
         let mut since_release = 0usize;
         // when the oldest publication not yet handed over was made
         let mut outbox_since: Option<Instant> = None;
+        // messages taken at most: a broker that sends beyond the receive maximum (mosquitto
+        // may, on a resumed session) waits in its socket, not in this node's memory
+        let window_max = usize::from(self.cfg.inflight) * n;
         while !self.stop.load(Ordering::Relaxed) {
+            if poster.as_ref().is_some_and(Poster::session_lost) {
+                end = FlowEnd::PostSessionLost;
+                break;
+            }
+            if window.len() >= window_max {
+                // full: only finished downloads and the post broker's acks make room
+                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
+                    break;
+                }
+                if window.len() >= window_max {
+                    match workers.done.recv_timeout(Duration::from_millis(20)) {
+                        Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    window.dispatch(&workers);
+                    continue;
+                }
+            }
             let next = match rx.try_recv() {
                 Ok(m) => Ok(m),
                 Err(mpsc::TryRecvError::Empty) => {

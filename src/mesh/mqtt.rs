@@ -314,6 +314,9 @@ pub struct Poster {
     issued: u64,
     acked: Arc<AtomicU64>,
     notified: Arc<AtomicBool>,
+    /// Set when the broker lost the session with publications unacknowledged, so a
+    /// flow that is not reading its queue learns it too.
+    lost: Arc<AtomicBool>,
     pub thread: JoinHandle<()>,
 }
 
@@ -346,12 +349,17 @@ impl Poster {
         let (client, connection) = Client::new(opts, REQUEST_CAPACITY);
         let acked = Arc::new(AtomicU64::new(0));
         let notified = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicBool::new(false));
         let name = url.redacted();
         let thread = {
-            let (acked, notified) = (acked.clone(), notified.clone());
+            let flags = Flags {
+                acked: acked.clone(),
+                notified: notified.clone(),
+                lost: lost.clone(),
+            };
             thread::Builder::new()
                 .name(connection_thread_name("post"))
-                .spawn(move || poster_loop(name, connection, tx, acked, notified, stop))
+                .spawn(move || poster_loop(name, connection, tx, flags, stop))
                 .expect("spawning a thread")
         };
         let props = PublishProperties {
@@ -365,11 +373,11 @@ impl Poster {
             issued: 0,
             acked,
             notified,
+            lost,
             thread,
         }
     }
 
-    /// Queues one publication; returns its sequence number.
     /// Publishes, waiting while the connection's request queue is full, until
     /// `give_up()` (stopping, a deadline): the one publish-and-retry loop of the flow and
     /// `post`. Returns the publication's sequence number.
@@ -390,6 +398,7 @@ impl Poster {
         }
     }
 
+    /// Queues one publication; returns its sequence number.
     pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<u64, PostError> {
         match self.client.try_publish_with_properties(
             topic,
@@ -422,19 +431,35 @@ impl Poster {
         self.acked.load(Ordering::SeqCst)
     }
 
+    /// Whether the broker lost the session with publications unacknowledged.
+    pub fn session_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     pub fn disconnect(&self) {
         let _ = self.client.try_disconnect();
     }
+}
+
+/// What the post connection's thread shares with its `Poster`.
+struct Flags {
+    acked: Arc<AtomicU64>,
+    notified: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
 }
 
 fn poster_loop(
     name: String,
     mut connection: Connection,
     tx: SyncSender<Inbound>,
-    acked: Arc<AtomicU64>,
-    notified: Arc<AtomicBool>,
+    flags: Flags,
     stop: Arc<AtomicBool>,
 ) {
+    let Flags {
+        acked,
+        notified,
+        lost,
+    } = flags;
     let mut backoff = Duration::from_secs(1);
     let mut connections = 0u32;
     let mut unacked_at_error = false;
@@ -454,6 +479,7 @@ fn poster_loop(
                 // rumqttc drops its unacknowledged publications when the broker lost
                 // the session: the flow must know, or it would wait for them forever
                 if connections > 1 && !ack.session_present && unacked_at_error {
+                    lost.store(true, Ordering::SeqCst);
                     let _ = tx.send(Inbound::PostSessionLost);
                 }
             }

@@ -40,12 +40,22 @@ pub(super) struct Window {
     first: u64,
     /// relPaths being downloaded, each with the messages held for it.
     fetching: HashMap<String, VecDeque<Arrival>>,
-    /// Downloads waiting for a worker, or for their server's turn.
-    queued: VecDeque<Job>,
+    /// Downloads by server: running, and waiting for a worker or their server's turn.
+    origins: HashMap<String, Origin>,
+    /// Servers with downloads waiting and a connection free, in turn.
+    ready: VecDeque<String>,
     running: usize,
-    per_origin: HashMap<String, usize>,
+    queued: usize,
     concurrency: usize,
     host_connections: usize,
+}
+
+#[derive(Default)]
+struct Origin {
+    running: usize,
+    waiting: VecDeque<Job>,
+    /// In `ready`.
+    ready: bool,
 }
 
 impl Window {
@@ -54,9 +64,10 @@ impl Window {
             entries: VecDeque::with_capacity(capacity),
             first: 0,
             fetching: HashMap::new(),
-            queued: VecDeque::new(),
+            origins: HashMap::new(),
+            ready: VecDeque::new(),
             running: 0,
-            per_origin: HashMap::new(),
+            queued: 0,
             concurrency: concurrency.max(1),
             host_connections: host_connections.max(1),
         }
@@ -146,24 +157,36 @@ impl Window {
             e.payload = Some((payload, dup));
         }
         self.fetching.entry(job.rel.clone()).or_default();
-        self.queued.push_back(job);
+        self.queued += 1;
+        let o = self.origins.entry(job.origin.clone()).or_default();
+        if !o.ready && o.running < self.host_connections {
+            o.ready = true;
+            self.ready.push_back(job.origin.clone());
+        }
+        o.waiting.push_back(job);
     }
 
-    /// Starts queued downloads while workers are free, in arrival order, skipping those
-    /// whose server has its share of connections.
+    /// Starts waiting downloads while workers are free: servers take turns, each
+    /// server's downloads in arrival order, never more than its share at once.
     pub fn dispatch(&mut self, workers: &Workers) {
-        let mut i = 0;
-        while self.running < self.concurrency && i < self.queued.len() {
-            let busy = self.per_origin.get(&self.queued[i].origin).copied();
-            if busy.unwrap_or(0) >= self.host_connections {
-                i += 1;
-                continue;
-            }
-            let Some(job) = self.queued.remove(i) else {
-                break;
+        while self.running < self.concurrency {
+            let Some(name) = self.ready.pop_front() else {
+                return;
             };
-            *self.per_origin.entry(job.origin.clone()).or_default() += 1;
+            let Some(o) = self.origins.get_mut(&name) else {
+                continue;
+            };
+            let Some(job) = o.waiting.pop_front() else {
+                o.ready = false;
+                continue;
+            };
+            o.running += 1;
+            o.ready = !o.waiting.is_empty() && o.running < self.host_connections;
+            if o.ready {
+                self.ready.push_back(name);
+            }
             self.running += 1;
+            self.queued -= 1;
             workers.submit(job);
         }
     }
@@ -171,10 +194,13 @@ impl Window {
     /// A download ended: its message, and the messages held for its relPath.
     pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, bool)>, VecDeque<Arrival>) {
         self.running = self.running.saturating_sub(1);
-        if let Some(n) = self.per_origin.get_mut(&job.origin) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_origin.remove(&job.origin);
+        if let Some(o) = self.origins.get_mut(&job.origin) {
+            o.running = o.running.saturating_sub(1);
+            if o.running == 0 && o.waiting.is_empty() {
+                self.origins.remove(&job.origin);
+            } else if !o.ready && !o.waiting.is_empty() {
+                o.ready = true;
+                self.ready.push_back(job.origin.clone());
             }
         }
         let payload = self.entry(job.slot).and_then(|e| e.payload.take());
@@ -184,6 +210,6 @@ impl Window {
 
     /// Downloads running or queued.
     pub fn downloads(&self) -> usize {
-        self.running + self.queued.len()
+        self.running + self.queued
     }
 }
