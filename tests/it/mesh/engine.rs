@@ -1,0 +1,131 @@
+//! The download engine: files download side by side, so a dead or slow server holds only
+//! its own files; the others are stored and announced meanwhile.
+
+use super::*;
+use crate::common::*;
+use std::time::Duration;
+
+/// Stored files, and announcements seen, among `rels`.
+fn arrived(dir: &std::path::Path, watch: &Watcher, rels: &[String]) -> (usize, usize) {
+    let stored = rels.iter().filter(|r| read(dir, r).is_some()).count();
+    let announced = rels.iter().filter(|r| !watch.for_rel(r).is_empty()).count();
+    (stored, announced)
+}
+
+#[test]
+fn a_dead_server_holds_only_its_own_files() {
+    let s = Scratch::new("engine-dead");
+    // a dead server is retried for minutes: before the engine, the flow waited for it
+    let (up, _local, watch, dir, node) = node_between(&s, &["--retry-time", "600"]);
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    let dead = format!("http://127.0.0.1:{}/data", free_port());
+    let mut batch = Vec::new();
+    // the dead ones first, so nothing after them could slip past a blocked flow
+    for i in 0..3 {
+        let rel = format!("2026112911/GTS/dead{i}.txt");
+        batch.push((topic_of(&rel), announcement(&dead, &rel, b"never\n", false)));
+    }
+    let mut good = Vec::new();
+    for i in 0..30 {
+        let rel = format!("2026112911/GTS/good{i}.txt");
+        let data = format!("good {i}\n");
+        put(&origin, &rel, data.as_bytes());
+        batch.push((
+            topic_of(&rel),
+            announcement(&web.base_url(), &rel, data.as_bytes(), false),
+        ));
+        good.push(rel);
+    }
+    publish_raw(&up, &batch);
+    // bounded well below the dead files' retry time: only concurrency gets them here
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &good) == (30, 30)),
+        "good files stored and announced: {:?}\n{}",
+        arrived(&dir, &watch, &good),
+        node.log_text()
+    );
+    for i in 0..3 {
+        let rel = format!("2026112911/GTS/dead{i}.txt");
+        assert!(read(&dir, &rel).is_none(), "{rel} cannot have been stored");
+        assert!(
+            watch.for_rel(&rel).is_empty(),
+            "{rel} cannot have been announced"
+        );
+    }
+    assert!(
+        node.log_text().contains("dead0.txt: GET"),
+        "the dead ones are retried"
+    );
+}
+
+#[test]
+fn a_slow_file_does_not_hold_the_others() {
+    let s = Scratch::new("engine-slow");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--timeout", "300"]);
+    let origin = s.path("origin");
+    // the first file asked for sends 10 bytes, then nothing for longer than the wait
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            stall_after: Some(10),
+            stall: Duration::from_secs(2 * WAIT),
+            ..WebOptions::default()
+        },
+    );
+    let mut batch = Vec::new();
+    let mut rels = Vec::new();
+    for i in 0..20 {
+        let rel = format!("2026112911/GTS/f{i}.txt");
+        let data = format!("file {i}: {}\n", "x".repeat(100));
+        put(&origin, &rel, data.as_bytes());
+        batch.push((
+            topic_of(&rel),
+            announcement(&web.base_url(), &rel, data.as_bytes(), false),
+        ));
+        rels.push(rel);
+    }
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (19, 19)),
+        "all but the stalled one stored and announced: {:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    // the stalled one is still in progress, not stored half-way
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(arrived(&dir, &watch, &rels), (19, 19));
+}
+
+#[test]
+fn across_a_long_link_downloads_overlap_within_the_connections_per_server() {
+    let s = Scratch::new("engine-wan");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--host-connections", "3"]);
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    // 50 ms each way: a 100 ms round trip to the server
+    let link = DelayProxy::start(web.port, Duration::from_millis(50));
+    let base = format!("{}/data", link.url("http"));
+    let mut batch = Vec::new();
+    let mut rels = Vec::new();
+    for i in 0..40 {
+        let rel = format!("2026112911/GTS/far{i}.txt");
+        let data = format!("far {i}\n");
+        put(&origin, &rel, data.as_bytes());
+        batch.push((
+            topic_of(&rel),
+            announcement(&base, &rel, data.as_bytes(), false),
+        ));
+        rels.push(rel);
+    }
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (40, 40)),
+        "{:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    let most = link.most_open.load(std::sync::atomic::Ordering::SeqCst);
+    // side by side, but never more than --host-connections at once
+    assert!((2..=3).contains(&most), "{most} connections open at once");
+}
