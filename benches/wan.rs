@@ -1,0 +1,168 @@
+//! Wide-area drain benchmark: the node reaches its upstream broker and the web server
+//! through a delaying TCP proxy (round trip 0, 20 or 100 ms); N announcements of 2 KB
+//! files wait in its persistent session; we time until all are re-announced on the
+//! local broker, for several `--concurrency` values (`--host-connections` 4). Prints
+//! files/s, CPU per file, peak RSS and the most connections open to the web server.
+//!
+//! `cargo bench --bench wan` (N from MESHNODE_BENCH_N, default 1000; the 100 ms row with
+//! concurrency 1 uses N/4; MESHNODE_BENCH_RTT and MESHNODE_BENCH_CONCURRENCY pick one
+//! value each). Loopback only; every wait is bounded.
+
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+mod support;
+
+use common::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::usage;
+
+const FILE_SIZE: usize = 2048;
+
+struct Row {
+    rtt_ms: u64,
+    concurrency: usize,
+    n: usize,
+    secs: f64,
+    cpu_us: f64,
+    rss_kb: u64,
+    most_open: usize,
+}
+
+fn drain(rtt_ms: u64, concurrency: usize, n: usize) -> Row {
+    let s = Scratch::new(&format!("bench-wan-{rtt_ms}-{concurrency}"));
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let origin = s.path("origin");
+    for i in 0..n {
+        put(&origin, &rel(i), &payload(i));
+    }
+    let web = WebServer::start(&origin, WebOptions::default());
+    let one_way = Duration::from_millis(rtt_ms / 2);
+    let web_link = DelayProxy::start(web.port, one_way);
+    let mqtt_link = DelayProxy::start(up.port, one_way);
+    let base = format!("{}/data", web_link.url("http"));
+    let dir = s.path("node");
+    let mut args = vec![
+        "peer".to_string(),
+        "--broker".into(),
+        mqtt_link.url("mqtt"),
+        "--post-broker".into(),
+        local.url(),
+        "--post-baseUrl".into(),
+        "http://127.0.0.1:9/data".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ];
+    for a in [
+        "--verbose",
+        "1",
+        "--inflight",
+        "500",
+        "--host-connections",
+        "4",
+        "--concurrency",
+        &concurrency.to_string(),
+    ] {
+        args.push(a.into());
+    }
+    // first start creates the persistent session, then the node stops
+    let mut node = Node::start(&s.path("node.log"), &args);
+    assert!(wait_until(30, || node.log_text().contains("subscribed")));
+    assert_eq!(node.term(), Some(0));
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            let r = rel(i);
+            (topic_of(&r), announcement(&base, &r, &payload(i), false))
+        })
+        .collect();
+    publish_raw(&up, &items);
+    let watch = Watcher::start(&local, "xpublic/#");
+    let start = Instant::now();
+    node.restart();
+    let pid = node.child.as_ref().unwrap().id();
+    let done = wait_until(600, || watch.count() >= n);
+    let secs = start.elapsed().as_secs_f64();
+    let (user, sys, rss_kb) = usage(pid);
+    assert!(
+        done,
+        "rtt {rtt_ms}: only {} of {n} re-announced",
+        watch.count()
+    );
+    node.term();
+    Row {
+        rtt_ms,
+        concurrency,
+        n,
+        secs,
+        cpu_us: (user + sys) * 1e6 / n as f64,
+        rss_kb,
+        most_open: web_link.most_open.load(Ordering::SeqCst),
+    }
+}
+
+fn rel(i: usize) -> String {
+    format!("2026112912/GTS/B{}/f{i}.txt", i % 20)
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!("bulletin {i} ").into_bytes();
+    p.resize(FILE_SIZE, b'x');
+    p
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("wan: a benchmark; run it with `cargo bench --bench wan`");
+        return;
+    }
+    let n: usize = std::env::var("MESHNODE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    // MESHNODE_BENCH_RTT / MESHNODE_BENCH_CONCURRENCY: one value each instead of all
+    let pick = |var: &str, all: &[u64]| -> Vec<u64> {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or_else(|| all.to_vec(), |v| vec![v])
+    };
+    let mut rows = Vec::new();
+    for rtt in pick("MESHNODE_BENCH_RTT", &[0, 20, 100]) {
+        for concurrency in pick("MESHNODE_BENCH_CONCURRENCY", &[1, 4, 16]) {
+            let concurrency = concurrency as usize;
+            // one file at a time across 100 ms takes 0.1 s a file: fewer of them
+            let n = if rtt >= 100 && concurrency == 1 {
+                n / 4
+            } else {
+                n
+            };
+            rows.push(drain(rtt, concurrency, n));
+        }
+    }
+    println!("\nwide-area drain: {FILE_SIZE}-byte files, upstream broker and web server behind a delay proxy, --host-connections 4");
+    println!(
+        "{:>7} {:>12} {:>6} {:>8} {:>8} {:>11} {:>12} {:>17}",
+        "RTT ms",
+        "concurrency",
+        "files",
+        "seconds",
+        "files/s",
+        "CPU us/file",
+        "peak RSS kB",
+        "web connections"
+    );
+    for r in &rows {
+        println!(
+            "{:>7} {:>12} {:>6} {:>8.2} {:>8.0} {:>11.1} {:>12} {:>17}",
+            r.rtt_ms,
+            r.concurrency,
+            r.n,
+            r.secs,
+            r.n as f64 / r.secs,
+            r.cpu_us,
+            r.rss_kb,
+            r.most_open
+        );
+    }
+}
