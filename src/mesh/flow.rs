@@ -306,28 +306,28 @@ impl Flow {
         let mut since_release = 0usize;
         // when the oldest publication not yet handed over was made
         let mut outbox_since: Option<Instant> = None;
-        // messages taken at most: a broker that sends beyond the receive maximum (mosquitto
-        // may, on a resumed session) waits in its socket, not in this node's memory
+        // messages worked on at most: a broker that sends beyond the receive maximum
+        // (mosquitto may, on a resumed session) waits in its socket, not in this node's
+        // memory. Finished messages waiting for acks do not count: their acks need the
+        // connection threads, which need the queue read.
         let window_max = usize::from(self.cfg.inflight) * n;
         while !self.stop.load(Ordering::Relaxed) {
             if poster.as_ref().is_some_and(Poster::session_lost) {
                 end = FlowEnd::PostSessionLost;
                 break;
             }
-            if window.len() >= window_max {
-                // full: only finished downloads and the post broker's acks make room
+            if window.working() >= window_max {
+                // full: only finished downloads make room
                 if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                     break;
                 }
-                if window.len() >= window_max {
-                    match workers.done.recv_timeout(Duration::from_millis(20)) {
-                        Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                    window.dispatch(&workers);
-                    continue;
+                match workers.done.recv_timeout(Duration::from_millis(20)) {
+                    Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
+                window.dispatch(&workers);
+                continue;
             }
             let next = match rx.try_recv() {
                 Ok(m) => Ok(m),

@@ -46,6 +46,8 @@ pub(super) struct Window {
     ready: VecDeque<String>,
     running: usize,
     queued: usize,
+    /// Messages still worked on (judged, downloading, held).
+    working: usize,
     concurrency: usize,
     host_connections: usize,
 }
@@ -68,6 +70,7 @@ impl Window {
             ready: VecDeque::new(),
             running: 0,
             queued: 0,
+            working: 0,
             concurrency: concurrency.max(1),
             host_connections: host_connections.max(1),
         }
@@ -83,6 +86,7 @@ impl Window {
             post_seq: None,
             payload: None,
         });
+        self.working += 1;
         self.first + self.entries.len() as u64 - 1
     }
 
@@ -94,10 +98,18 @@ impl Window {
     /// Message `slot` is finished; publication `post_seq` (0: none) must be
     /// acknowledged before it is.
     pub fn done(&mut self, slot: u64, post_seq: u64) {
-        if let Some(e) = self.entry(slot) {
+        let Some(e) = self.entry(slot) else { return };
+        if e.post_seq.is_none() {
             e.post_seq = Some(post_seq);
             e.payload = None;
+            self.working -= 1;
         }
+    }
+
+    /// Messages still worked on: what bounds the messages taken in (a finished one
+    /// waits only for acks, which need the connections polled, so it does not count).
+    pub fn working(&self) -> usize {
+        self.working
     }
 
     /// Messages not yet acknowledged.

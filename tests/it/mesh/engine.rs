@@ -129,3 +129,33 @@ fn across_a_long_link_downloads_overlap_within_the_connections_per_server() {
     // side by side, but never more than --host-connections at once
     assert!((2..=3).contains(&most), "{most} connections open at once");
 }
+
+#[test]
+fn a_backlog_larger_than_the_window_drains_across_a_long_link() {
+    let s = Scratch::new("engine-backlog");
+    // a window of 10 for 120 files: it fills, empties and fills again many times
+    let (up, _local, watch, dir, node) = node_between(&s, &["--inflight", "10"]);
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    let link = DelayProxy::start(web.port, Duration::from_millis(10));
+    let base = format!("{}/data", link.url("http"));
+    let mut batch = Vec::new();
+    let mut rels = Vec::new();
+    for i in 0..120 {
+        let rel = format!("2026112913/GTS/b{i}.txt");
+        let data = format!("backlog {i}\n");
+        put(&origin, &rel, data.as_bytes());
+        batch.push((
+            topic_of(&rel),
+            announcement(&base, &rel, data.as_bytes(), false),
+        ));
+        rels.push(rel);
+    }
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (120, 120)),
+        "{:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+}
