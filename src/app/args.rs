@@ -123,6 +123,10 @@ impl PeerArgs {
                 }
             }
             "concurrency" => c.concurrency = positive(name, v)?,
+            "share" => {
+                topic::check_group(v).map_err(|e| format!("--share: {e}"))?;
+                c.share = Some(v.to_string());
+            }
             "host-connections" => c.host_connections = positive(name, v)?,
             // rumqttc refuses keepalives under 5 s
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),

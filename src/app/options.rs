@@ -142,6 +142,8 @@ pub static OPTIONS: &[Opt] = &[
         "unacknowledged messages per upstream session (MQTT v5 receive maximum)"),
     opt("concurrency", "N", "16", PF,
         "files downloading at once in a flow"),
+    opt("share", "GROUP", "none", PF,
+        "subscribe as MQTT v5 shared subscription GROUP: nodes of one group split the messages"),
     opt("host-connections", "N", "4", PF,
         "downloads at once from one server (and keep-alive connections kept to it)"),
     opt("keepalive", "SECONDS", "30", PF,

@@ -51,6 +51,20 @@ pub fn subscription(exchange: &str, prefix: &str, subtopic: &str) -> String {
     }
 }
 
+/// `filter` as an MQTT v5 shared subscription of `group` (`$share/GROUP/filter`): the
+/// broker hands each message to one member of the group.
+pub fn shared(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
+/// Checks a share group name: a single topic level without wildcards.
+pub fn check_group(group: &str) -> Result<(), FilterError> {
+    if group.is_empty() || group.contains(['/', '+', '#']) {
+        return Err(FilterError::Group(group.to_string()));
+    }
+    Ok(())
+}
+
 /// MQTT topic filter matching (`+` one level, `#` the rest, including the parent level).
 pub fn matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');
@@ -74,6 +88,8 @@ pub enum FilterError {
     Hash(String),
     /// `+` not a whole level.
     Plus(String),
+    /// A share group that is not one plain topic level.
+    Group(String),
 }
 
 impl std::fmt::Display for FilterError {
@@ -82,6 +98,12 @@ impl std::fmt::Display for FilterError {
             FilterError::Empty => write!(f, "empty topic filter"),
             FilterError::Hash(t) => write!(f, "'#' must be a whole last level in filter {t:?}"),
             FilterError::Plus(t) => write!(f, "'+' must be a whole level in filter {t:?}"),
+            FilterError::Group(g) => {
+                write!(
+                    f,
+                    "share group {g:?} must be one topic level without '/', '+' or '#'"
+                )
+            }
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct PeerConfig {
     pub inflight: u16,
     /// Files downloading at once.
     pub concurrency: usize,
+    /// An MQTT v5 shared subscription group: nodes of one group split the messages.
+    pub share: Option<String>,
     /// Downloads at once from one server (and keep-alive connections kept to it).
     pub host_connections: usize,
     pub keepalive: Duration,
@@ -97,6 +99,7 @@ impl Default for PeerConfig {
             file_max: 1 << 30,
             inflight: 100,
             concurrency: DEFAULT_CONCURRENCY,
+            share: None,
             host_connections: DEFAULT_HOST_CONNECTIONS,
             keepalive: Duration::from_secs(30),
             retries: 3,
@@ -247,7 +250,13 @@ impl Flow {
             .cfg
             .subtopics
             .iter()
-            .map(|s| topic::subscription(&self.cfg.exchange, &self.cfg.topic_prefix, s))
+            .map(|s| {
+                let f = topic::subscription(&self.cfg.exchange, &self.cfg.topic_prefix, s);
+                match &self.cfg.share {
+                    Some(group) => topic::shared(group, &f),
+                    None => f,
+                }
+            })
             .collect();
         let mut poster = self.cfg.post_broker.clone().map(|url| {
             let mut s = self.session("-post");

@@ -162,3 +162,48 @@ fn a_backlog_larger_than_the_window_drains_across_a_long_link() {
         node.log_text()
     );
 }
+
+#[test]
+fn three_nodes_sharing_a_subscription_split_the_messages() {
+    let s = Scratch::new("engine-share");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dirs: Vec<_> = (0..3).map(|i| s.path(&format!("node{i}"))).collect();
+    let nodes: Vec<Node> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let base = format!("http://127.0.0.1:9/node{i}");
+            let n = Node::start(
+                &s.path(&format!("node{i}.log")),
+                &peer_args(&[&up], &local, d, &base, &["--share", "mesh"]),
+            );
+            assert!(subscribed(&n, 1));
+            n
+        })
+        .collect();
+    publish_raw(&up, &inline_batch("2026112914/GTS", "shared ", 0..60));
+    let rels: Vec<String> = (0..60)
+        .map(|i| format!("2026112914/GTS/f{i}.txt"))
+        .collect();
+    let held = |d: &std::path::Path| rels.iter().filter(|r| read(d, r).is_some()).count();
+    assert!(
+        wait_until(WAIT, || {
+            let announced = rels.iter().filter(|r| !watch.for_rel(r).is_empty()).count();
+            dirs.iter().map(|d| held(d)).sum::<usize>() == 60 && announced == 60
+        }),
+        "held {:?}\n{}",
+        dirs.iter().map(|d| held(d)).collect::<Vec<_>>(),
+        nodes[0].log_text()
+    );
+    // each file went to one node of the group, and every node had a share
+    for r in &rels {
+        assert_eq!(
+            dirs.iter().filter(|d| read(d, r).is_some()).count(),
+            1,
+            "{r}"
+        );
+    }
+    assert!(dirs.iter().all(|d| held(d) > 0), "every node took part");
+}
