@@ -406,6 +406,7 @@ impl Flow {
                 outbox_since = None;
             }
             if last_stats.elapsed() >= self.cfg.stats_interval {
+                self.stats.downloading = window.downloads();
                 log::info!(
                     "{}",
                     self.stats

@@ -15,6 +15,9 @@ pub struct Stats {
     pub published: u64,
     pub lag_sum: f64,
     pub lag_count: u64,
+    /// Downloads running or waiting for a worker, when the line is made (a level, not a
+    /// count).
+    pub downloading: usize,
 }
 
 impl Stats {
@@ -27,7 +30,7 @@ impl Stats {
             0.0
         };
         format!(
-            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}",
+            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}, downloading {}",
             n as f64 / secs.max(1e-3),
             self.downloads - since.downloads,
             self.inline_writes - since.inline_writes,
@@ -38,6 +41,7 @@ impl Stats {
             self.lag_dropped - since.lag_dropped,
             self.removes - since.removes,
             self.published - since.published,
+            self.downloading,
         )
     }
 }
