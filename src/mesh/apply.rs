@@ -64,7 +64,7 @@ impl Flow {
             Outcome::Done(seq) => w.done(m.slot, seq),
             Outcome::Fetch(mut job) => {
                 job.slot = m.slot;
-                w.fetch(job, m.payload, m.dup);
+                w.fetch(job, m.payload);
             }
             Outcome::Busy(rel) => w.hold(&rel, m),
             Outcome::Abandoned => return false,
@@ -89,7 +89,7 @@ impl Flow {
                     digest.to_base64()
                 );
                 // the message was read once already: it parses again
-                let parsed = message.as_ref().and_then(|(p, _)| message::parse(p).ok());
+                let parsed = message.as_ref().and_then(|p| message::parse(p).ok());
                 let seq = match parsed {
                     Some(msg) => {
                         match self.announce_stored(&msg, rel, method, digest, size, poster) {

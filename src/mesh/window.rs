@@ -23,7 +23,7 @@ struct Entry {
     /// the post broker before the upstream ack.
     post_seq: Option<u64>,
     /// While its file downloads: the message, to announce the file when stored.
-    payload: Option<(Bytes, bool)>,
+    payload: Option<Bytes>,
 }
 
 /// A message as it arrived (held, when its relPath is being downloaded, until that ends).
@@ -164,9 +164,9 @@ impl Window {
 
     /// Queues the download of message `job.slot`; `payload` is kept to announce the
     /// file once stored.
-    pub fn fetch(&mut self, job: Job, payload: Bytes, dup: bool) {
+    pub fn fetch(&mut self, job: Job, payload: Bytes) {
         if let Some(e) = self.entry(job.slot) {
-            e.payload = Some((payload, dup));
+            e.payload = Some(payload);
         }
         self.fetching.entry(job.rel.clone()).or_default();
         self.queued += 1;
@@ -204,7 +204,7 @@ impl Window {
     }
 
     /// A download ended: its message, and the messages held for its relPath.
-    pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, bool)>, VecDeque<Arrival>) {
+    pub fn ended(&mut self, job: &Job) -> (Option<Bytes>, VecDeque<Arrival>) {
         self.running = self.running.saturating_sub(1);
         if let Some(o) = self.origins.get_mut(&job.origin) {
             o.running = o.running.saturating_sub(1);
