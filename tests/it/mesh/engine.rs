@@ -133,17 +133,29 @@ fn across_a_long_link_downloads_overlap_within_the_connections_per_server() {
 #[test]
 fn a_backlog_larger_than_the_window_drains_across_a_long_link() {
     let s = Scratch::new("engine-backlog");
-    let (up, _local, watch, dir, mut node) = node_between(&s, &["--inflight", "100"]);
-    node.kill9(); // the persistent session now queues for it
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
-    let link = DelayProxy::start(web.port, Duration::from_millis(10));
-    let base = format!("{}/data", link.url("http"));
+    // the upstream broker and the web server 20 ms away
+    let web_link = DelayProxy::start(web.port, Duration::from_millis(10));
+    let mqtt_link = DelayProxy::start(up.port, Duration::from_millis(10));
+    let dir = s.path("node");
+    let mut args = peer_args(&[], &local, &dir, "http://127.0.0.1:9/data", &[]);
+    // a window whose acks outnumber a connection's request queue (512): acks that wait
+    // while its thread waits to hand over a message must not stop the flow
+    for a in ["--broker", &mqtt_link.url("mqtt"), "--inflight", "500"] {
+        args.push(a.to_string());
+    }
+    let mut node = Node::start(&s.path("node.log"), &args);
+    assert!(subscribed(&node, 1));
+    node.kill9(); // the persistent session now queues for it
+    let base = format!("{}/data", web_link.url("http"));
     let mut batch = Vec::new();
     let mut rels = Vec::new();
-    // many times the window; mosquitto may send a resumed session's backlog beyond
-    // the receive maximum
-    for i in 0..800 {
+    // enough to fill the window twice over (the flow stalled at ~1,140 before the fix)
+    for i in 0..1200 {
         let rel = format!("2026112913/GTS/B{}/b{i}.txt", i % 10);
         let data = format!("backlog {i}\n");
         put(&origin, &rel, data.as_bytes());
@@ -156,7 +168,7 @@ fn a_backlog_larger_than_the_window_drains_across_a_long_link() {
     publish_raw(&up, &batch);
     node.restart();
     assert!(
-        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (800, 800)),
+        wait_until(2 * WAIT, || arrived(&dir, &watch, &rels) == (1200, 1200)),
         "{:?}\n{}",
         arrived(&dir, &watch, &rels),
         node.log_text()
