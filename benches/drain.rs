@@ -110,7 +110,14 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
         &local,
         &dir,
         "http://127.0.0.1:9/data",
-        &["--verbose", "1", "--inflight", &inflight()],
+        &[
+            "--verbose",
+            "1",
+            "--inflight",
+            &inflight(),
+            "--concurrency",
+            &concurrency(),
+        ],
     );
     // first start creates the persistent session, then the node stops
     let mut node = Node::start(&s.path("node.log"), &args);
@@ -164,6 +171,12 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
 /// The node's --inflight (MESHNODE_BENCH_INFLIGHT, default 500).
 fn inflight() -> String {
     std::env::var("MESHNODE_BENCH_INFLIGHT").unwrap_or_else(|_| "500".into())
+}
+
+/// The node's --concurrency (MESHNODE_BENCH_CONCURRENCY, default the node's own).
+fn concurrency() -> String {
+    std::env::var("MESHNODE_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| meshnode::mesh::flow::DEFAULT_CONCURRENCY.to_string())
 }
 
 fn payload(i: usize) -> Vec<u8> {

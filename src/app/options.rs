@@ -140,7 +140,7 @@ pub static OPTIONS: &[Opt] = &[
         "larger downloads are refused"),
     opt("inflight", "N", "100", PF,
         "unacknowledged messages per upstream session (MQTT v5 receive maximum)"),
-    opt("concurrency", "N", "16", PF,
+    opt("concurrency", "N", "8", PF,
         "files downloading at once in a flow"),
     opt("share", "GROUP", "none", PF,
         "subscribe as MQTT v5 shared subscription GROUP: nodes of one group split the messages"),
