@@ -1,7 +1,7 @@
 //! What a flow does with one message: judge it (`core::decide`), then store inline
 //! content, download, apply a file operation or forward, and announce what is stored.
 
-use super::flow::{Flow, Outcome};
+use super::flow::{Flow, Outcome, Stall, MAX_STALL_BACKOFF};
 use super::mqtt::Poster;
 use super::recent::Recent;
 use super::window::{Arrival, Window};
@@ -13,9 +13,11 @@ use crate::core::mediatype::MediaType;
 use crate::core::message::{self, Message};
 use crate::core::relpath;
 use crate::store::sidecar;
-use crate::store::{CommitError, Store};
+use crate::store::{is_local_trouble, CommitError, Store};
+use bytes::Bytes;
 use std::io::Write;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// The flow's facts about its copy of a file: the recent record first, then the disk.
 struct Local<'f> {
@@ -67,7 +69,54 @@ impl Flow {
                 w.fetch(job, m.payload);
             }
             Outcome::Busy(rel) => w.hold(&rel, m),
+            Outcome::Stalled(rel, why) => {
+                self.stalled(&rel, &why);
+                w.stall(m);
+            }
             Outcome::Abandoned => return false,
+        }
+        true
+    }
+
+    /// The local disk refused a file: the flow pauses (one warning a minute, with the
+    /// free space) and tries again with backoff; nothing is acknowledged meanwhile.
+    fn stalled(&mut self, rel: &str, why: &str) {
+        let st = &mut self.stall;
+        // one retry per round, however many messages the round refused
+        if st.retry_at.is_none() {
+            st.backoff = (st.backoff * 2).clamp(Duration::from_secs(1), MAX_STALL_BACKOFF);
+            st.retry_at = Some(Instant::now() + st.backoff);
+        }
+        if st
+            .warned
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            st.warned = Some(Instant::now());
+            let free = self
+                .store
+                .free_space()
+                .map_or("unknown".into(), |b| format!("{b} bytes"));
+            log::warn!(
+                "{rel}: cannot store ({why}); free in {}: {free}. Not acknowledged: the flow pauses and tries again (next in {}s)",
+                self.cfg.dir.display(),
+                st.backoff.as_secs()
+            );
+        }
+    }
+
+    /// Judges again the messages the disk refused. False: stopping.
+    pub(super) fn retry_stalled(&mut self, w: &mut Window, poster: Option<&Poster>) -> bool {
+        let waiting = w.take_stalled();
+        let n = waiting.len();
+        self.stall.retry_at = None;
+        for m in waiting {
+            if !self.process(w, m, false, poster) {
+                return false;
+            }
+        }
+        if !w.is_stalled() {
+            log::info!("the data tree takes files again: {n} waiting messages taken up");
+            self.stall = Stall::default();
         }
         true
     }
@@ -79,6 +128,23 @@ impl Flow {
         let (message, mut held) = w.ended(&d.job);
         let (rel, slot) = (d.job.rel.as_str(), d.job.slot);
         let stopping = self.stop.load(Ordering::Relaxed);
+        if let (Some(why), Some(payload)) = (&d.trouble, message.clone()) {
+            if sidecar::split_product_rel(rel).is_some() {
+                sidecar::remove_meta(&self.store.path(rel));
+            }
+            self.stalled(rel, why);
+            // judged again when the disk takes files, with those that waited for it
+            w.stall(Arrival {
+                slot,
+                topic: Bytes::new(),
+                payload,
+                dup: false,
+            });
+            for h in held {
+                w.stall(h);
+            }
+            return;
+        }
         match d.stored {
             Some((method, digest, size)) => {
                 self.stats.downloads += 1;
@@ -256,7 +322,15 @@ impl Flow {
             self.write_product_meta(msg, rel, oid);
         }
         let stored = match &msg.content {
-            Some(content) => self.store_inline(rel, content, method, expected),
+            Some(content) => match self.store_inline(rel, content, method, expected) {
+                Ok(s) => s,
+                Err(e) => {
+                    if product.is_some() {
+                        sidecar::remove_meta(&self.store.path(rel));
+                    }
+                    return Outcome::Stalled(rel.to_string(), e.to_string());
+                }
+            },
             None => {
                 let mut url = String::with_capacity(128);
                 let path = msg.ret_path.as_deref().unwrap_or(rel);
@@ -406,13 +480,13 @@ impl Flow {
         content: &message::Content<'_>,
         method: Method,
         expected: Option<&Digest>,
-    ) -> Option<(Method, Digest, u64)> {
+    ) -> Result<Option<(Method, Digest, u64)>, std::io::Error> {
         let data = match content.decode() {
             Ok(d) => d,
             Err(e) => {
                 log::error!("{rel}: inline content refused: {e}");
                 self.stats.rejected += 1;
-                return None;
+                return Ok(None);
             }
         };
         let result = self
@@ -424,15 +498,16 @@ impl Flow {
         match result {
             Ok((m, d)) => {
                 self.stats.inline_writes += 1;
-                Some((m, d, data.len() as u64))
+                Ok(Some((m, d, data.len() as u64)))
             }
+            Err(CommitError::Io(e)) if is_local_trouble(&e) => Err(e),
             Err(e) => {
                 if matches!(e, CommitError::Mismatch { .. }) {
                     self.stats.mismatches += 1;
                 }
                 log::error!("{rel}: inline content not stored: {e}");
                 self.stats.failures += 1;
-                None
+                Ok(None)
             }
         }
     }

@@ -152,6 +152,9 @@ pub(super) enum Outcome {
     Fetch(Job),
     /// Its relPath is being downloaded for another message: judged again after.
     Busy(String),
+    /// Not stored for trouble of the local disk (relPath, why): not acknowledged, judged
+    /// again when the flow retries.
+    Stalled(String, String),
     /// Not finished (stopping): no ack, the broker delivers it again.
     Abandoned,
 }
@@ -179,7 +182,21 @@ pub struct Flow {
     pub(super) out: Vec<u8>,
     /// Publications not yet handed to the post connection, at most `BATCH`.
     outbox: Vec<(String, Vec<u8>)>,
+    /// While the local disk refuses files: when to try again, and how long after that.
+    pub(super) stall: Stall,
 }
+
+/// The flow's pause while the local disk refuses files.
+#[derive(Debug, Default)]
+pub(super) struct Stall {
+    pub retry_at: Option<Instant>,
+    pub backoff: Duration,
+    /// When the last warning was logged: one a minute.
+    pub warned: Option<Instant>,
+}
+
+/// Longest pause between two attempts to store while the disk refuses files.
+pub const MAX_STALL_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Publications and acks handed over at once while the flow is busy.
 pub const BATCH: usize = 32;
@@ -215,6 +232,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         exchange: String::with_capacity(64),
         out: Vec::with_capacity(1024),
         outbox: Vec::with_capacity(BATCH),
+        stall: Stall::default(),
     };
     loop {
         match flow.run_once() {
@@ -329,6 +347,25 @@ impl Flow {
             if poster.as_ref().is_some_and(Poster::session_lost) {
                 end = FlowEnd::PostSessionLost;
                 break;
+            }
+            if window.is_stalled() {
+                // the disk refuses files: take nothing new, retry the stalled in time
+                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
+                    break;
+                }
+                if self.stall.retry_at.is_some_and(|t| Instant::now() >= t) {
+                    if !self.retry_stalled(&mut window, poster.as_ref()) {
+                        break;
+                    }
+                } else {
+                    match workers.done.recv_timeout(Duration::from_millis(20)) {
+                        Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                window.dispatch(&workers);
+                continue;
             }
             if window.working() >= window_max {
                 // full: only finished downloads make room

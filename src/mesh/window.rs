@@ -40,6 +40,8 @@ pub(super) struct Window {
     first: u64,
     /// relPaths being downloaded, each with the messages held for it.
     fetching: HashMap<String, VecDeque<Arrival>>,
+    /// Messages waiting for the local disk (full, failing, read-only), in order.
+    stalled: VecDeque<Arrival>,
     /// Downloads by server: running, and waiting for a worker or their server's turn.
     origins: HashMap<String, Origin>,
     /// Servers with downloads waiting and a connection free, in turn.
@@ -66,6 +68,7 @@ impl Window {
             entries: VecDeque::with_capacity(capacity),
             first: 0,
             fetching: HashMap::new(),
+            stalled: VecDeque::new(),
             origins: HashMap::new(),
             ready: VecDeque::new(),
             running: 0,
@@ -218,6 +221,22 @@ impl Window {
         let payload = self.entry(job.slot).and_then(|e| e.payload.take());
         let held = self.fetching.remove(&job.rel).unwrap_or_default();
         (payload, held)
+    }
+
+    /// Keeps a message that could not be stored for trouble of the local disk; it is
+    /// judged again when the flow retries.
+    pub fn stall(&mut self, a: Arrival) {
+        self.stalled.push_back(a);
+    }
+
+    /// Whether messages wait for the local disk.
+    pub fn is_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// The messages waiting for the local disk, to be judged again.
+    pub fn take_stalled(&mut self) -> VecDeque<Arrival> {
+        std::mem::take(&mut self.stalled)
     }
 
     /// Downloads running or queued.

@@ -10,7 +10,7 @@
 use super::fetch::{FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
 use crate::core::integrity::{Digest, Method};
-use crate::store::{CommitError, Store};
+use crate::store::{is_local_trouble, CommitError, Store};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -46,6 +46,9 @@ pub struct Done {
     pub stored: Option<(Method, Digest, u64)>,
     /// Checksum mismatches met on the way.
     pub mismatches: u64,
+    /// Not stored because of the local disk (full, failing, read-only): why. The
+    /// message waits for the disk, it is not given up.
+    pub trouble: Option<String>,
 }
 
 /// How the workers download.
@@ -155,6 +158,7 @@ impl Worker {
         let mut backoff = Duration::from_secs(1);
         let mut mismatches = 0;
         let mut attempt = 0;
+        let mut trouble = None;
         let stored = loop {
             attempt += 1;
             if self.stop.load(Ordering::Relaxed) {
@@ -162,6 +166,10 @@ impl Worker {
             }
             let mut tmp = match self.store.begin(rel, job.method, s.file_max) {
                 Ok(t) => t,
+                Err(e) if is_local_trouble(&e) => {
+                    trouble = Some(e.to_string());
+                    break None;
+                }
                 Err(e) => {
                     log::error!("{rel}: cannot write in the data tree: {e}");
                     break None;
@@ -181,12 +189,20 @@ impl Worker {
                         );
                         mismatches >= u64::from(s.retries.max(1))
                     }
+                    Err(CommitError::Io(e)) if is_local_trouble(&e) => {
+                        trouble = Some(e.to_string());
+                        break None;
+                    }
                     Err(CommitError::Io(e)) => {
                         log::error!("{rel}: cannot store: {e}");
                         true
                     }
                 },
                 Err(FetchError::Stopped) => break None,
+                Err(FetchError::Write(e)) if is_local_trouble(&e) => {
+                    trouble = Some(e.to_string());
+                    break None;
+                }
                 Err(e) => {
                     log::warn!("{rel}: GET {url} failed (attempt {attempt}): {e}");
                     e.is_permanent() || started.elapsed() + backoff > s.retry_time
@@ -203,6 +219,7 @@ impl Worker {
             job,
             stored,
             mismatches,
+            trouble,
         }
     }
 }

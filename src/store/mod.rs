@@ -5,4 +5,6 @@ pub mod retention;
 pub mod sidecar;
 mod tree;
 
-pub use tree::{temp_name, CommitError, Store, TempFile, KNOWN_DIRS_CAPACITY, TEMP_PREFIX};
+pub use tree::{
+    is_local_trouble, temp_name, CommitError, Store, TempFile, KNOWN_DIRS_CAPACITY, TEMP_PREFIX,
+};

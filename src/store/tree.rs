@@ -84,6 +84,15 @@ impl Drop for TempFile {
     }
 }
 
+/// Whether `e` is trouble of the local disk (full, failing, read-only): not the
+/// message's fault, so the message must wait for the disk rather than be given up.
+pub fn is_local_trouble(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(e.kind(), StorageFull | ReadOnlyFilesystem | QuotaExceeded)
+        // EIO has no kind of its own
+        || e.raw_os_error() == Some(5)
+}
+
 impl Store {
     /// Opens (creating) the tree at `root`. `xattr_name` is where checksums are cached.
     pub fn open(root: &Path, xattr_name: &'static str) -> io::Result<Store> {
@@ -183,6 +192,12 @@ impl Store {
             limit,
             committed: false,
         })
+    }
+
+    /// Bytes free for this node in the tree's file system, if it says.
+    pub fn free_space(&self) -> Option<u64> {
+        let st = rustix::fs::statvfs(&self.root).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
     /// Verifies `tmp` against `expected` and renames it to `rel`. Returns the digest
