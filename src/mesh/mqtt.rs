@@ -298,6 +298,10 @@ fn subscriber_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                // the connection is gone: from now on the flow acks nothing of it (an
+                // ack queued now would go out on the next connection, where its packet
+                // id names another message); the broker redelivers those messages
+                epoch.fetch_add(1, Ordering::SeqCst);
                 if !back_off(&format!("upstream {name}"), &e, &stop, &mut backoff) {
                     return;
                 }
