@@ -138,7 +138,12 @@ impl PeerArgs {
                     connect: d,
                     response: d,
                     per_read: d,
+                    ..c.timeouts
                 };
+            }
+            "min-rate" => c.timeouts.min_rate = num(name, v)?,
+            "min-rate-time" => {
+                c.timeouts.rate_window = Duration::from_secs_f64(secs(name, v)?.max(1.0))
             }
             "stats-interval" => c.stats_interval = Duration::from_secs_f64(secs(name, v)?.max(1.0)),
             "verbose" => self.verbose = num(name, v)?,

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Timeouts of one download, by phase. No total deadline: a large file on a slow link
 /// may take long as long as bytes keep coming.
@@ -14,6 +14,10 @@ pub struct Timeouts {
     pub response: Duration,
     /// Longest wait for any single read of the body.
     pub per_read: Duration,
+    /// A body arriving slower than this (bytes per second, averaged over `rate_window`)
+    /// is abandoned, to be tried again; 0: any rate will do.
+    pub min_rate: u64,
+    pub rate_window: Duration,
 }
 
 impl Default for Timeouts {
@@ -22,6 +26,8 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             response: Duration::from_secs(30),
             per_read: Duration::from_secs(30),
+            min_rate: 1024,
+            rate_window: Duration::from_secs(30),
         }
     }
 }
@@ -34,6 +40,8 @@ pub enum FetchError {
     Transport(String),
     /// Writing the body locally failed (disk full, size limit...).
     Write(io::Error),
+    /// The body came slower than the minimum rate: abandoned, to be tried again.
+    TooSlow { bytes: u64, secs: u64 },
     /// The node is stopping: the transfer was abandoned.
     Stopped,
 }
@@ -45,7 +53,7 @@ impl FetchError {
         match self {
             FetchError::Status(s) => (400..500).contains(s) && *s != 408 && *s != 429,
             FetchError::Write(e) => e.kind() == io::ErrorKind::Other,
-            FetchError::Transport(_) | FetchError::Stopped => false,
+            FetchError::Transport(_) | FetchError::TooSlow { .. } | FetchError::Stopped => false,
         }
     }
 }
@@ -56,6 +64,10 @@ impl std::fmt::Display for FetchError {
             FetchError::Status(s) => write!(f, "HTTP status {s}"),
             FetchError::Transport(e) => write!(f, "{e}"),
             FetchError::Write(e) => write!(f, "writing the download: {e}"),
+            FetchError::TooSlow { bytes, secs } => write!(
+                f,
+                "too slow: {bytes} bytes in {secs} s, under the minimum rate (--min-rate)"
+            ),
             FetchError::Stopped => write!(f, "abandoned: the node is stopping"),
         }
     }
@@ -66,6 +78,8 @@ pub const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Fetcher {
     agent: ureq::Agent,
+    min_rate: u64,
+    rate_window: Duration,
     stop: Arc<AtomicBool>,
     /// Reused for every download: zeroing a fresh one each time cost more than md5.
     buf: Vec<u8>,
@@ -94,6 +108,8 @@ impl Fetcher {
             .new_agent();
         Fetcher {
             agent,
+            min_rate: t.min_rate,
+            rate_window: t.rate_window,
             stop,
             buf: vec![0; READ_CHUNK],
         }
@@ -103,6 +119,8 @@ impl Fetcher {
     pub fn share(&self) -> Fetcher {
         Fetcher {
             agent: self.agent.clone(),
+            min_rate: self.min_rate,
+            rate_window: self.rate_window,
             stop: self.stop.clone(),
             buf: vec![0; READ_CHUNK],
         }
@@ -122,6 +140,9 @@ impl Fetcher {
         let mut reader = resp.body_mut().as_reader();
         let buf = &mut self.buf;
         let mut total = 0u64;
+        // the rate over the last window: a trickle that beats the per-read timeout
+        // must not hold a download slot for hours
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
         loop {
             let n = match io::Read::read(&mut reader, buf) {
                 Ok(0) => break,
@@ -131,6 +152,17 @@ impl Fetcher {
             };
             sink.write_all(&buf[..n]).map_err(FetchError::Write)?;
             total += n as u64;
+            window_bytes += n as u64;
+            let elapsed = window_start.elapsed();
+            if self.min_rate > 0 && elapsed >= self.rate_window {
+                if (window_bytes as f64) < self.min_rate as f64 * elapsed.as_secs_f64() {
+                    return Err(FetchError::TooSlow {
+                        bytes: window_bytes,
+                        secs: elapsed.as_secs(),
+                    });
+                }
+                (window_start, window_bytes) = (Instant::now(), 0);
+            }
             if self.stop.load(Ordering::Relaxed) {
                 return Err(FetchError::Stopped);
             }

@@ -17,6 +17,8 @@ pub struct WebOptions {
     /// for `stall` before the rest.
     pub stall_after: Option<usize>,
     pub stall: Duration,
+    /// On the first request only: send the body one byte at a time, this far apart.
+    pub trickle: Option<Duration>,
 }
 
 /// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
@@ -100,6 +102,18 @@ fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions
             (false, Ok(body)) => {
                 let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
                     .into_bytes();
+                if let Some(gap) = opts.trickle.filter(|_| nth == 1) {
+                    if out.write_all(&r).is_err() {
+                        return;
+                    }
+                    for b in &body {
+                        thread::sleep(gap);
+                        if out.write_all(&[*b]).is_err() {
+                            return; // the client gave up
+                        }
+                    }
+                    continue;
+                }
                 match opts.stall_after.filter(|_| nth == 1) {
                     Some(n) => {
                         let n = n.min(body.len());

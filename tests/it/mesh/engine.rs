@@ -310,3 +310,38 @@ fn a_full_disk_loses_nothing_and_the_flow_resumes_when_space_returns() {
     assert!(node.log_text().contains("takes files again"));
     assert!(!node.log_text().contains("not stored"), "none given up");
 }
+
+#[test]
+fn a_trickling_download_is_abandoned_and_tried_again() {
+    let s = Scratch::new("engine-trickle");
+    // at least 1,000 bytes/s over 2 s, or the download is dropped and retried
+    let (up, _local, watch, dir, node) =
+        node_between(&s, &["--min-rate", "1000", "--min-rate-time", "2"]);
+    let origin = s.path("origin");
+    // the first answer sends a byte every 50 ms (20 bytes/s): 2,000 bytes would take
+    // 100 s, and no single read ever waits long enough for the per-read timeout
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            trickle: Some(Duration::from_millis(50)),
+            ..WebOptions::default()
+        },
+    );
+    let rel = "2026112916/GTS/trickle.txt".to_string();
+    let data = "t".repeat(2000);
+    put(&origin, &rel, data.as_bytes());
+    publish_raw(
+        &up,
+        &[(
+            topic_of(&rel),
+            announcement(&web.base_url(), &rel, data.as_bytes(), false),
+        )],
+    );
+    let rels = [rel];
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (1, 1)),
+        "{}",
+        node.log_text()
+    );
+    assert!(node.log_text().contains("too slow"), "{}", node.log_text());
+}
