@@ -348,12 +348,14 @@ impl Flow {
                 end = FlowEnd::PostSessionLost;
                 break;
             }
-            if window.is_stalled() {
-                // the disk refuses files: take nothing new, retry the stalled in time
+            let stalled = window.is_stalled();
+            if stalled || window.working() >= window_max {
+                // the disk refuses files, or the window is full: take nothing new; only
+                // finished downloads (and the stalled messages, when due) make room
                 if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                     break;
                 }
-                if self.stall.retry_at.is_some_and(|t| Instant::now() >= t) {
+                if stalled && self.stall.retry_at.is_some_and(|t| Instant::now() >= t) {
                     if !self.retry_stalled(&mut window, poster.as_ref()) {
                         break;
                     }
@@ -363,19 +365,6 @@ impl Flow {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
-                }
-                window.dispatch(&workers);
-                continue;
-            }
-            if window.working() >= window_max {
-                // full: only finished downloads make room
-                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
-                    break;
-                }
-                match workers.done.recv_timeout(Duration::from_millis(20)) {
-                    Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
                 }
                 window.dispatch(&workers);
                 continue;

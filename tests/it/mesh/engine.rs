@@ -12,6 +12,31 @@ fn arrived(dir: &std::path::Path, watch: &Watcher, rels: &[String]) -> (usize, u
     (stored, announced)
 }
 
+/// Files `rel(i)` holding `content(i)` for `i` in `0..n`, put in `origin` and announced
+/// for download from `base` (inline content for those `inline(i)` says):
+/// (announcements, relPaths).
+fn files(
+    origin: &std::path::Path,
+    base: &str,
+    n: usize,
+    rel: impl Fn(usize) -> String,
+    content: impl Fn(usize) -> String,
+    inline: impl Fn(usize) -> bool,
+) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let mut batch = Vec::with_capacity(n);
+    let mut rels = Vec::with_capacity(n);
+    for i in 0..n {
+        let (r, data) = (rel(i), content(i));
+        put(origin, &r, data.as_bytes());
+        batch.push((
+            topic_of(&r),
+            announcement(base, &r, data.as_bytes(), inline(i)),
+        ));
+        rels.push(r);
+    }
+    (batch, rels)
+}
+
 #[test]
 fn a_dead_server_holds_only_its_own_files() {
     let s = Scratch::new("engine-dead");
@@ -26,17 +51,15 @@ fn a_dead_server_holds_only_its_own_files() {
         let rel = format!("2026112911/GTS/dead{i}.txt");
         batch.push((topic_of(&rel), announcement(&dead, &rel, b"never\n", false)));
     }
-    let mut good = Vec::new();
-    for i in 0..30 {
-        let rel = format!("2026112911/GTS/good{i}.txt");
-        let data = format!("good {i}\n");
-        put(&origin, &rel, data.as_bytes());
-        batch.push((
-            topic_of(&rel),
-            announcement(&web.base_url(), &rel, data.as_bytes(), false),
-        ));
-        good.push(rel);
-    }
+    let (good_batch, good) = files(
+        &origin,
+        &web.base_url(),
+        30,
+        |i| format!("2026112911/GTS/good{i}.txt"),
+        |i| format!("good {i}\n"),
+        |_| false,
+    );
+    batch.extend(good_batch);
     publish_raw(&up, &batch);
     // bounded well below the dead files' retry time: only concurrency gets them here
     assert!(
@@ -73,18 +96,14 @@ fn a_slow_file_does_not_hold_the_others() {
             ..WebOptions::default()
         },
     );
-    let mut batch = Vec::new();
-    let mut rels = Vec::new();
-    for i in 0..20 {
-        let rel = format!("2026112911/GTS/f{i}.txt");
-        let data = format!("file {i}: {}\n", "x".repeat(100));
-        put(&origin, &rel, data.as_bytes());
-        batch.push((
-            topic_of(&rel),
-            announcement(&web.base_url(), &rel, data.as_bytes(), false),
-        ));
-        rels.push(rel);
-    }
+    let (batch, rels) = files(
+        &origin,
+        &web.base_url(),
+        20,
+        |i| format!("2026112911/GTS/f{i}.txt"),
+        |i| format!("file {i}: {}\n", "x".repeat(100)),
+        |_| false,
+    );
     publish_raw(&up, &batch);
     assert!(
         wait_until(WAIT, || arrived(&dir, &watch, &rels) == (19, 19)),
@@ -106,18 +125,14 @@ fn across_a_long_link_downloads_overlap_within_the_connections_per_server() {
     // 50 ms each way: a 100 ms round trip to the server
     let link = DelayProxy::start(web.port, Duration::from_millis(50));
     let base = format!("{}/data", link.url("http"));
-    let mut batch = Vec::new();
-    let mut rels = Vec::new();
-    for i in 0..40 {
-        let rel = format!("2026112911/GTS/far{i}.txt");
-        let data = format!("far {i}\n");
-        put(&origin, &rel, data.as_bytes());
-        batch.push((
-            topic_of(&rel),
-            announcement(&base, &rel, data.as_bytes(), false),
-        ));
-        rels.push(rel);
-    }
+    let (batch, rels) = files(
+        &origin,
+        &base,
+        40,
+        |i| format!("2026112911/GTS/far{i}.txt"),
+        |i| format!("far {i}\n"),
+        |_| false,
+    );
     publish_raw(&up, &batch);
     assert!(
         wait_until(WAIT, || arrived(&dir, &watch, &rels) == (40, 40)),
@@ -152,19 +167,15 @@ fn a_backlog_larger_than_the_window_drains_across_a_long_link() {
     assert!(subscribed(&node, 1));
     node.kill9(); // the persistent session now queues for it
     let base = format!("{}/data", web_link.url("http"));
-    let mut batch = Vec::new();
-    let mut rels = Vec::new();
     // enough to fill the window twice over (the flow stalled at ~1,140 before the fix)
-    for i in 0..1200 {
-        let rel = format!("2026112913/GTS/B{}/b{i}.txt", i % 10);
-        let data = format!("backlog {i}\n");
-        put(&origin, &rel, data.as_bytes());
-        batch.push((
-            topic_of(&rel),
-            announcement(&base, &rel, data.as_bytes(), false),
-        ));
-        rels.push(rel);
-    }
+    let (batch, rels) = files(
+        &origin,
+        &base,
+        1200,
+        |i| format!("2026112913/GTS/B{}/b{i}.txt", i % 10),
+        |i| format!("backlog {i}\n"),
+        |_| false,
+    );
     publish_raw(&up, &batch);
     node.restart();
     assert!(
@@ -273,19 +284,14 @@ fn a_full_disk_loses_nothing_and_the_flow_resumes_when_space_returns() {
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
     // 40 files of 10 KB, inline and downloaded, for a disk of 200 KB
-    let mut batch = Vec::new();
-    let mut rels = Vec::new();
-    for i in 0..40 {
-        let rel = format!("2026112915/GTS/full{i}.txt");
-        let data = format!("{i:>4} {}\n", "z".repeat(10_000));
-        put(&origin, &rel, data.as_bytes());
-        let inline = i % 2 == 0;
-        batch.push((
-            topic_of(&rel),
-            announcement(&web.base_url(), &rel, data.as_bytes(), inline),
-        ));
-        rels.push(rel);
-    }
+    let (batch, rels) = files(
+        &origin,
+        &web.base_url(),
+        40,
+        |i| format!("2026112915/GTS/full{i}.txt"),
+        |i| format!("{i:>4} {}\n", "z".repeat(10_000)),
+        |i| i % 2 == 0,
+    );
     publish_raw(&up, &batch);
     assert!(
         wait_until(WAIT, || node.log_text().contains("cannot store")),
