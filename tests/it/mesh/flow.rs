@@ -541,21 +541,7 @@ fn sr3_output_inline_split_exchanges_and_selection() {
 #[test]
 fn a_dispatcher_forwards_without_downloading() {
     let s = Scratch::new("dispatch");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(
-            &[&up],
-            &local,
-            &dir,
-            "http://127.0.0.1:9/data",
-            &["--download", "no"],
-        ),
-    );
-    assert!(subscribed(&node, 1));
+    let (up, _local, watch, dir, _node) = node_between(&s, &["--download", "no"]);
     let a = announcement("http://origin:8000/data", "d/f.txt", b"dispatched\n", false);
     // the same announcement from two paths is forwarded once
     publish_raw(

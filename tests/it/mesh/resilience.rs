@@ -83,8 +83,7 @@ fn broker_restarts_are_ridden_out() {
 #[test]
 fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
     let s = Scratch::new("slow");
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
+    let (up, _local, watch, _dir, node) = node_between(&s, &["--keepalive", "5"]);
     let peer_tree = s.path("peer");
     // keepalive 5 s (rumqttc's minimum): 16 s is over three keepalives
     let web = WebServer::start(
@@ -94,19 +93,6 @@ fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
             ..Default::default()
         },
     );
-    let watch = Watcher::start(&local, "xpublic/#");
-    let dir = s.path("node");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(
-            &[&up],
-            &local,
-            &dir,
-            "http://127.0.0.1:9/data",
-            &["--keepalive", "5"],
-        ),
-    );
-    assert!(subscribed(&node, 1));
     put(&peer_tree, "slow/s.txt", b"slow\n");
     let mut items = vec![(
         topic_of("slow/s.txt"),
