@@ -132,6 +132,9 @@ impl PeerArgs {
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
             "retries" => c.retries = num(name, v)?,
             "retry-time" => c.retry_time = Duration::from_secs_f64(secs(name, v)?),
+            "retry-ttl" => c.retry_ttl = Duration::from_secs_f64(secs(name, v)?),
+            "retry-max" => c.retry_max = positive(name, v)?,
+            "state-dir" => c.state_dir = Some(PathBuf::from(v)),
             "timeout" => {
                 let d = Duration::from_secs_f64(secs(name, v)?);
                 c.timeouts = Timeouts {

@@ -4,7 +4,7 @@
 use super::flow::{Flow, Outcome, Stall, MAX_STALL_BACKOFF};
 use super::mqtt::Poster;
 use super::recent::Recent;
-use super::window::{Arrival, Window};
+use super::window::{retry_id, Arrival, Window};
 use super::workers::{self, Done, Job};
 use crate::core::announce::{self, Held};
 use crate::core::decide::{decide, LocalCopy, Op, Refusal, Rules, Verdict};
@@ -66,7 +66,7 @@ impl Flow {
             Outcome::Done(seq) => w.done(m.slot, seq),
             Outcome::Fetch(mut job) => {
                 job.slot = m.slot;
-                w.fetch(job, m.payload);
+                w.fetch(job, m.topic, m.payload);
             }
             Outcome::Busy(rel) => w.hold(&rel, m),
             Outcome::Stalled(rel, why) => {
@@ -121,22 +121,25 @@ impl Flow {
         true
     }
 
-    /// A download ended: the file is announced if stored, then the messages held for
-    /// its relPath are judged, in arrival order.
+    /// A download ended: the file is announced if stored, or its message kept in the
+    /// retry queue if its server failed; then the messages held for its relPath are
+    /// judged, in arrival order.
     pub(super) fn downloaded(&mut self, w: &mut Window, d: Done, poster: Option<&Poster>) {
         self.stats.mismatches += d.mismatches;
         let (message, mut held) = w.ended(&d.job);
-        let (rel, slot) = (d.job.rel.as_str(), d.job.slot);
+        let rel = d.job.rel.clone();
         let stopping = self.stop.load(Ordering::Relaxed);
-        if let (Some(why), Some(payload)) = (&d.trouble, message.clone()) {
-            if sidecar::split_product_rel(rel).is_some() {
-                sidecar::remove_meta(&self.store.path(rel));
-            }
-            self.stalled(rel, why);
+        if d.stored.is_none() && sidecar::split_product_rel(&rel).is_some() {
+            sidecar::remove_meta(&self.store.path(&rel));
+        }
+        if let Some(id) = retry_id(d.job.slot) {
+            self.retry_ended(id, d, poster);
+        } else if let (Some(why), Some((topic, payload))) = (&d.trouble, message.clone()) {
+            self.stalled(&rel, why);
             // judged again when the disk takes files, with those that waited for it
             w.stall(Arrival {
-                slot,
-                topic: Bytes::new(),
+                slot: d.job.slot,
+                topic,
                 payload,
                 dup: false,
             });
@@ -144,57 +147,82 @@ impl Flow {
                 w.stall(h);
             }
             return;
-        }
-        match d.stored {
-            Some((method, digest, size)) => {
-                self.stats.downloads += 1;
-                self.recent.insert(rel, digest.as_bytes());
-                log::debug!(
-                    "{rel}: stored ({size} bytes, {} {})",
-                    method.name(),
-                    digest.to_base64()
-                );
-                // the message was read once already: it parses again
-                let parsed = message.as_ref().and_then(|p| message::parse(p).ok());
-                let seq = match parsed {
-                    Some(msg) => {
-                        match self.announce_stored(&msg, rel, method, digest, size, poster) {
-                            Outcome::Done(seq) => seq,
-                            _ => 0,
-                        }
+        } else {
+            let slot = d.job.slot;
+            match (d.stored, message) {
+                (Some((method, digest, size)), message) => {
+                    let seq = self.stored(&rel, method, digest, size, message.map(|m| m.1), poster);
+                    w.done(slot, seq);
+                }
+                _ if stopping => return, // abandoned: not acknowledged, it comes again
+                (None, Some((topic, payload))) if d.transient.is_some() => {
+                    let why = d.transient.as_deref().unwrap_or_default();
+                    if !self.requeue(&d.job, why, d.diverted, &topic, &payload) {
+                        // not kept: not acknowledged, it waits like a refused file
+                        self.stalled(&rel, "the retry queue cannot be written");
+                        w.stall(Arrival {
+                            slot,
+                            topic,
+                            payload,
+                            dup: false,
+                        });
+                        return;
                     }
-                    None => 0,
-                };
-                w.done(slot, seq);
-            }
-            None => {
-                if sidecar::split_product_rel(rel).is_some() {
-                    sidecar::remove_meta(&self.store.path(rel));
+                    w.done(slot, 0);
                 }
-                if stopping {
-                    return; // abandoned: not acknowledged, it comes again
+                (None, _) => {
+                    self.stats.failures += 1;
+                    w.done(slot, 0);
                 }
-                self.stats.failures += 1;
-                w.done(slot, 0);
             }
         }
         while let Some(h) = held.pop_front() {
             if stopping || !self.process(w, h, false, poster) {
                 return;
             }
-            if w.is_fetching(rel) {
+            if w.is_fetching(&rel) {
                 // one of them downloads it again: the rest wait for that download
                 for h in held.drain(..) {
-                    w.hold(rel, h);
+                    w.hold(&rel, h);
                 }
                 return;
             }
         }
     }
 
+    /// A downloaded file is stored: counted, remembered, announced with the message
+    /// that asked for it. Returns the announcement's publication (0: none).
+    pub(super) fn stored(
+        &mut self,
+        rel: &str,
+        method: Method,
+        digest: Digest,
+        size: u64,
+        message: Option<Bytes>,
+        poster: Option<&Poster>,
+    ) -> u64 {
+        self.stats.downloads += 1;
+        self.stats.bytes += size;
+        self.recent.insert(rel, digest.as_bytes());
+        log::debug!(
+            "{rel}: stored ({size} bytes, {} {})",
+            method.name(),
+            digest.to_base64()
+        );
+        // the message was read once already: it parses again
+        let parsed = message.as_ref().and_then(|p| message::parse(p).ok());
+        match parsed {
+            Some(msg) => match self.announce_stored(&msg, rel, method, digest, size, poster) {
+                Outcome::Done(seq) => seq,
+                _ => 0,
+            },
+            None => 0,
+        }
+    }
+
     /// Judges one message and does what it can at once; never fails: problems are
     /// logged and counted. `first`: not a message judged again after it was held.
-    fn handle(
+    pub(super) fn handle(
         &mut self,
         topic: &[u8],
         payload: &[u8],

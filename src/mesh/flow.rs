@@ -4,6 +4,8 @@
 use super::fetch::Timeouts;
 use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::recent::{Recent, RECENT_CAPACITY};
+use super::retry::RetryQueue;
+use super::servers::Servers;
 use super::stats::Stats;
 use super::window::{Arrival, Window};
 use super::workers::{Job, Settings, Workers};
@@ -64,8 +66,16 @@ pub struct PeerConfig {
     pub host_connections: usize,
     pub keepalive: Duration,
     pub retries: u32,
-    /// How long a download is retried while its server is away.
+    /// How long a download is tried again while its server fails, before the retry
+    /// queue takes it.
     pub retry_time: Duration,
+    /// How long a message stays in the retry queue (never beyond `lag_drop`).
+    pub retry_ttl: Duration,
+    /// Messages kept in the retry queue at most (the oldest gives way).
+    pub retry_max: usize,
+    /// Where the node keeps its state (the retry queue); `None`: `DIR.state` beside
+    /// the data tree.
+    pub state_dir: Option<PathBuf>,
     pub timeouts: Timeouts,
     pub stats_interval: Duration,
     pub recent_capacity: usize,
@@ -104,7 +114,10 @@ impl Default for PeerConfig {
             host_connections: DEFAULT_HOST_CONNECTIONS,
             keepalive: Duration::from_secs(30),
             retries: 3,
-            retry_time: Duration::from_secs(300),
+            retry_time: Duration::from_secs(10),
+            retry_ttl: Duration::from_secs(7200),
+            retry_max: super::retry::DEFAULT_MAX,
+            state_dir: None,
             timeouts: Timeouts::default(),
             stats_interval: Duration::from_secs(60),
             recent_capacity: RECENT_CAPACITY,
@@ -120,6 +133,20 @@ impl PeerConfig {
             base_url: &self.post_base_url,
             encoding: self.encoding,
         }
+    }
+
+    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
+    pub fn retry_dir(&self) -> PathBuf {
+        let state = self.state_dir.clone().unwrap_or_else(|| {
+            let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
+            name.push(".state");
+            self.dir.with_file_name(name)
+        });
+        let id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.default_client_id());
+        state.join("retry").join(id)
     }
 
     pub fn post_prefix(&self) -> &str {
@@ -184,6 +211,15 @@ pub struct Flow {
     outbox: Vec<(String, Vec<u8>)>,
     /// While the local disk refuses files: when to try again, and how long after that.
     pub(super) stall: Stall,
+    /// Messages whose server failed, kept to be tried again.
+    pub(super) retry: RetryQueue,
+    /// Retry-queue entries being downloaded: their messages, to announce the files.
+    pub(super) retrying: std::collections::HashMap<u64, bytes::Bytes>,
+    /// Retry-queue entries finished, removed once their announcement (seq) is acked.
+    pub(super) retry_done: Vec<(u64, u64)>,
+    /// When the retry queue is looked at next.
+    pub(super) retry_next: Instant,
+    pub(super) servers: Servers,
 }
 
 /// The flow's pause while the local disk refuses files.
@@ -212,6 +248,15 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
             dir: cfg.dir.clone(),
             source,
         })?;
+    let retry_dir = cfg.retry_dir();
+    let ttl = cfg
+        .retry_ttl
+        .min(Duration::from_secs_f64(cfg.lag_drop.max(0.0)));
+    let retry =
+        RetryQueue::open(&retry_dir, cfg.retry_max, ttl).map_err(|source| Error::StateDir {
+            dir: retry_dir.clone(),
+            source,
+        })?;
     let settings = Settings {
         dir: cfg.dir.clone(),
         xattr: cfg.format.xattr_name(),
@@ -233,6 +278,11 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         out: Vec::with_capacity(1024),
         outbox: Vec::with_capacity(BATCH),
         stall: Stall::default(),
+        retry,
+        retrying: std::collections::HashMap::new(),
+        retry_done: Vec::new(),
+        retry_next: Instant::now(),
+        servers: Servers::default(),
     };
     loop {
         match flow.run_once() {
@@ -366,7 +416,7 @@ impl Flow {
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                window.dispatch(&workers);
+                self.dispatch(&mut window, &workers, poster.as_ref());
                 continue;
             }
             let next = match rx.try_recv() {
@@ -418,7 +468,7 @@ impl Flow {
             while let Ok(d) = workers.done.try_recv() {
                 self.downloaded(&mut window, d, poster.as_ref());
             }
-            window.dispatch(&workers);
+            self.dispatch(&mut window, &workers, poster.as_ref());
             // while busy, publications and acks go out in batches: one wake-up of a
             // connection thread carries many requests; but a stored file is announced
             // within ANNOUNCE_DELAY, whatever else is going on
@@ -438,6 +488,8 @@ impl Flow {
             }
             if last_stats.elapsed() >= self.cfg.stats_interval {
                 self.stats.downloading = window.downloads();
+                self.stats.retry_depth = self.retry.len();
+                self.stats.servers_down = self.servers.down(Instant::now());
                 log::info!(
                     "{}",
                     self.stats
@@ -488,6 +540,8 @@ impl Flow {
         if stop_threads && matches!(end, FlowEnd::PostSessionLost) {
             self.stop.store(false, Ordering::SeqCst);
         }
+        self.stats.retry_depth = self.retry.len();
+        self.stats.servers_down = self.servers.down(Instant::now());
         log::info!(
             "{}",
             self.stats
@@ -539,7 +593,20 @@ impl Flow {
         if !self.flush_outbox(poster.as_deref_mut()) {
             return false;
         }
-        window.release(subs, poster.map_or(0, |p| p.acked()));
+        // what went to the retry queue is on disk before its upstream ack
+        if let Err(e) = self.retry.sync() {
+            log::error!("retry queue: cannot sync ({e}): acknowledgements held");
+            return true;
+        }
+        let acked = poster.map_or(0, |p| p.acked());
+        window.release(subs, acked);
+        let retry = &mut self.retry;
+        self.retry_done.retain(|&(seq, id)| {
+            if seq <= acked {
+                retry.remove(id);
+            }
+            seq > acked
+        });
         true
     }
 

@@ -7,6 +7,9 @@ pub mod flow;
 pub mod mqtt;
 pub mod post;
 pub mod recent;
+mod requeue;
+pub mod retry;
+pub mod servers;
 pub mod stats;
 mod window;
 pub mod workers;
@@ -21,6 +24,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// The data tree cannot be opened or created.
     DataDir { dir: PathBuf, source: io::Error },
+    /// The state directory (the retry queue) cannot be opened or created.
+    StateDir { dir: PathBuf, source: io::Error },
     /// A broker URL that cannot be used; `why` says what is wrong with it.
     BrokerUrl { url: String, why: String },
     /// An option the command cannot do without (`--post-broker`...); says which.
@@ -34,6 +39,9 @@ impl fmt::Display for Error {
         match self {
             Error::DataDir { dir, source } => {
                 write!(f, "data directory {}: {source}", dir.display())
+            }
+            Error::StateDir { dir, source } => {
+                write!(f, "state directory {}: {source}", dir.display())
             }
             Error::BrokerUrl { url, why } => write!(f, "broker {url:?}: {why}"),
             Error::Missing(what) => write!(f, "give {what}"),

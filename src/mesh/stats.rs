@@ -15,6 +15,18 @@ pub struct Stats {
     pub published: u64,
     pub lag_sum: f64,
     pub lag_count: u64,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Messages put in the retry queue.
+    pub queued: u64,
+    /// Downloads tried again from the retry queue.
+    pub retried: u64,
+    /// Messages dropped from the retry queue unfinished (past --retry-ttl, or pushed
+    /// out by --retry-max).
+    pub expired: u64,
+    /// Messages in the retry queue, and servers marked down, when the line is made.
+    pub retry_depth: usize,
+    pub servers_down: usize,
     /// Downloads running or waiting for a worker, when the line is made (a level, not a
     /// count).
     pub downloading: usize,
@@ -30,7 +42,7 @@ impl Stats {
             0.0
         };
         format!(
-            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}, downloading {}",
+            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}, downloading {}, bytes {}, retry queue {} (queued {}, retried {}, expired {}), servers down {}",
             n as f64 / secs.max(1e-3),
             self.downloads - since.downloads,
             self.inline_writes - since.inline_writes,
@@ -42,6 +54,12 @@ impl Stats {
             self.removes - since.removes,
             self.published - since.published,
             self.downloading,
+            self.bytes - since.bytes,
+            self.retry_depth,
+            self.queued - since.queued,
+            self.retried - since.retried,
+            self.expired - since.expired,
+            self.servers_down,
         )
     }
 }

@@ -13,6 +13,15 @@ use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 
+/// Slots of retry-queue entries (id + `RETRY_SLOTS`): never in the window, so never
+/// acknowledged upstream (their messages were, when queued).
+pub const RETRY_SLOTS: u64 = 1 << 62;
+
+/// The retry-queue entry a slot stands for.
+pub fn retry_id(slot: u64) -> Option<u64> {
+    slot.checked_sub(RETRY_SLOTS)
+}
+
 /// An upstream message waiting for its acknowledgement.
 struct Entry {
     broker: usize,
@@ -22,8 +31,9 @@ struct Entry {
     /// `None` while worked on; then the publication (0: none) to be acknowledged by
     /// the post broker before the upstream ack.
     post_seq: Option<u64>,
-    /// While its file downloads: the message, to announce the file when stored.
-    payload: Option<Bytes>,
+    /// While its file downloads: the message (topic, payload), to announce the file
+    /// when stored or keep it in the retry queue.
+    message: Option<(Bytes, Bytes)>,
 }
 
 /// A message as it arrived (held, when its relPath is being downloaded, until that ends).
@@ -87,7 +97,7 @@ impl Window {
             pkid,
             qos,
             post_seq: None,
-            payload: None,
+            message: None,
         });
         self.working += 1;
         self.first + self.entries.len() as u64 - 1
@@ -104,7 +114,7 @@ impl Window {
         let Some(e) = self.entry(slot) else { return };
         if e.post_seq.is_none() {
             e.post_seq = Some(post_seq);
-            e.payload = None;
+            e.message = None;
             self.working -= 1;
         }
     }
@@ -165,11 +175,11 @@ impl Window {
             .push_back(h);
     }
 
-    /// Queues the download of message `job.slot`; `payload` is kept to announce the
+    /// Queues the download of message `job.slot`; the message is kept to announce the
     /// file once stored.
-    pub fn fetch(&mut self, job: Job, payload: Bytes) {
+    pub fn fetch(&mut self, job: Job, topic: Bytes, payload: Bytes) {
         if let Some(e) = self.entry(job.slot) {
-            e.payload = Some(payload);
+            e.message = Some((topic, payload));
         }
         self.fetching.entry(job.rel.clone()).or_default();
         self.queued += 1;
@@ -182,11 +192,18 @@ impl Window {
     }
 
     /// Starts waiting downloads while workers are free: servers take turns, each
-    /// server's downloads in arrival order, never more than its share at once.
-    pub fn dispatch(&mut self, workers: &Workers) {
+    /// server's downloads in arrival order, never more than its share at once. Returns
+    /// the downloads of servers `is_down` says are down, not started (counted as
+    /// running: each ends through `ended`).
+    pub fn dispatch(
+        &mut self,
+        workers: &Workers,
+        mut is_down: impl FnMut(&str) -> bool,
+    ) -> Vec<Job> {
+        let mut diverted = Vec::new();
         while self.running < self.concurrency {
             let Some(name) = self.ready.pop_front() else {
-                return;
+                break;
             };
             let Some(o) = self.origins.get_mut(&name) else {
                 continue;
@@ -202,12 +219,23 @@ impl Window {
             }
             self.running += 1;
             self.queued -= 1;
-            workers.submit(job);
+            if is_down(&job.origin) {
+                diverted.push(job);
+            } else {
+                workers.submit(job);
+            }
         }
+        diverted
     }
 
-    /// A download ended: its message, and the messages held for its relPath.
-    pub fn ended(&mut self, job: &Job) -> (Option<Bytes>, VecDeque<Arrival>) {
+    /// Downloads waiting for a worker or their server's turn.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// A download ended: its message (topic, payload), and the messages held for its
+    /// relPath.
+    pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, Bytes)>, VecDeque<Arrival>) {
         self.running = self.running.saturating_sub(1);
         if let Some(o) = self.origins.get_mut(&job.origin) {
             o.running = o.running.saturating_sub(1);
@@ -218,9 +246,9 @@ impl Window {
                 self.ready.push_back(job.origin.clone());
             }
         }
-        let payload = self.entry(job.slot).and_then(|e| e.payload.take());
+        let message = self.entry(job.slot).and_then(|e| e.message.take());
         let held = self.fetching.remove(&job.rel).unwrap_or_default();
-        (payload, held)
+        (message, held)
     }
 
     /// Keeps a message that could not be stored for trouble of the local disk; it is

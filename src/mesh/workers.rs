@@ -49,6 +49,26 @@ pub struct Done {
     /// Not stored because of the local disk (full, failing, read-only): why. The
     /// message waits for the disk, it is not given up.
     pub trouble: Option<String>,
+    /// Not stored because the server failed (refused, reset, timeout, 5xx, 429, too
+    /// slow) through the short budget of attempts: why. The message goes to the retry
+    /// queue.
+    pub transient: Option<String>,
+    /// Not tried: its server is marked down.
+    pub diverted: bool,
+}
+
+impl Done {
+    /// A job not even tried: its server is down.
+    pub fn diverted(job: Job) -> Done {
+        Done {
+            job,
+            stored: None,
+            mismatches: 0,
+            trouble: None,
+            transient: Some("server marked down".into()),
+            diverted: true,
+        }
+    }
 }
 
 /// How the workers download.
@@ -58,6 +78,7 @@ pub struct Settings {
     pub xattr: &'static str,
     pub file_max: u64,
     pub retries: u32,
+    /// The short budget of attempts while the server fails, before the retry queue.
     pub retry_time: Duration,
     pub timeouts: Timeouts,
     /// Idle keep-alive connections kept per origin.
@@ -149,9 +170,11 @@ struct Worker {
 }
 
 impl Worker {
-    /// Downloads, with two budgets: a wrong checksum is retried `retries` times; a
-    /// server that is away (refused, reset, timeout, 5xx) is waited for up to
-    /// `retry_time`, the message meanwhile unacknowledged and so safe in the broker.
+    /// Downloads, with three budgets: a wrong checksum is tried `retries` times; a
+    /// server failing (refused, reset, timeout, 5xx, 429, too slow) is tried again for
+    /// up to `retry_time` (seconds), then the message goes to the retry queue; a 4xx is
+    /// checked once more after a pause (a file announced a moment before its server
+    /// shows it), then given up.
     fn download(&mut self, job: Job) -> Done {
         let (rel, url, s) = (&job.rel, &job.url, &self.settings);
         let started = Instant::now();
@@ -159,6 +182,8 @@ impl Worker {
         let mut mismatches = 0;
         let mut attempt = 0;
         let mut trouble = None;
+        let mut transient = None;
+        let mut rechecked = false;
         let stored = loop {
             attempt += 1;
             if self.stop.load(Ordering::Relaxed) {
@@ -203,9 +228,19 @@ impl Worker {
                     trouble = Some(e.to_string());
                     break None;
                 }
+                Err(e) if e.is_permanent() => {
+                    log::warn!("{rel}: GET {url} failed (attempt {attempt}): {e}");
+                    let again = !rechecked && matches!(e, FetchError::Status(_));
+                    rechecked = true;
+                    !again
+                }
                 Err(e) => {
                     log::warn!("{rel}: GET {url} failed (attempt {attempt}): {e}");
-                    e.is_permanent() || started.elapsed() + backoff > s.retry_time
+                    if started.elapsed() + backoff > s.retry_time {
+                        transient = Some(e.to_string());
+                        break None;
+                    }
+                    false
                 }
             };
             if give_up {
@@ -220,6 +255,8 @@ impl Worker {
             stored,
             mismatches,
             trouble,
+            transient,
+            diverted: false,
         }
     }
 }

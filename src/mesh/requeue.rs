@@ -1,0 +1,193 @@
+//! What a flow does with downloads that failed for their server's sake: it keeps their
+//! messages in the retry queue (on disk before the upstream ack) and moves on; tries
+//! them again in the background when workers are free (fresh messages first), the
+//! freshest first; marks a server that keeps failing down, so its files go straight to
+//! the queue; drops what outlives `--retry-ttl`.
+
+use super::flow::{Flow, Outcome};
+use super::mqtt::Poster;
+use super::retry::Taken;
+use super::servers::DOWN_AFTER;
+use super::window::{Window, RETRY_SLOTS};
+use super::workers::{Done, Job, Workers};
+use std::time::{Duration, Instant};
+
+/// How often the retry queue is looked at.
+const RETRY_TICK: Duration = Duration::from_millis(100);
+/// Pause of an entry that could not be tried for local reasons (disk, a download of
+/// the same relPath in progress).
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+impl Flow {
+    /// Starts queued downloads (those of servers marked down go to the retry queue
+    /// untried), and tries queued messages when workers are free.
+    pub(super) fn dispatch(&mut self, w: &mut Window, workers: &Workers, poster: Option<&Poster>) {
+        self.retry_tick(w, poster);
+        loop {
+            let now = Instant::now();
+            let servers = &self.servers;
+            let diverted = w.dispatch(workers, |o| servers.is_down(o, now));
+            if diverted.is_empty() {
+                return;
+            }
+            for job in diverted {
+                self.downloaded(w, Done::diverted(job), poster);
+            }
+        }
+    }
+
+    /// Keeps the message of a download its server failed in the retry queue (written;
+    /// synced before the upstream ack). False: the queue cannot be written.
+    pub(super) fn requeue(
+        &mut self,
+        job: &Job,
+        why: &str,
+        diverted: bool,
+        topic: &[u8],
+        payload: &[u8],
+    ) -> bool {
+        let now = Instant::now();
+        if !diverted && self.servers.failed(&job.origin, now) {
+            log::warn!(
+                "{}: marked down after {DOWN_AFTER} failures in a row ({why}): its files go to the retry queue",
+                job.origin
+            );
+        }
+        let unix = crate::sys::unix_now() as u64;
+        match self.retry.push(topic, payload, &job.origin, unix) {
+            Ok(pushed_out) => {
+                self.stats.queued += 1;
+                if diverted {
+                    log::debug!("{}: {why}, queued for retry", job.rel);
+                } else {
+                    log::info!(
+                        "{}: {why}; queued for retry ({} in the queue)",
+                        job.rel,
+                        self.retry.len()
+                    );
+                }
+                if let Some(d) = pushed_out {
+                    self.stats.expired += 1;
+                    log::warn!(
+                        "retry queue full (--retry-max {}): the oldest message (from {}, {} s old) dropped",
+                        self.cfg.retry_max,
+                        d.origin,
+                        d.age
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("{}: cannot keep in the retry queue: {e}", job.rel);
+                false
+            }
+        }
+    }
+
+    /// A download of a retry-queue entry ended.
+    pub(super) fn retry_ended(&mut self, id: u64, d: Done, poster: Option<&Poster>) {
+        let message = self.retrying.remove(&id);
+        let (rel, origin) = (d.job.rel.as_str(), d.job.origin.as_str());
+        if let Some((method, digest, size)) = d.stored {
+            log::info!("{rel}: stored from the retry queue");
+            let seq = self.stored(rel, method, digest, size, message, poster);
+            // removed from the queue once its announcement is acknowledged
+            self.retry_done.push((seq, id));
+            if self.servers.succeeded(origin) {
+                log::info!("{origin}: back up; its queued files are tried now");
+                self.retry.wake(origin);
+            }
+            return;
+        }
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            self.retry.later(id, Some(Duration::ZERO));
+            return;
+        }
+        if d.trouble.is_some() {
+            self.servers.unprobe(origin);
+            self.retry.later(id, Some(RETRY_PAUSE));
+            return;
+        }
+        let Some(why) = d.transient else {
+            // given up for good (a 4xx, a checksum that never matches): logged already
+            self.stats.failures += 1;
+            self.retry.remove(id);
+            return;
+        };
+        if !d.diverted && self.servers.failed(origin, Instant::now()) {
+            log::warn!("{origin}: still down ({why})");
+        }
+        let unix = crate::sys::unix_now() as u64;
+        if self.retry.is_expired(id, unix) {
+            self.expired(id, rel, &why, unix);
+        } else {
+            self.retry.later(id, None);
+        }
+    }
+
+    fn expired(&mut self, id: u64, rel: &str, why: &str, unix: u64) {
+        if let Some(d) = self.retry.drop_entry(id, unix) {
+            self.stats.expired += 1;
+            log::warn!(
+                "{rel}: dropped from the retry queue after {} s (--retry-ttl); last trouble: {why}",
+                d.age
+            );
+        }
+    }
+
+    /// Drops what is past its time to live; tries due entries while workers are free
+    /// and no fresh download waits.
+    fn retry_tick(&mut self, w: &mut Window, poster: Option<&Poster>) {
+        let now = Instant::now();
+        if now < self.retry_next || self.retry.is_empty() {
+            return;
+        }
+        self.retry_next = now + RETRY_TICK;
+        let unix = crate::sys::unix_now() as u64;
+        for d in self.retry.expire(unix) {
+            self.stats.expired += 1;
+            log::warn!(
+                "a message from {} dropped from the retry queue after {} s (--retry-ttl)",
+                d.origin,
+                d.age
+            );
+        }
+        while w.queued() == 0 && w.downloads() < self.cfg.concurrency {
+            let servers = &mut self.servers;
+            match self.retry.take_due(now, |o| servers.may_try(o, now)) {
+                Ok(Some(t)) => self.retry_one(w, t, poster),
+                Ok(None) => return,
+                Err(e) => {
+                    log::error!("retry queue: cannot read: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Judges a queued message again: it may have arrived meanwhile from another peer.
+    fn retry_one(&mut self, w: &mut Window, t: Taken, poster: Option<&Poster>) {
+        let id = t.id;
+        match self.handle(&t.topic, &t.payload, t.reloaded, false, poster, w) {
+            Outcome::Fetch(mut job) => {
+                job.slot = RETRY_SLOTS + id;
+                self.stats.retried += 1;
+                log::debug!("{}: tried again from the retry queue", job.rel);
+                self.retrying.insert(id, t.payload.clone());
+                w.fetch(job, t.topic, t.payload);
+            }
+            outcome => {
+                if let Some((_, origin)) = self.retry.attempts(id) {
+                    let origin = origin.to_string();
+                    self.servers.unprobe(&origin);
+                }
+                match outcome {
+                    // here already (or refused now): finished once announced
+                    Outcome::Done(seq) => self.retry_done.push((seq, id)),
+                    Outcome::Abandoned => self.retry.later(id, Some(Duration::ZERO)),
+                    _ => self.retry.later(id, Some(RETRY_PAUSE)),
+                }
+            }
+        }
+    }
+}

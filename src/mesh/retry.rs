@@ -1,0 +1,552 @@
+//! The flow's retry queue: messages whose download failed for their server's sake
+//! (refused, reset, timeout, 5xx, 429, too slow, server down), kept on disk so that the
+//! upstream message can be acknowledged and the flow move on. Tried again in the
+//! background with capped exponential backoff, the freshest first, until `ttl`.
+//!
+//! One append-only log (`queue.log`) rather than a file per entry: an entry costs one
+//! write, and a batch of them one fsync (made before the upstream acks), which an SD
+//! card can afford when a whole server goes away. Records:
+//!
+//! ```text
+//! A <id> <queued unix secs> <topic len> <payload len> <origin>\n<topic><payload>\n
+//! D <id>\n
+//! ```
+//!
+//! A record torn by a crash ends the log (it is cut there): its message was not
+//! acknowledged, so the broker delivers it again. The log is rewritten with only the
+//! live entries when the dead ones outnumber them. Memory holds the index, not the
+//! messages: they are read back from the log when tried.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// First pause before an entry is tried again; doubled at each failure.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest pause between two tries of an entry.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Default `--retry-max`: entries kept at most (an entry costs ~150 bytes of memory).
+pub const DEFAULT_MAX: usize = 10_000;
+/// Dead records tolerated in the log before it is rewritten, beyond the live ones.
+const COMPACT_SLACK: usize = 1_000;
+const LOG: &str = "queue.log";
+
+/// One message waiting to be tried again.
+#[derive(Debug)]
+struct Entry {
+    /// When it first failed (unix seconds): `ttl` counts from there.
+    queued: u64,
+    /// Where its download points (`scheme://host:port`).
+    origin: String,
+    /// Where its topic starts in the log; the payload follows it.
+    offset: u64,
+    topic_len: usize,
+    payload_len: usize,
+    attempts: u32,
+    due: Instant,
+    /// Being tried now.
+    busy: bool,
+    /// Loaded at start: the node may have stored it before a crash without announcing.
+    reloaded: bool,
+}
+
+/// A message taken from the queue to be tried.
+#[derive(Debug)]
+pub struct Taken {
+    pub id: u64,
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub reloaded: bool,
+}
+
+/// An entry that left the queue unfinished (expired or pushed out by `max`).
+#[derive(Debug, PartialEq)]
+pub struct Dropped {
+    pub origin: String,
+    /// Seconds it spent in the queue.
+    pub age: u64,
+}
+
+pub struct RetryQueue {
+    dir: PathBuf,
+    log: File,
+    /// The log's length: where the next record goes.
+    end: u64,
+    entries: BTreeMap<u64, Entry>,
+    next_id: u64,
+    dead: usize,
+    /// Entries written since the last sync.
+    unsynced: bool,
+    max: usize,
+    ttl: u64,
+}
+
+impl RetryQueue {
+    /// Opens (or creates) the queue in `dir`, taking up the entries left by the last run.
+    pub fn open(dir: &Path, max: usize, ttl: Duration) -> io::Result<RetryQueue> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(LOG);
+        let mut log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
+        let (entries, next_id, end) = replay(&mut log)?;
+        let len = log.metadata()?.len();
+        if end < len {
+            log::warn!(
+                "retry queue {}: {} bytes of a torn record cut off (their message was not acknowledged: the broker delivers it again)",
+                path.display(),
+                len - end
+            );
+            log.set_len(end)?;
+        }
+        let mut q = RetryQueue {
+            dir: dir.to_path_buf(),
+            log,
+            end,
+            dead: 0,
+            entries,
+            next_id,
+            unsynced: false,
+            max: max.max(1),
+            ttl: ttl.as_secs(),
+        };
+        // start from a log of live entries only
+        q.compact()?;
+        if !q.entries.is_empty() {
+            log::info!(
+                "retry queue {}: {} messages taken up from the last run",
+                dir.display(),
+                q.entries.len()
+            );
+        }
+        Ok(q)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Queues a message (written, not yet synced: `sync` before acknowledging it).
+    /// Returns the entry pushed out to keep within `max`, if one was.
+    pub fn push(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        origin: &str,
+        now: u64,
+    ) -> io::Result<Option<Dropped>> {
+        let id = self.next_id;
+        let head = format!(
+            "A {id} {now} {} {} {}\n",
+            topic.len(),
+            payload.len(),
+            clean_origin(origin)
+        );
+        let mut rec = Vec::with_capacity(head.len() + topic.len() + payload.len() + 1);
+        rec.extend_from_slice(head.as_bytes());
+        rec.extend_from_slice(topic);
+        rec.extend_from_slice(payload);
+        rec.push(b'\n');
+        if let Err(e) = self.log.write_all(&rec) {
+            // a partial record would end the log at the next start: cut it now
+            let _ = self.log.set_len(self.end);
+            return Err(e);
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                queued: now,
+                origin: clean_origin(origin).to_string(),
+                offset: self.end + head.len() as u64,
+                topic_len: topic.len(),
+                payload_len: payload.len(),
+                attempts: 0,
+                due: Instant::now() + FIRST_BACKOFF,
+                busy: false,
+                reloaded: false,
+            },
+        );
+        self.end += rec.len() as u64;
+        self.next_id += 1;
+        self.unsynced = true;
+        let mut pushed_out = None;
+        if self.entries.len() > self.max {
+            // the oldest idle entry gives way
+            if let Some(old) = self
+                .entries
+                .iter()
+                .find(|(_, e)| !e.busy)
+                .map(|(id, _)| *id)
+            {
+                pushed_out = self.drop_entry(old, now);
+            }
+        }
+        Ok(pushed_out)
+    }
+
+    /// Makes what was pushed durable: called before the upstream acks of those messages.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.log.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Takes the freshest entry that is due and whose server `may_try`, marking it busy.
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        mut may_try: impl FnMut(&str) -> bool,
+    ) -> io::Result<Option<Taken>> {
+        let Some((&id, e)) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|(_, e)| !e.busy && e.due <= now && may_try(&e.origin))
+        else {
+            return Ok(None);
+        };
+        let mut buf = vec![0; e.topic_len + e.payload_len];
+        self.log.read_exact_at(&mut buf, e.offset)?;
+        e.busy = true;
+        e.attempts += 1;
+        let mut payload = Bytes::from(buf);
+        let topic = payload.split_to(e.topic_len);
+        Ok(Some(Taken {
+            id,
+            topic,
+            payload,
+            reloaded: e.reloaded,
+        }))
+    }
+
+    /// The entry's try failed (or could not be made now): tried again after a pause,
+    /// doubled at each attempt (`backoff`), or after `pause` when given.
+    pub fn later(&mut self, id: u64, pause: Option<Duration>) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.busy = false;
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << e.attempts.saturating_sub(1).min(16))
+                .min(MAX_BACKOFF);
+            e.due = Instant::now() + pause.unwrap_or(backoff);
+        }
+    }
+
+    /// The entries of `origin` become due now (their server is back).
+    pub fn wake(&mut self, origin: &str) {
+        let now = Instant::now();
+        for e in self.entries.values_mut().filter(|e| e.origin == origin) {
+            e.due = e.due.min(now);
+        }
+    }
+
+    /// Times the entry has been tried; its server.
+    pub fn attempts(&self, id: u64) -> Option<(u32, &str)> {
+        self.entries
+            .get(&id)
+            .map(|e| (e.attempts, e.origin.as_str()))
+    }
+
+    /// Whether the entry is past its time to live.
+    pub fn is_expired(&self, id: u64, now: u64) -> bool {
+        self.entries
+            .get(&id)
+            .is_some_and(|e| now.saturating_sub(e.queued) >= self.ttl)
+    }
+
+    /// The entry is finished (stored, or found not to be needed).
+    pub fn remove(&mut self, id: u64) {
+        if self.entries.remove(&id).is_some() {
+            self.forget(id);
+        }
+    }
+
+    /// Drops the entry unfinished; returns what it was.
+    pub fn drop_entry(&mut self, id: u64, now: u64) -> Option<Dropped> {
+        let e = self.entries.remove(&id)?;
+        self.forget(id);
+        Some(Dropped {
+            origin: e.origin,
+            age: now.saturating_sub(e.queued),
+        })
+    }
+
+    /// Drops the idle entries past their time to live.
+    pub fn expire(&mut self, now: u64) -> Vec<Dropped> {
+        let old: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.busy && now.saturating_sub(e.queued) >= self.ttl)
+            .map(|(id, _)| *id)
+            .collect();
+        old.into_iter()
+            .filter_map(|id| self.drop_entry(id, now))
+            .collect()
+    }
+
+    /// Records a removal; rewrites the log when mostly dead. A removal need not be
+    /// synced: an entry that comes back after a crash is judged again, and found stored.
+    fn forget(&mut self, id: u64) {
+        let rec = format!("D {id}\n");
+        if self.log.write_all(rec.as_bytes()).is_ok() {
+            self.end += rec.len() as u64;
+        } else {
+            let _ = self.log.set_len(self.end);
+        }
+        self.dead += 1;
+        if self.dead > self.entries.len() + COMPACT_SLACK {
+            if let Err(e) = self.compact() {
+                log::warn!("retry queue {}: cannot rewrite: {e}", self.dir.display());
+            }
+        }
+    }
+
+    /// Rewrites the log with the live entries only (written aside, synced, renamed).
+    fn compact(&mut self) -> io::Result<()> {
+        if self.dead == 0 && self.entries.is_empty() && self.end == 0 {
+            return Ok(());
+        }
+        let path = self.dir.join(LOG);
+        let tmp = self.dir.join(".queue.log.tmp");
+        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let mut end = 0u64;
+        let mut offsets = Vec::with_capacity(self.entries.len());
+        for (id, e) in &self.entries {
+            let mut buf = vec![0; e.topic_len + e.payload_len];
+            self.log.read_exact_at(&mut buf, e.offset)?;
+            let head = format!(
+                "A {id} {} {} {} {}\n",
+                e.queued, e.topic_len, e.payload_len, e.origin
+            );
+            out.write_all(head.as_bytes())?;
+            out.write_all(&buf)?;
+            out.write_all(b"\n")?;
+            offsets.push(end + head.len() as u64);
+            end += (head.len() + buf.len() + 1) as u64;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.log = OpenOptions::new().read(true).append(true).open(&path)?;
+        for (e, off) in self.entries.values_mut().zip(offsets) {
+            e.offset = off;
+        }
+        self.end = end;
+        self.dead = 0;
+        self.unsynced = false;
+        Ok(())
+    }
+}
+
+/// An origin as written in a record: one word.
+fn clean_origin(origin: &str) -> &str {
+    if origin.is_empty() || origin.bytes().any(|b| b <= b' ') {
+        "-"
+    } else {
+        origin
+    }
+}
+
+/// Reads the log: the live entries, the next id, and where the last whole record ends.
+fn replay(log: &mut File) -> io::Result<(BTreeMap<u64, Entry>, u64, u64)> {
+    log.seek(SeekFrom::Start(0))?;
+    let mut r = BufReader::new(&*log);
+    let mut entries = BTreeMap::new();
+    let (mut next_id, mut pos) = (0u64, 0u64);
+    let mut line = Vec::new();
+    let now = Instant::now();
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line[..n - 1]).into_owned();
+        let f: Vec<&str> = text.split(' ').collect();
+        match f.as_slice() {
+            ["A", id, queued, tl, pl, origin] => {
+                let (Ok(id), Ok(queued), Ok(tl), Ok(pl)) = (
+                    id.parse::<u64>(),
+                    queued.parse::<u64>(),
+                    tl.parse::<usize>(),
+                    pl.parse::<usize>(),
+                ) else {
+                    break;
+                };
+                let mut body = vec![0; tl + pl + 1];
+                if r.read_exact(&mut body).is_err() || body[tl + pl] != b'\n' {
+                    break;
+                }
+                entries.insert(
+                    id,
+                    Entry {
+                        queued,
+                        origin: (*origin).to_string(),
+                        offset: pos + n as u64,
+                        topic_len: tl,
+                        payload_len: pl,
+                        attempts: 0,
+                        // taken up at once: the node was away for a while
+                        due: now,
+                        busy: false,
+                        reloaded: true,
+                    },
+                );
+                next_id = next_id.max(id + 1);
+                pos += (n + tl + pl + 1) as u64;
+            }
+            ["D", id] => {
+                let Ok(id) = id.parse::<u64>() else { break };
+                entries.remove(&id);
+                next_id = next_id.max(id + 1);
+                pos += n as u64;
+            }
+            _ => break,
+        }
+    }
+    Ok((entries, next_id, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meshnode-retry-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn take(q: &mut RetryQueue) -> Option<Taken> {
+        q.take_due(Instant::now() + MAX_BACKOFF * 2, |_| true)
+            .unwrap()
+    }
+
+    #[test]
+    fn entries_survive_a_restart_and_come_freshest_first() {
+        let dir = scratch("restart");
+        {
+            let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+            q.push(b"t/a", b"{\"a\":1}", "http://a:80", 1000).unwrap();
+            q.push(b"t/b", b"{\"b\":2}", "http://b:80", 1001).unwrap();
+            q.push(b"t/c", b"{\"c\":3}", "http://a:80", 1002).unwrap();
+            q.sync().unwrap();
+            let c = take(&mut q).unwrap();
+            assert_eq!(&c.payload[..], b"{\"c\":3}");
+            q.remove(c.id);
+            // not synced, as after a SIGKILL
+        }
+        let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(q.len(), 2);
+        let b = take(&mut q).unwrap();
+        assert_eq!(
+            (&b.topic[..], &b.payload[..]),
+            (&b"t/b"[..], &b"{\"b\":2}"[..])
+        );
+        assert!(b.reloaded, "taken up from the last run");
+        let a = take(&mut q).unwrap();
+        assert_eq!(&a.payload[..], b"{\"a\":1}");
+        assert!(take(&mut q).is_none(), "both busy");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_record_is_cut_off_and_the_rest_kept() {
+        let dir = scratch("torn");
+        {
+            let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+            q.push(b"t", b"whole", "http://a", 5).unwrap();
+            q.sync().unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(dir.join(LOG)).unwrap();
+        f.write_all(b"A 9 6 1 100 http://a\ntpartial").unwrap();
+        drop(f);
+        let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(q.len(), 1);
+        q.push(b"u", b"after", "http://a", 7).unwrap();
+        drop(q);
+        let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+        let got: Vec<Bytes> = std::iter::from_fn(|| take(&mut q).map(|t| t.payload)).collect();
+        assert_eq!(got, vec![Bytes::from("after"), Bytes::from("whole")]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn backoff_doubles_and_servers_can_be_skipped() {
+        let dir = scratch("backoff");
+        let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
+        q.push(b"t", b"m", "http://down", 5).unwrap();
+        let now = Instant::now();
+        assert!(q.take_due(now, |_| true).unwrap().is_none(), "not due yet");
+        let later = now + FIRST_BACKOFF;
+        assert!(q.take_due(later, |o| o != "http://down").unwrap().is_none());
+        let t = q.take_due(later, |_| true).unwrap().unwrap();
+        q.later(t.id, None);
+        q.take_due(Instant::now() + FIRST_BACKOFF, |_| true)
+            .unwrap()
+            .unwrap();
+        q.later(t.id, None);
+        // second failure: twice the first pause
+        assert!(q
+            .take_due(Instant::now() + FIRST_BACKOFF, |_| true)
+            .unwrap()
+            .is_none());
+        q.wake("http://down");
+        assert!(q.take_due(Instant::now(), |_| true).unwrap().is_some());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bounded_by_max_and_ttl() {
+        let dir = scratch("bounds");
+        let mut q = RetryQueue::open(&dir, 2, Duration::from_secs(60)).unwrap();
+        assert_eq!(q.push(b"t", b"1", "http://a", 100).unwrap(), None);
+        assert_eq!(q.push(b"t", b"2", "http://b", 110).unwrap(), None);
+        let out = q.push(b"t", b"3", "http://c", 120).unwrap();
+        assert_eq!(
+            out,
+            Some(Dropped {
+                origin: "http://a".into(),
+                age: 20
+            }),
+            "the oldest gives way"
+        );
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.expire(175).len(), 1, "the one queued at 110 is 65 s old");
+        assert!(q.is_expired(2, 180));
+        assert!(!q.is_expired(2, 179));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_log_is_rewritten_when_mostly_dead() {
+        let dir = scratch("compact");
+        let mut q = RetryQueue::open(&dir, 10_000, Duration::from_secs(3600)).unwrap();
+        q.push(b"keep", b"kept", "http://a", 1).unwrap();
+        for i in 0..(COMPACT_SLACK + 10) {
+            q.push(b"t", format!("{i}").as_bytes(), "http://a", 2)
+                .unwrap();
+            let id = q.next_id - 1;
+            q.remove(id);
+        }
+        let size = fs::metadata(dir.join(LOG)).unwrap().len();
+        assert!(size < 2000, "log of {size} bytes after compaction");
+        drop(q);
+        let mut q = RetryQueue::open(&dir, 10_000, Duration::from_secs(3600)).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(&take(&mut q).unwrap().payload[..], b"kept");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,118 @@
+//! What a flow knows of the servers it downloads from: one that keeps failing is marked
+//! down for a while, so its files go straight to the retry queue instead of tying up a
+//! connection each; then one of its files probes it, and success brings it back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Failures in a row (after each file's own attempts) that mark a server down.
+pub const DOWN_AFTER: u32 = 3;
+/// How long a server is first left alone; doubled each time a probe fails.
+pub const FIRST_DOWN: Duration = Duration::from_secs(10);
+pub const MAX_DOWN: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    down_until: Option<Instant>,
+    down_for: Duration,
+    /// A file of this down server is being tried.
+    probing: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Servers {
+    map: HashMap<String, Health>,
+}
+
+impl Servers {
+    /// A download from `origin` failed after its attempts; true when this marks the
+    /// server down (again).
+    pub fn failed(&mut self, origin: &str, now: Instant) -> bool {
+        let h = self.map.entry(origin.to_string()).or_default();
+        h.failures += 1;
+        h.probing = false;
+        if h.failures < DOWN_AFTER {
+            return false;
+        }
+        h.down_for = (h.down_for * 2).clamp(FIRST_DOWN, MAX_DOWN);
+        h.down_until = Some(now + h.down_for);
+        true
+    }
+
+    /// A download from `origin` succeeded; true when the server was down.
+    pub fn succeeded(&mut self, origin: &str) -> bool {
+        self.map
+            .remove(origin)
+            .is_some_and(|h| h.failures >= DOWN_AFTER)
+    }
+
+    /// Whether new files of `origin` are to go straight to the retry queue.
+    pub fn is_down(&self, origin: &str, now: Instant) -> bool {
+        self.map
+            .get(origin)
+            .and_then(|h| h.down_until)
+            .is_some_and(|t| now < t)
+    }
+
+    /// Whether a queued file of `origin` may be tried now (one at a time while the
+    /// server is down: a probe); marks the probe.
+    pub fn may_try(&mut self, origin: &str, now: Instant) -> bool {
+        let Some(h) = self.map.get_mut(origin) else {
+            return true;
+        };
+        if h.failures < DOWN_AFTER {
+            return true;
+        }
+        if h.probing || h.down_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        h.probing = true;
+        true
+    }
+
+    /// The probe of `origin` ended without a download (its file was not needed).
+    pub fn unprobe(&mut self, origin: &str) {
+        if let Some(h) = self.map.get_mut(origin) {
+            h.probing = false;
+        }
+    }
+
+    /// Servers marked down now.
+    pub fn down(&self, now: Instant) -> usize {
+        self.map
+            .values()
+            .filter(|h| h.down_until.is_some_and(|t| now < t))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_after_failures_probed_then_back() {
+        let mut s = Servers::default();
+        let t0 = Instant::now();
+        assert!(!s.failed("http://a", t0));
+        assert!(!s.failed("http://a", t0));
+        assert!(!s.is_down("http://a", t0));
+        assert!(s.may_try("http://a", t0));
+        assert!(s.failed("http://a", t0), "third failure in a row");
+        assert!(s.is_down("http://a", t0));
+        assert!(!s.is_down("http://b", t0));
+        assert_eq!(s.down(t0), 1);
+        assert!(!s.may_try("http://a", t0), "left alone for a while");
+        let after = t0 + FIRST_DOWN;
+        assert!(s.may_try("http://a", after), "one probe");
+        assert!(!s.may_try("http://a", after), "only one at a time");
+        // the probe fails: down twice as long
+        assert!(s.failed("http://a", after));
+        assert!(s.is_down("http://a", after + FIRST_DOWN));
+        assert!(!s.is_down("http://a", after + FIRST_DOWN * 2));
+        assert!(s.succeeded("http://a"));
+        assert!(!s.is_down("http://a", after));
+        assert!(!s.succeeded("http://a"), "no longer down");
+    }
+}
