@@ -54,7 +54,7 @@ impl Flow {
             );
         }
         let unix = crate::sys::unix_now() as u64;
-        match self.retry.push(topic, payload, &job.origin, unix) {
+        match self.retry.push(topic, payload, &job.origin, &job.rel, unix) {
             Ok(pushed_out) => {
                 self.stats.queued += 1;
                 if diverted {
@@ -69,10 +69,11 @@ impl Flow {
                 if let Some(d) = pushed_out {
                     self.stats.expired += 1;
                     log::warn!(
-                        "retry queue full (--retry-max {}): the oldest message (from {}, {} s old) dropped",
+                        "{}: dropped from the retry queue, full (--retry-max {}): the oldest gives way ({} s old, from {})",
+                        d.rel,
                         self.cfg.retry_max,
-                        d.origin,
-                        d.age
+                        d.age,
+                        d.origin
                     );
                 }
                 true
@@ -119,17 +120,18 @@ impl Flow {
         }
         let unix = crate::sys::unix_now() as u64;
         if self.retry.is_expired(id, unix) {
-            self.expired(id, rel, &why, unix);
+            self.expired(id, &why, unix);
         } else {
             self.retry.later(id, None);
         }
     }
 
-    fn expired(&mut self, id: u64, rel: &str, why: &str, unix: u64) {
+    fn expired(&mut self, id: u64, why: &str, unix: u64) {
         if let Some(d) = self.retry.drop_entry(id, unix) {
             self.stats.expired += 1;
             log::warn!(
-                "{rel}: dropped from the retry queue after {} s (--retry-ttl); last trouble: {why}",
+                "{}: dropped from the retry queue after {} s (--retry-ttl); last trouble: {why}",
+                d.rel,
                 d.age
             );
         }
@@ -147,9 +149,10 @@ impl Flow {
         for d in self.retry.expire(unix) {
             self.stats.expired += 1;
             log::warn!(
-                "a message from {} dropped from the retry queue after {} s (--retry-ttl)",
-                d.origin,
-                d.age
+                "{}: dropped from the retry queue after {} s (--retry-ttl), its server {} still failing",
+                d.rel,
+                d.age,
+                d.origin
             );
         }
         while w.queued() == 0 && w.downloads() < self.cfg.concurrency {

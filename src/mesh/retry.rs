@@ -8,7 +8,7 @@
 //! card can afford when a whole server goes away. Records:
 //!
 //! ```text
-//! A <id> <queued unix secs> <topic len> <payload len> <origin>\n<topic><payload>\n
+//! A <id> <queued unix secs> <topic len> <payload len> <origin> <relPath>\n<topic><payload>\n
 //! D <id>\n
 //! ```
 //!
@@ -42,6 +42,8 @@ struct Entry {
     queued: u64,
     /// Where its download points (`scheme://host:port`).
     origin: String,
+    /// Its file (for the log lines).
+    rel: String,
     /// Where its topic starts in the log; the payload follows it.
     offset: u64,
     topic_len: usize,
@@ -66,6 +68,7 @@ pub struct Taken {
 /// An entry that left the queue unfinished (expired or pushed out by `max`).
 #[derive(Debug, PartialEq)]
 pub struct Dropped {
+    pub rel: String,
     pub origin: String,
     /// Seconds it spent in the queue.
     pub age: u64,
@@ -143,11 +146,12 @@ impl RetryQueue {
         topic: &[u8],
         payload: &[u8],
         origin: &str,
+        rel: &str,
         now: u64,
     ) -> io::Result<Option<Dropped>> {
         let id = self.next_id;
         let head = format!(
-            "A {id} {now} {} {} {}\n",
+            "A {id} {now} {} {} {} {rel}\n",
             topic.len(),
             payload.len(),
             clean_origin(origin)
@@ -167,6 +171,7 @@ impl RetryQueue {
             Entry {
                 queued: now,
                 origin: clean_origin(origin).to_string(),
+                rel: rel.to_string(),
                 offset: self.end + head.len() as u64,
                 topic_len: topic.len(),
                 payload_len: payload.len(),
@@ -277,6 +282,7 @@ impl RetryQueue {
         let e = self.entries.remove(&id)?;
         self.forget(id);
         Some(Dropped {
+            rel: e.rel,
             origin: e.origin,
             age: now.saturating_sub(e.queued),
         })
@@ -326,8 +332,8 @@ impl RetryQueue {
             let mut buf = vec![0; e.topic_len + e.payload_len];
             self.log.read_exact_at(&mut buf, e.offset)?;
             let head = format!(
-                "A {id} {} {} {} {}\n",
-                e.queued, e.topic_len, e.payload_len, e.origin
+                "A {id} {} {} {} {} {}\n",
+                e.queued, e.topic_len, e.payload_len, e.origin, e.rel
             );
             out.write_all(head.as_bytes())?;
             out.write_all(&buf)?;
@@ -374,9 +380,9 @@ fn replay(log: &mut File) -> io::Result<(BTreeMap<u64, Entry>, u64, u64)> {
             break;
         }
         let text = String::from_utf8_lossy(&line[..n - 1]).into_owned();
-        let f: Vec<&str> = text.split(' ').collect();
+        let f: Vec<&str> = text.splitn(7, ' ').collect();
         match f.as_slice() {
-            ["A", id, queued, tl, pl, origin] => {
+            ["A", id, queued, tl, pl, origin, rel] => {
                 let (Ok(id), Ok(queued), Ok(tl), Ok(pl)) = (
                     id.parse::<u64>(),
                     queued.parse::<u64>(),
@@ -394,6 +400,7 @@ fn replay(log: &mut File) -> io::Result<(BTreeMap<u64, Entry>, u64, u64)> {
                     Entry {
                         queued,
                         origin: (*origin).to_string(),
+                        rel: (*rel).to_string(),
                         offset: pos + n as u64,
                         topic_len: tl,
                         payload_len: pl,
@@ -439,9 +446,12 @@ mod tests {
         let dir = scratch("restart");
         {
             let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
-            q.push(b"t/a", b"{\"a\":1}", "http://a:80", 1000).unwrap();
-            q.push(b"t/b", b"{\"b\":2}", "http://b:80", 1001).unwrap();
-            q.push(b"t/c", b"{\"c\":3}", "http://a:80", 1002).unwrap();
+            q.push(b"t/a", b"{\"a\":1}", "http://a:80", "r/a b", 1000)
+                .unwrap();
+            q.push(b"t/b", b"{\"b\":2}", "http://b:80", "r/1", 1001)
+                .unwrap();
+            q.push(b"t/c", b"{\"c\":3}", "http://a:80", "r/1", 1002)
+                .unwrap();
             q.sync().unwrap();
             let c = take(&mut q).unwrap();
             assert_eq!(&c.payload[..], b"{\"c\":3}");
@@ -458,6 +468,11 @@ mod tests {
         assert!(b.reloaded, "taken up from the last run");
         let a = take(&mut q).unwrap();
         assert_eq!(&a.payload[..], b"{\"a\":1}");
+        assert_eq!(
+            q.drop_entry(a.id, 1010).unwrap().rel,
+            "r/a b",
+            "a relPath with a space"
+        );
         assert!(take(&mut q).is_none(), "both busy");
         let _ = fs::remove_dir_all(&dir);
     }
@@ -467,15 +482,15 @@ mod tests {
         let dir = scratch("torn");
         {
             let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
-            q.push(b"t", b"whole", "http://a", 5).unwrap();
+            q.push(b"t", b"whole", "http://a", "r/1", 5).unwrap();
             q.sync().unwrap();
         }
         let mut f = OpenOptions::new().append(true).open(dir.join(LOG)).unwrap();
-        f.write_all(b"A 9 6 1 100 http://a\ntpartial").unwrap();
+        f.write_all(b"A 9 6 1 100 http://a r/9\ntpartial").unwrap();
         drop(f);
         let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
         assert_eq!(q.len(), 1);
-        q.push(b"u", b"after", "http://a", 7).unwrap();
+        q.push(b"u", b"after", "http://a", "r/1", 7).unwrap();
         drop(q);
         let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
         let got: Vec<Bytes> = std::iter::from_fn(|| take(&mut q).map(|t| t.payload)).collect();
@@ -487,7 +502,7 @@ mod tests {
     fn backoff_doubles_and_servers_can_be_skipped() {
         let dir = scratch("backoff");
         let mut q = RetryQueue::open(&dir, 100, Duration::from_secs(3600)).unwrap();
-        q.push(b"t", b"m", "http://down", 5).unwrap();
+        q.push(b"t", b"m", "http://down", "r/1", 5).unwrap();
         let now = Instant::now();
         assert!(q.take_due(now, |_| true).unwrap().is_none(), "not due yet");
         let later = now + FIRST_BACKOFF;
@@ -512,12 +527,13 @@ mod tests {
     fn bounded_by_max_and_ttl() {
         let dir = scratch("bounds");
         let mut q = RetryQueue::open(&dir, 2, Duration::from_secs(60)).unwrap();
-        assert_eq!(q.push(b"t", b"1", "http://a", 100).unwrap(), None);
-        assert_eq!(q.push(b"t", b"2", "http://b", 110).unwrap(), None);
-        let out = q.push(b"t", b"3", "http://c", 120).unwrap();
+        assert_eq!(q.push(b"t", b"1", "http://a", "r/old", 100).unwrap(), None);
+        assert_eq!(q.push(b"t", b"2", "http://b", "r/1", 110).unwrap(), None);
+        let out = q.push(b"t", b"3", "http://c", "r/1", 120).unwrap();
         assert_eq!(
             out,
             Some(Dropped {
+                rel: "r/old".into(),
                 origin: "http://a".into(),
                 age: 20
             }),
@@ -534,9 +550,9 @@ mod tests {
     fn the_log_is_rewritten_when_mostly_dead() {
         let dir = scratch("compact");
         let mut q = RetryQueue::open(&dir, 10_000, Duration::from_secs(3600)).unwrap();
-        q.push(b"keep", b"kept", "http://a", 1).unwrap();
+        q.push(b"keep", b"kept", "http://a", "r/1", 1).unwrap();
         for i in 0..(COMPACT_SLACK + 10) {
-            q.push(b"t", format!("{i}").as_bytes(), "http://a", 2)
+            q.push(b"t", format!("{i}").as_bytes(), "http://a", "r/1", 2)
                 .unwrap();
             let id = q.next_id - 1;
             q.remove(id);

@@ -137,3 +137,39 @@ fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions
         }
     }
 }
+
+/// A server that accepts connections and never answers (held until dropped).
+pub struct MuteServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl MuteServer {
+    pub fn start() -> MuteServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                held.extend(conn.ok());
+            }
+        });
+        MuteServer { port, stop }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/data", self.port)
+    }
+}
+
+impl Drop for MuteServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

@@ -351,3 +351,144 @@ fn a_trickling_download_is_abandoned_and_tried_again() {
     );
     assert!(node.log_text().contains("too slow"), "{}", node.log_text());
 }
+
+#[test]
+fn dead_links_go_to_the_retry_queue_and_the_good_files_flow_past_them() {
+    let s = Scratch::new("engine-retry");
+    // a short budget, a short life in the queue: the test sees both ends of it
+    let (up, _local, watch, dir, node) = node_between(
+        &s,
+        &[
+            "--timeout",
+            "2",
+            "--retry-time",
+            "1",
+            "--retry-ttl",
+            "12",
+            "--stats-interval",
+            "1",
+        ],
+    );
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    let refused = format!("http://127.0.0.1:{}/data", free_port());
+    let mute = MuteServer::start();
+    let (mut batch, good) = files(
+        &origin,
+        &web.base_url(),
+        294,
+        |i| format!("2026112911/GTS/good{i}.txt"),
+        |i| format!("good {i}\n"),
+        |_| false,
+    );
+    // 1% at a port that refuses, 1% at a server that never answers, spread out
+    let mut bad = Vec::new();
+    for i in 0..6 {
+        let rel = format!("2026112911/GTS/bad{i}.txt");
+        let base = if i % 2 == 0 {
+            &refused
+        } else {
+            &mute.base_url()
+        };
+        let a = (topic_of(&rel), announcement(base, &rel, b"never\n", false));
+        batch.insert(i * 49, a);
+        bad.push(rel);
+    }
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &good) == (294, 294)),
+        "good files stored and announced: {:?}\n{}",
+        arrived(&dir, &watch, &good),
+        node.log_text()
+    );
+    let queued = |log: &str| {
+        bad.iter()
+            .filter(|r| log.contains(&format!("{r}: ")))
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || node.log_text().matches("queued for retry").count()
+            >= 6),
+        "the bad ones queued:\n{}",
+        node.log_text()
+    );
+    assert_eq!(queued(&node.log_text()), 6);
+    // tried again from the queue, then dropped at --retry-ttl, each with its line
+    assert!(
+        wait_until(WAIT, || node
+            .log_text()
+            .matches("dropped from the retry queue")
+            .count()
+            >= 6),
+        "dropped at the ttl:\n{}",
+        node.log_text()
+    );
+    let log = node.log_text();
+    assert!(log.contains("retried "), "{log}");
+    let retried: u64 = log
+        .lines()
+        .filter_map(|l| l.split("retried ").nth(1))
+        .filter_map(|r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(retried >= 1, "entries were tried again: {retried}\n{log}");
+    for r in &bad {
+        assert!(read(&dir, r).is_none() && watch.for_rel(r).is_empty());
+        assert!(
+            log.contains(&format!("{r}: dropped from the retry queue")),
+            "{r}: one line when dropped\n{log}"
+        );
+    }
+    assert!(
+        log.matches("marked down after 3 failures").count() == 2,
+        "both bad servers marked down\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn the_retry_queue_survives_sigkill_and_is_taken_up_at_restart() {
+    let s = Scratch::new("engine-retry-kill");
+    let (up, _local, watch, dir, mut node) =
+        node_between(&s, &["--timeout", "2", "--retry-time", "0"]);
+    let origin = s.path("origin");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/data");
+    let (batch, rels) = files(
+        &origin,
+        &base,
+        20,
+        |i| format!("2026112911/GTS/later{i}.txt"),
+        |i| format!("later {i}\n"),
+        |_| false,
+    );
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || node.log_text().matches("queued for retry").count()
+            + node.log_text().matches("server marked down").count()
+            >= 20),
+        "all in the retry queue:\n{}",
+        node.log_text()
+    );
+    // acknowledged upstream: the broker will not deliver them again
+    std::thread::sleep(Duration::from_millis(500));
+    node.kill9();
+    let _web = WebServer::start_on(port, &origin);
+    node.restart();
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (20, 20)),
+        "stored and announced after the restart: {:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    assert!(
+        node.log_text()
+            .contains("20 messages taken up from the last run"),
+        "{}",
+        node.log_text()
+    );
+}
