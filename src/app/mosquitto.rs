@@ -65,6 +65,12 @@ impl Mosquitto {
             "mosquitto is not installed. On Debian or Raspberry Pi OS: sudo apt-get install -y mosquitto",
         )?;
         let conf = dir.join(format!("{name}.conf"));
+        // mosquitto started as root runs as user `mosquitto`: without this it could
+        // not write its persistence or log in `dir`, and would lose every session
+        // on a restart
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{settings}"))
             .map_err(|e| format!("{}: {e}", conf.display()))?;
         let mut m = Mosquitto {

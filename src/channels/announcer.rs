@@ -147,9 +147,9 @@ impl Drop for Announcer {
 fn spawn_poster(
     cfg: &PeerConfig,
     session: &SessionOptions,
-) -> (Poster, Receiver<Inbound>, Arc<AtomicBool>) {
+) -> (Poster, flume::Receiver<Inbound>, Arc<AtomicBool>) {
     let url = cfg.post_broker.as_ref().expect("checked by the caller");
-    let (itx, irx) = mpsc::sync_channel(16);
+    let (itx, irx) = flume::bounded(16);
     let stop = Arc::new(AtomicBool::new(false));
     (Poster::spawn(url, session, itx, stop.clone()), irx, stop)
 }

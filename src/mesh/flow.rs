@@ -16,9 +16,9 @@ use crate::core::relpath;
 use crate::core::select::Selection;
 use crate::core::topic;
 use crate::store::Store;
+use flume::{RecvTimeoutError, TryRecvError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -236,7 +236,8 @@ pub const MAX_STALL_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Publications and acks handed over at once while the flow is busy.
 pub const BATCH: usize = 32;
-/// Messages and wake-ups on their way from the connection threads to the flow.
+/// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
+/// each upstream session).
 pub const QUEUE_CAPACITY: usize = 64;
 /// Longest a stored file's announcement waits for its batch.
 pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
@@ -318,7 +319,11 @@ impl Flow {
         let n = self.cfg.brokers.len();
         // the flow takes messages into its window as they come: the queue only smooths
         // the hand-over (and carries the wake-ups of the post connection and workers)
-        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        // room for every message the brokers may send unacknowledged. mosquitto 2.0.11
+        // sends beyond the receive maximum (a resumed session: its whole queue): the
+        // connection threads then wait for room, a while (TCP holds the rest back at the
+        // broker), then leave the excess to the broker (see `mqtt::subscriber_loop`)
+        let (tx, rx) = flume::bounded(usize::from(self.cfg.inflight) * n + QUEUE_CAPACITY);
         let filters: Vec<String> = self
             .cfg
             .subtopics
@@ -388,10 +393,10 @@ impl Flow {
         let mut since_release = 0usize;
         // when the oldest publication not yet handed over was made
         let mut outbox_since: Option<Instant> = None;
-        // messages worked on at most: a broker that sends beyond the receive maximum
-        // (mosquitto may, on a resumed session) waits in its socket, not in this node's
-        // memory. Finished messages waiting for acks do not count: their acks need the
-        // connection threads, which need the queue read.
+        // messages worked on at most (the rest wait in the queue, which holds the
+        // receive maximum; beyond it the connection threads leave them to the broker).
+        // Finished messages waiting for acks do not count: they need only the
+        // connection threads, which never wait for the flow.
         let window_max = usize::from(self.cfg.inflight) * n;
         while !self.stop.load(Ordering::Relaxed) {
             if poster.as_ref().is_some_and(Poster::session_lost) {
@@ -412,8 +417,8 @@ impl Flow {
                 } else {
                     match workers.done.recv_timeout(Duration::from_millis(20)) {
                         Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 self.dispatch(&mut window, &workers, poster.as_ref());
@@ -421,13 +426,20 @@ impl Flow {
             }
             let next = match rx.try_recv() {
                 Ok(m) => Ok(m),
-                Err(mpsc::TryRecvError::Empty) => {
+                Err(TryRecvError::Empty) => {
                     // idle: hand over what is batched before waiting
                     if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                         break;
                     }
                     since_release = 0;
                     outbox_since = None;
+                    // what a broker sent beyond the receive maximum comes again on a new
+                    // connection, made once nothing of the old one waits for an ack
+                    for (i, sub) in subs.iter().enumerate() {
+                        if sub.overflowed.load(Ordering::SeqCst) > 0 && window.of_broker(i) == 0 {
+                            sub.reconnect();
+                        }
+                    }
                     let wait = if window.is_empty() {
                         Duration::from_millis(500)
                     } else {
@@ -435,7 +447,7 @@ impl Flow {
                     };
                     rx.recv_timeout(wait)
                 }
-                Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
             };
             match next {
                 Ok(Inbound::Message {

@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,7 +181,7 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
     if ready.is_empty() {
         return Ok(failed);
     }
-    let (tx, rx) = mpsc::sync_channel(16);
+    let (tx, rx) = flume::bounded(16);
     let session = SessionOptions {
         client_id: a
             .client_id

@@ -60,6 +60,8 @@ pub(super) struct Window {
     queued: usize,
     /// Messages still worked on (judged, downloading, held).
     working: usize,
+    /// Messages not yet acknowledged, by upstream broker.
+    per_broker: Vec<usize>,
     concurrency: usize,
     host_connections: usize,
 }
@@ -84,6 +86,7 @@ impl Window {
             running: 0,
             queued: 0,
             working: 0,
+            per_broker: Vec::new(),
             concurrency: concurrency.max(1),
             host_connections: host_connections.max(1),
         }
@@ -100,6 +103,10 @@ impl Window {
             message: None,
         });
         self.working += 1;
+        if self.per_broker.len() <= broker {
+            self.per_broker.resize(broker + 1, 0);
+        }
+        self.per_broker[broker] += 1;
         self.first + self.entries.len() as u64 - 1
     }
 
@@ -123,6 +130,11 @@ impl Window {
     /// waits only for acks, which need the connections polled, so it does not count).
     pub fn working(&self) -> usize {
         self.working
+    }
+
+    /// Messages of upstream broker `broker` not yet acknowledged.
+    pub fn of_broker(&self, broker: usize) -> usize {
+        self.per_broker.get(broker).copied().unwrap_or(0)
     }
 
     /// Messages not yet acknowledged.
@@ -156,6 +168,9 @@ impl Window {
                 if sub.client.try_ack(&ack).is_err() {
                     return; // request queue full: again on the next turn
                 }
+            }
+            if let Some(n) = self.per_broker.get_mut(e.broker) {
+                *n -= 1;
             }
             self.entries.pop_front();
             self.first += 1;

@@ -13,7 +13,7 @@ use crate::core::integrity::{Digest, Method};
 use crate::store::{is_local_trouble, CommitError, Store};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -97,7 +97,7 @@ impl Workers {
     pub fn spawn(
         n: usize,
         s: &Settings,
-        wake: SyncSender<Inbound>,
+        wake: flume::Sender<Inbound>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Workers> {
         // never more jobs handed over than workers: the flow keeps the rest
@@ -131,7 +131,9 @@ impl Workers {
                             return;
                         }
                         // a full queue means the flow is busy and will look anyway
-                        if let Err(TrySendError::Disconnected(_)) = wake.try_send(Inbound::Wake) {
+                        if let Err(flume::TrySendError::Disconnected(_)) =
+                            wake.try_send(Inbound::Wake)
+                        {
                             return;
                         }
                     })?,

@@ -81,9 +81,23 @@ fn broker_restarts_are_ridden_out() {
 }
 
 #[test]
-fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
+fn a_download_slower_than_three_keepalives_with_a_full_window_keeps_the_sessions() {
     let s = Scratch::new("slow");
-    let (up, _local, watch, _dir, node) = node_between(&s, &["--keepalive", "5"]);
+    // five slow downloads fill a window of five: the flow takes nothing more meanwhile,
+    // and mosquitto 2.0.11, resuming the session, sends the 150 after them anyway, far
+    // beyond the receive maximum of 5
+    let (up, _local, watch, dir, mut node) = node_between(
+        &s,
+        &[
+            "--keepalive",
+            "5",
+            "--inflight",
+            "5",
+            "--host-connections",
+            "5",
+        ],
+    );
+    node.kill9();
     let peer_tree = s.path("peer");
     // keepalive 5 s (rumqttc's minimum): 16 s is over three keepalives
     let web = WebServer::start(
@@ -93,29 +107,40 @@ fn a_download_slower_than_three_keepalives_keeps_the_sessions() {
             ..Default::default()
         },
     );
-    put(&peer_tree, "slow/s.txt", b"slow\n");
-    let mut items = vec![(
-        topic_of("slow/s.txt"),
-        announcement(&web.base_url(), "slow/s.txt", b"slow\n", false),
-    )];
-    for i in 0..5 {
-        let rel = format!("slow/after{i}.txt");
+    // quick messages first: mosquitto answers their acks with bursts
+    let mut items = inline_batch("slow/first", "first", 0..100);
+    for rel in (0..5).map(|i| format!("slow/s{i}.txt")) {
+        put(&peer_tree, &rel, b"slow\n");
         items.push((
             topic_of(&rel),
-            announcement("http://127.0.0.1:1/data", &rel, b"after\n", true),
+            announcement(&web.base_url(), &rel, b"slow\n", false),
         ));
     }
+    items.extend(inline_batch("slow/after", "after", 0..150));
     publish_raw(&up, &items);
-    assert!(wait_until(WAIT, || watch.count() >= 6));
+    node.restart();
+    assert!(
+        wait_until(WAIT, || walk_count(&dir) >= 255),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(WAIT, || watch.count() >= 255));
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(watch.count(), 6, "no redelivery, nothing announced twice");
+    assert_eq!(watch.count(), 255, "no redelivery, nothing announced twice");
     let log = node.log_text();
+    // the connections kept their pings: no session lost, no connection error; the
+    // one new upstream connection is the node's own, to fetch what it left
+    assert!(!log.contains("retrying in"), "{log}");
+    assert!(
+        log.contains("reconnecting so the broker delivers again"),
+        "{log}"
+    );
     assert_eq!(
         log.matches("connected (session").count(),
-        2,
-        "one connect upstream, one to post: {log}"
+        5,
+        "before the kill: one upstream, one to post; after: two upstream, one to post: {log}"
     );
-    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
 
 #[test]
@@ -176,5 +201,107 @@ fn a_local_broker_that_loses_its_sessions_loses_no_announcement() {
             .is_empty())),
         "every file announced after the loss; got {}",
         watch.count()
+    );
+}
+
+#[test]
+fn a_broker_sending_beyond_the_receive_maximum_loses_nothing() {
+    let s = Scratch::new("oversend");
+    let origin = s.path("origin");
+    // each download takes a while: the window stays full as the backlog comes
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            delay: Duration::from_millis(20),
+            ..WebOptions::default()
+        },
+    );
+    let (up, _local, watch, dir, mut node) = node_between(
+        &s,
+        &["--inflight", "5", "--concurrency", "2", "--verbose", "2"],
+    );
+    node.kill9(); // the persistent session now queues for it
+    const N: usize = 150;
+    let mut batch = Vec::new();
+    let mut rels = Vec::new();
+    for i in 0..N {
+        let rel = format!("2026112911/GTS/o{i}.txt");
+        let data = format!("over {i}\n");
+        put(&origin, &rel, data.as_bytes());
+        // half inline, half downloads
+        let a = announcement(&web.base_url(), &rel, data.as_bytes(), i % 2 == 0);
+        batch.push((topic_of(&rel), a));
+        rels.push(rel);
+    }
+    publish_raw(&up, &batch);
+    // mosquitto 2.0.11 may send the whole queue of a resumed session at once
+    node.restart();
+    assert!(
+        wait_until(WAIT, || rels.iter().all(|r| read(&dir, r).is_some())),
+        "all stored: {} of {N}\n{}",
+        rels.iter().filter(|r| read(&dir, r).is_some()).count(),
+        node.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || rels.iter().all(|r| !watch.for_rel(r).is_empty())),
+        "all announced"
+    );
+    let log = node.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    if log.contains("beyond the receive maximum") {
+        assert!(
+            log.contains("reconnecting so the broker delivers again"),
+            "{log}"
+        );
+    }
+    eprintln!(
+        "over-sent: {}",
+        log.lines()
+            .filter(|l| l.contains("beyond the receive"))
+            .count()
+    );
+}
+
+#[test]
+fn acks_released_while_the_upstream_broker_restarts_lose_no_message() {
+    let s = Scratch::new("ack-epoch");
+    let origin = s.path("origin");
+    // downloads slow enough that many are in progress when the broker goes
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            delay: Duration::from_millis(30),
+            ..WebOptions::default()
+        },
+    );
+    let (mut up, _local, watch, dir, node) = node_between(&s, &["--concurrency", "4"]);
+    const N: usize = 300;
+    let mut batch = Vec::new();
+    let mut rels = Vec::new();
+    for i in 0..N {
+        let rel = format!("2026112911/GTS/e{i}.txt");
+        let data = format!("epoch {i}\n");
+        put(&origin, &rel, data.as_bytes());
+        batch.push((
+            topic_of(&rel),
+            announcement(&web.base_url(), &rel, data.as_bytes(), false),
+        ));
+        rels.push(rel);
+    }
+    publish_raw(&up, &batch);
+    let stored = || rels.iter().filter(|r| read(&dir, r).is_some()).count();
+    assert!(wait_until(WAIT, || stored() >= 30), "draining");
+    // downloads finish while the broker is away: their acks must not go out on the
+    // next connection, where the same packet ids name other messages
+    up.restart(Duration::from_millis(1500));
+    assert!(
+        wait_until(WAIT * 2, || stored() == N),
+        "every message delivered and stored: {} of {N}\n{}",
+        stored(),
+        node.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || rels.iter().all(|r| !watch.for_rel(r).is_empty())),
+        "every file announced"
     );
 }
