@@ -1,6 +1,7 @@
 //! Blocking HTTP(S) GET of announced files, streamed into the store, with keep-alive
 //! connections and timeouts named by phase.
 
+use super::pipeline::{Conn, Pool};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,11 +74,34 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// A connection that could not be made, worded as ureq words it.
+pub fn connect_error(e: &io::Error) -> FetchError {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            FetchError::Transport("timeout: connect".into())
+        }
+        _ => FetchError::Transport(format!("io: {e}")),
+    }
+}
+
+/// `scheme://host[:port]` and the path (with its query) of a URL.
+pub fn split_url(url: &str) -> (&str, &str) {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    match url[after..].find('/') {
+        Some(i) => (&url[..after + i], &url[after + i..]),
+        None => (url, "/"),
+    }
+}
+
 /// Bytes read from the network at a time.
 pub const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Fetcher {
+    /// `https://`, and what our own client leaves (redirects).
     agent: ureq::Agent,
+    /// `http://`: our own keep-alive connections, which can pipeline.
+    pool: Arc<Pool>,
+    timeouts: Timeouts,
     min_rate: u64,
     rate_window: Duration,
     stop: Arc<AtomicBool>,
@@ -108,6 +132,8 @@ impl Fetcher {
             .new_agent();
         Fetcher {
             agent,
+            pool: Arc::new(Pool::new(t, per_host)),
+            timeouts: t,
             min_rate: t.min_rate,
             rate_window: t.rate_window,
             stop,
@@ -119,6 +145,8 @@ impl Fetcher {
     pub fn share(&self) -> Fetcher {
         Fetcher {
             agent: self.agent.clone(),
+            pool: self.pool.clone(),
+            timeouts: self.timeouts,
             min_rate: self.min_rate,
             rate_window: self.rate_window,
             stop: self.stop.clone(),
@@ -126,8 +154,28 @@ impl Fetcher {
         }
     }
 
+    /// The kept-alive `http://` connections.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    pub fn stop(&self) -> &AtomicBool {
+        &self.stop
+    }
+
     /// GETs `url` and copies its body into `sink`; returns the number of bytes.
     pub fn get_into(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
+        if url.starts_with("http://") {
+            match self.get_plain(url, sink) {
+                // a redirect: ureq follows it
+                Err(FetchError::Status(s)) if (300..400).contains(&s) => {}
+                other => return other,
+            }
+        }
         let mut resp = self
             .agent
             .get(url)
@@ -168,5 +216,51 @@ impl Fetcher {
             }
         }
         Ok(total)
+    }
+
+    /// One GET over our own kept-alive connection. A connection kept from before that
+    /// fails before answering was closed by the server meanwhile: tried again on a new
+    /// one.
+    fn get_plain(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
+        let (origin, path) = split_url(url);
+        let mut fresh = false;
+        loop {
+            let (mut conn, reused) = self
+                .pool
+                .take(origin, fresh)
+                .map_err(|e| connect_error(&e))?;
+            let result = self.exchange(&mut conn, origin, path, sink);
+            match result {
+                Err(FetchError::Transport(_)) if reused && conn.answered == 0 => fresh = true,
+                Ok((size, keep)) => {
+                    if keep {
+                        self.pool.give(origin, conn);
+                    }
+                    return Ok(size);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends one GET on `conn` and reads its answer: (size, whether the connection can
+    /// be kept).
+    fn exchange(
+        &mut self,
+        conn: &mut Conn,
+        origin: &str,
+        path: &str,
+        sink: &mut impl Write,
+    ) -> Result<(u64, bool), FetchError> {
+        let host = &origin[origin.find("://").map_or(0, |i| i + 3)..];
+        conn.send_gets(host, &[path])
+            .map_err(|e| FetchError::Transport(format!("io: {e}")))?;
+        let head = conn.read_head(self.timeouts.response)?;
+        if head.status != 200 {
+            // the connection is dropped with its unread body
+            return Err(FetchError::Status(head.status));
+        }
+        let size = conn.read_body(&head, sink, &self.timeouts, &self.stop)?;
+        Ok((size, !head.close))
     }
 }

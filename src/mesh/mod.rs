@@ -5,6 +5,7 @@ mod apply;
 pub mod fetch;
 pub mod flow;
 pub mod mqtt;
+mod pipeline;
 pub mod post;
 pub mod recent;
 mod requeue;

@@ -265,11 +265,7 @@ impl Worker {
 
 /// `scheme://host[:port]` of a URL: what a connection is made to.
 pub fn origin(url: &str) -> &str {
-    let after = url.find("://").map_or(0, |i| i + 3);
-    match url[after..].find('/') {
-        Some(i) => &url[..after + i],
-        None => url,
-    }
+    super::fetch::split_url(url).0
 }
 
 #[cfg(test)]
