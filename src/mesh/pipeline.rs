@@ -468,7 +468,10 @@ mod tests {
         format!("http://127.0.0.1:{port}")
     }
 
-    fn fetch_all(origin: &str, n: usize) -> (Vec<Result<(u16, Vec<u8>), String>>, Conn) {
+    /// An answer as the tests see it: (status, body) or the error's words.
+    type Answer = Result<(u16, Vec<u8>), String>;
+
+    fn fetch_all(origin: &str, n: usize) -> (Vec<Answer>, Conn) {
         let pool = Pool::new(Timeouts::default(), 4);
         let (mut c, _) = pool.take(origin, false).unwrap();
         let paths: Vec<String> = (0..n).map(|i| format!("/f{i}")).collect();
@@ -504,7 +507,7 @@ mod tests {
             None,
         );
         let (got, c) = fetch_all(&origin, 6);
-        let want: Vec<Result<(u16, Vec<u8>), String>> = vec![
+        let want: Vec<Answer> = vec![
             Ok((200, b"f00".to_vec())),
             Ok((200, b"f01".to_vec())),
             Ok((404, b"not here\n".to_vec())),
