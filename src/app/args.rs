@@ -128,6 +128,7 @@ impl PeerArgs {
                 c.share = Some(v.to_string());
             }
             "host-connections" => c.host_connections = positive(name, v)?,
+            "pipeline" => c.pipeline = positive(name, v)?,
             // rumqttc refuses keepalives under 5 s
             "keepalive" => c.keepalive = Duration::from_secs_f64(secs(name, v)?.max(5.0)),
             "retries" => c.retries = num(name, v)?,

@@ -370,6 +370,8 @@ impl Flow {
                     url,
                     method,
                     expected: expected.cloned(),
+                    size: msg.size,
+                    batch: 0, // set by the window
                 });
             }
         };

@@ -155,7 +155,7 @@ impl Flow {
                 d.origin
             );
         }
-        while w.queued() == 0 && w.downloads() < self.cfg.concurrency {
+        while w.queued() == 0 && w.worker_free() {
             let servers = &mut self.servers;
             match self.retry.take_due(now, |o| servers.may_try(o, now)) {
                 Ok(Some(t)) => self.retry_one(w, t, poster),

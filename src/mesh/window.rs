@@ -56,8 +56,15 @@ pub(super) struct Window {
     origins: HashMap<String, Origin>,
     /// Servers with downloads waiting and a connection free, in turn.
     ready: VecDeque<String>,
+    /// Batches (connections) downloading; their downloads; those waiting.
     running: usize,
+    running_jobs: usize,
     queued: usize,
+    /// Downloads of each running batch not yet ended, by batch id.
+    batches: HashMap<u64, usize>,
+    next_batch: u64,
+    /// Requests pipelined on one connection at most.
+    pipeline: usize,
     /// Messages still worked on (judged, downloading, held).
     working: usize,
     /// Messages not yet acknowledged, by upstream broker.
@@ -75,7 +82,12 @@ struct Origin {
 }
 
 impl Window {
-    pub fn new(capacity: usize, concurrency: usize, host_connections: usize) -> Window {
+    pub fn new(
+        capacity: usize,
+        concurrency: usize,
+        host_connections: usize,
+        pipeline: usize,
+    ) -> Window {
         Window {
             entries: VecDeque::with_capacity(capacity),
             first: 0,
@@ -84,7 +96,11 @@ impl Window {
             origins: HashMap::new(),
             ready: VecDeque::new(),
             running: 0,
+            running_jobs: 0,
             queued: 0,
+            batches: HashMap::new(),
+            next_batch: 0,
+            pipeline: pipeline.max(1),
             working: 0,
             per_broker: Vec::new(),
             concurrency: concurrency.max(1),
@@ -207,7 +223,8 @@ impl Window {
     }
 
     /// Starts waiting downloads while workers are free: servers take turns, each
-    /// server's downloads in arrival order, never more than its share at once. Returns
+    /// server's downloads in arrival order, in batches of up to `pipeline` small files
+    /// on one connection, never more connections to a server than its share. Returns
     /// the downloads of servers `is_down` says are down, not started (counted as
     /// running: each ends through `ended`).
     pub fn dispatch(
@@ -223,24 +240,42 @@ impl Window {
             let Some(o) = self.origins.get_mut(&name) else {
                 continue;
             };
-            let Some(job) = o.waiting.pop_front() else {
+            let Some(first) = o.waiting.pop_front() else {
                 o.ready = false;
                 continue;
             };
+            let mut batch = vec![first];
+            if pipelinable(&batch[0]) {
+                while batch.len() < self.pipeline && o.waiting.front().is_some_and(pipelinable) {
+                    batch.extend(o.waiting.pop_front());
+                }
+            }
             o.running += 1;
             o.ready = !o.waiting.is_empty() && o.running < self.host_connections;
             if o.ready {
                 self.ready.push_back(name);
             }
+            let id = self.next_batch;
+            self.next_batch += 1;
+            for j in &mut batch {
+                j.batch = id;
+            }
+            self.batches.insert(id, batch.len());
             self.running += 1;
-            self.queued -= 1;
-            if is_down(&job.origin) {
-                diverted.push(job);
+            self.running_jobs += batch.len();
+            self.queued -= batch.len();
+            if is_down(&batch[0].origin) {
+                diverted.extend(batch);
             } else {
-                workers.submit(job);
+                workers.submit(batch);
             }
         }
         diverted
+    }
+
+    /// Whether a worker is free.
+    pub fn worker_free(&self) -> bool {
+        self.running < self.concurrency
     }
 
     /// Downloads waiting for a worker or their server's turn.
@@ -251,14 +286,23 @@ impl Window {
     /// A download ended: its message (topic, payload), and the messages held for its
     /// relPath.
     pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, Bytes)>, VecDeque<Arrival>) {
-        self.running = self.running.saturating_sub(1);
-        if let Some(o) = self.origins.get_mut(&job.origin) {
-            o.running = o.running.saturating_sub(1);
-            if o.running == 0 && o.waiting.is_empty() {
-                self.origins.remove(&job.origin);
-            } else if !o.ready && !o.waiting.is_empty() {
-                o.ready = true;
-                self.ready.push_back(job.origin.clone());
+        self.running_jobs = self.running_jobs.saturating_sub(1);
+        let left = self.batches.get_mut(&job.batch).map(|n| {
+            *n -= 1;
+            *n
+        });
+        if left == Some(0) {
+            // the batch's connection is free
+            self.batches.remove(&job.batch);
+            self.running = self.running.saturating_sub(1);
+            if let Some(o) = self.origins.get_mut(&job.origin) {
+                o.running = o.running.saturating_sub(1);
+                if o.running == 0 && o.waiting.is_empty() {
+                    self.origins.remove(&job.origin);
+                } else if !o.ready && !o.waiting.is_empty() {
+                    o.ready = true;
+                    self.ready.push_back(job.origin.clone());
+                }
             }
         }
         let message = self.entry(job.slot).and_then(|e| e.message.take());
@@ -284,6 +328,15 @@ impl Window {
 
     /// Downloads running or queued.
     pub fn downloads(&self) -> usize {
-        self.running + self.queued
+        self.running_jobs + self.queued
     }
+}
+
+/// Files larger than this (as announced) are fetched alone: pipelined behind a large
+/// file, small ones would wait for it.
+pub const PIPELINE_SMALL: u64 = 64 * 1024;
+
+/// Whether a download may share a pipelined connection.
+fn pipelinable(j: &Job) -> bool {
+    j.url.starts_with("http://") && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
 }

@@ -7,10 +7,13 @@
 //! a file with a hash on the way, and a handful of threads with small stacks cost less
 //! on a Pi than the machinery to interleave them.
 
-use super::fetch::{FetchError, Fetcher, Timeouts};
+use super::fetch::{connect_error, split_url, FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
+use super::pipeline::{Conn, Head};
 use crate::core::integrity::{Digest, Method};
 use crate::store::{is_local_trouble, CommitError, Store};
+use std::collections::VecDeque;
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -36,6 +39,10 @@ pub struct Job {
     pub method: Method,
     /// The announced checksum, when it can verify the bytes.
     pub expected: Option<Digest>,
+    /// The announced size, when given.
+    pub size: Option<u64>,
+    /// The batch it is downloaded in (set by the window): one connection, pipelined.
+    pub batch: u64,
 }
 
 /// What became of a job.
@@ -57,7 +64,52 @@ pub struct Done {
     pub diverted: bool,
 }
 
+/// What became of one pipelined answer.
+enum Received {
+    /// Finished; and whether the connection can still be read (its body read whole).
+    Done(Done, bool),
+    /// Failed its pipelined try (a status, a mismatch: with the mismatches so far): the
+    /// one-by-one path tries it again.
+    Again(Job, u64),
+    /// The connection broke while it was read: tried again one by one, and the
+    /// connection is not used further.
+    Broken(Job),
+}
+
 impl Done {
+    fn stored(job: Job, stored: (Method, Digest, u64)) -> Done {
+        Done {
+            stored: Some(stored),
+            ..Done::given_up(job)
+        }
+    }
+
+    /// Given up (logged already), or abandoned when stopping.
+    fn given_up(job: Job) -> Done {
+        Done {
+            job,
+            stored: None,
+            mismatches: 0,
+            trouble: None,
+            transient: None,
+            diverted: false,
+        }
+    }
+
+    fn trouble(job: Job, why: String) -> Done {
+        Done {
+            trouble: Some(why),
+            ..Done::given_up(job)
+        }
+    }
+
+    fn transient(job: Job, why: String) -> Done {
+        Done {
+            transient: Some(why),
+            ..Done::given_up(job)
+        }
+    }
+
     /// A job not even tried: its server is down.
     pub fn diverted(job: Job) -> Done {
         Done {
@@ -86,7 +138,7 @@ pub struct Settings {
 }
 
 pub struct Workers {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<Vec<Job>>>,
     pub done: Receiver<Done>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -101,7 +153,7 @@ impl Workers {
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Workers> {
         // never more jobs handed over than workers: the flow keeps the rest
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(n);
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Vec<Job>>(n);
         let (done_tx, done_rx) = mpsc::channel();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         // one agent: one pool of keep-alive connections for all workers
@@ -122,18 +174,20 @@ impl Workers {
                     .stack_size(WORKER_STACK)
                     .spawn(move || loop {
                         // the lock is held only while waiting for a job
-                        let job = match rx.lock().map(|r| r.recv()) {
-                            Ok(Ok(j)) => j,
+                        let batch = match rx.lock().map(|r| r.recv()) {
+                            Ok(Ok(b)) => b,
                             _ => return,
                         };
-                        let d = w.download(job);
-                        if done.send(d).is_err() {
-                            return;
-                        }
-                        // a full queue means the flow is busy and will look anyway
-                        if let Err(flume::TrySendError::Disconnected(_)) =
-                            wake.try_send(Inbound::Wake)
-                        {
+                        let mut gone = false;
+                        w.download_batch(batch, &mut |d| {
+                            gone |= done.send(d).is_err();
+                            // a full queue means the flow is busy and will look anyway
+                            gone |= matches!(
+                                wake.try_send(Inbound::Wake),
+                                Err(flume::TrySendError::Disconnected(_))
+                            );
+                        });
+                        if gone {
                             return;
                         }
                     })?,
@@ -146,12 +200,12 @@ impl Workers {
         })
     }
 
-    /// Hands a job to a free worker. The flow hands over no more jobs than there are
-    /// workers, so this never waits.
-    pub fn submit(&self, job: Job) {
+    /// Hands a batch (one server, one connection) to a free worker. The flow hands over
+    /// no more batches than there are workers, so this never waits.
+    pub fn submit(&self, batch: Vec<Job>) {
         if let Some(tx) = &self.jobs {
             // cannot fail while the workers live: they end only when `jobs` is dropped
-            let _ = tx.send(job);
+            let _ = tx.send(batch);
         }
     }
 
@@ -172,16 +226,188 @@ struct Worker {
 }
 
 impl Worker {
+    /// Downloads a batch of one server's files: pipelined on one connection when it is
+    /// `http://` (see `pipeline`), else one by one. A file that fails its pipelined try
+    /// takes the one-by-one path, with its budgets; when the server answers none of the
+    /// batch (refused, silent), the first file takes that path and the rest share its
+    /// fate, so a dead server costs one budget, not one per file.
+    fn download_batch(&mut self, jobs: Vec<Job>, out: &mut dyn FnMut(Done)) {
+        if jobs.len() == 1 || !jobs[0].url.starts_with("http://") {
+            for job in jobs {
+                out(self.download(job, 0));
+            }
+            return;
+        }
+        let origin = split_url(&jobs[0].url).0.to_string();
+        let host = origin["http://".len()..].to_string();
+        let mut pending: VecDeque<Job> = jobs.into();
+        // failed their pipelined try: (job, checksum mismatches so far)
+        let mut again: Vec<(Job, u64)> = Vec::new();
+        // a kept connection failed before answering (closed meanwhile): a new one
+        let mut fresh = false;
+        let mut unanswered = None;
+        while !pending.is_empty() && !self.stop.load(Ordering::Relaxed) {
+            let (mut conn, reused) = match self.fetcher.pool().take(&origin, fresh) {
+                Ok(c) => c,
+                Err(e) => {
+                    unanswered = Some(connect_error(&e).to_string());
+                    break;
+                }
+            };
+            let paths: Vec<&str> = pending.iter().map(|j| split_url(&j.url).1).collect();
+            if let Err(e) = conn.send_gets(&host, &paths) {
+                if reused {
+                    fresh = true;
+                    continue;
+                }
+                unanswered = Some(format!("io: {e}"));
+                break;
+            }
+            let mut answered = 0;
+            let mut keep = true;
+            while let Some(job) = pending.pop_front() {
+                let head = match conn.read_head(self.fetcher.timeouts().response) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        pending.push_front(job);
+                        keep = false;
+                        if answered == 0 {
+                            if reused {
+                                fresh = true;
+                            } else {
+                                unanswered = Some(e.to_string());
+                            }
+                        }
+                        // else: the server closed after some answers (a keep-alive
+                        // request limit): the rest go again on a new connection
+                        break;
+                    }
+                };
+                answered += 1;
+                let close = head.close;
+                match self.receive(&mut conn, &head, job) {
+                    Received::Done(d, readable) => {
+                        out(d);
+                        keep &= readable;
+                    }
+                    Received::Again(job, mismatches) => again.push((job, mismatches)),
+                    Received::Broken(job) => {
+                        again.push((job, 0));
+                        keep = false;
+                    }
+                }
+                if close || !keep {
+                    keep = false;
+                    break;
+                }
+            }
+            if keep {
+                self.fetcher.pool().give(&origin, conn);
+            }
+            if unanswered.is_some() {
+                break;
+            }
+        }
+        // the server answered none of these: the first tries with its budget
+        if let Some(why) = unanswered {
+            log::debug!("{origin}: no answer to a batch ({why}): one file tries for all");
+            if let Some(first) = pending.pop_front() {
+                let d = self.download(first, 0);
+                let dead = d.transient.clone();
+                out(d);
+                for job in pending.drain(..) {
+                    match &dead {
+                        Some(why) => out(Done::transient(job, why.clone())),
+                        None => out(self.download(job, 0)),
+                    }
+                }
+            }
+        }
+        for (job, mismatches) in again {
+            out(self.download(job, mismatches));
+        }
+        // stopping: what is left is abandoned, its messages come again
+        for job in pending {
+            out(Done::given_up(job));
+        }
+    }
+
+    /// Reads one pipelined answer into the store.
+    fn receive(&mut self, conn: &mut Conn, head: &Head, job: Job) -> Received {
+        let (rel, s) = (&job.rel, &self.settings);
+        let (t, stop) = (*self.fetcher.timeouts(), self.fetcher.stop());
+        if head.status != 200 {
+            // read past its body; the one-by-one path judges the status
+            return match conn.read_body(head, &mut io::sink(), &t, stop) {
+                Ok(_) => Received::Again(job, 0),
+                Err(_) => Received::Broken(job),
+            };
+        }
+        let mut tmp = match self.store.begin(rel, job.method, s.file_max) {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                let readable = conn.read_body(head, &mut io::sink(), &t, stop).is_ok();
+                let d = if is_local_trouble(&e) {
+                    Done::trouble(job, e.to_string())
+                } else {
+                    log::error!("{rel}: cannot write in the data tree: {e}");
+                    Done::given_up(job)
+                };
+                return Received::Done(d, readable);
+            }
+        };
+        let d = match conn.read_body(head, &mut tmp, &t, stop) {
+            Ok(size) => match self.store.commit(tmp, rel, job.expected.as_ref()) {
+                Ok((m, d)) => Done::stored(job, (m, d, size)),
+                Err(CommitError::Mismatch {
+                    announced,
+                    computed,
+                }) => {
+                    log::error!(
+                        "{rel}: checksum mismatch from {} (attempt 1 of {}): announced {announced:?}, computed {computed:?}; not stored",
+                        job.url,
+                        s.retries.max(1)
+                    );
+                    if s.retries > 1 {
+                        return Received::Again(job, 1);
+                    }
+                    Done {
+                        mismatches: 1,
+                        ..Done::given_up(job)
+                    }
+                }
+                Err(CommitError::Io(e)) if is_local_trouble(&e) => {
+                    Done::trouble(job, e.to_string())
+                }
+                Err(CommitError::Io(e)) => {
+                    log::error!("{rel}: cannot store: {e}");
+                    Done::given_up(job)
+                }
+            },
+            Err(FetchError::Write(e)) if is_local_trouble(&e) => Done::trouble(job, e.to_string()),
+            Err(FetchError::Write(e)) => {
+                log::error!("{rel}: giving up on {}: writing the download: {e}", job.url);
+                Done::given_up(job)
+            }
+            Err(FetchError::Stopped) => return Received::Done(Done::given_up(job), false),
+            Err(e) => {
+                log::warn!("{rel}: GET {} failed (pipelined): {e}", job.url);
+                return Received::Broken(job);
+            }
+        };
+        Received::Done(d, true)
+    }
+
     /// Downloads, with three budgets: a wrong checksum is tried `retries` times; a
     /// server failing (refused, reset, timeout, 5xx, 429, too slow) is tried again for
     /// up to `retry_time` (seconds), then the message goes to the retry queue; a 4xx is
     /// checked once more after a pause (a file announced a moment before its server
     /// shows it), then given up.
-    fn download(&mut self, job: Job) -> Done {
+    fn download(&mut self, job: Job, mismatches_before: u64) -> Done {
         let (rel, url, s) = (&job.rel, &job.url, &self.settings);
         let started = Instant::now();
         let mut backoff = Duration::from_secs(1);
-        let mut mismatches = 0;
+        let mut mismatches = mismatches_before;
         let mut attempt = 0;
         let mut trouble = None;
         let mut transient = None;
