@@ -117,6 +117,8 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
             &inflight(),
             "--concurrency",
             &concurrency(),
+            "--pipeline",
+            &pipeline(),
         ],
     );
     // first start creates the persistent session, then the node stops
@@ -171,6 +173,12 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
 /// The node's --inflight (MESHNODE_BENCH_INFLIGHT, default 500).
 fn inflight() -> String {
     std::env::var("MESHNODE_BENCH_INFLIGHT").unwrap_or_else(|_| "500".into())
+}
+
+/// The node's --pipeline (MESHNODE_BENCH_PIPELINE, default the node's own).
+fn pipeline() -> String {
+    std::env::var("MESHNODE_BENCH_PIPELINE")
+        .unwrap_or_else(|_| meshnode::mesh::flow::DEFAULT_PIPELINE.to_string())
 }
 
 /// The node's --concurrency (MESHNODE_BENCH_CONCURRENCY, default the node's own).

@@ -66,6 +66,10 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize) -> Row {
     ] {
         args.push(a.into());
     }
+    // MESHNODE_BENCH_PIPELINE: requests per connection (the node's default otherwise)
+    if let Ok(p) = std::env::var("MESHNODE_BENCH_PIPELINE") {
+        args.extend(["--pipeline".to_string(), p]);
+    }
     // first start creates the persistent session, then the node stops
     let mut node = Node::start(&s.path("node.log"), &args);
     assert!(wait_until(30, || node.log_text().contains("subscribed")));

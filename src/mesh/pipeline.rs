@@ -156,6 +156,12 @@ impl Conn {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.end += n;
+                    // acknowledge at once: a server that does not set TCP_NODELAY
+                    // (webfsd) holds each pipelined answer until the last is
+                    // acknowledged, and a delayed ack costs up to 40 ms (measured: a
+                    // drain from webfsd fell from 12,000 to 1,400 files/s without this).
+                    // Linux turns quick acks off again by itself, so after every read.
+                    let _ = rustix::net::sockopt::set_tcp_quickack(&self.stream, true);
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

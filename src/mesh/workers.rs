@@ -265,6 +265,10 @@ impl Worker {
             }
             let mut answered = 0;
             let mut keep = true;
+            // the batch's last file is reported once its connection is back in the
+            // pool: its report frees the server's turn for the next batch, which
+            // would otherwise open one connection too many
+            let mut last = None;
             while let Some(job) = pending.pop_front() {
                 let head = match conn.read_head(self.fetcher.timeouts().response) {
                     Ok(h) => h,
@@ -287,8 +291,12 @@ impl Worker {
                 let close = head.close;
                 match self.receive(&mut conn, &head, job) {
                     Received::Done(d, readable) => {
-                        out(d);
                         keep &= readable;
+                        if pending.is_empty() {
+                            last = Some(d);
+                        } else {
+                            out(d);
+                        }
                     }
                     Received::Again(job, mismatches) => again.push((job, mismatches)),
                     Received::Broken(job) => {
@@ -303,6 +311,11 @@ impl Worker {
             }
             if keep {
                 self.fetcher.pool().give(&origin, conn);
+            } else {
+                drop(conn);
+            }
+            if let Some(d) = last {
+                out(d);
             }
             if unanswered.is_some() {
                 break;

@@ -72,6 +72,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration, open: Option<Ar
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = from.read(&mut buf).unwrap_or(0);
+            // a link passes segments on; it does not hold acknowledgements back, as
+            // this relay's own TCP would (a server's Nagle then waits up to 40 ms)
+            let _ = rustix::net::sockopt::set_tcp_quickack(&from, true);
             let due = Instant::now() + delay;
             if tx.send((due, buf[..n].to_vec())).is_err() || n == 0 {
                 return;
