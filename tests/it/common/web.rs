@@ -19,6 +19,9 @@ pub struct WebOptions {
     pub stall: Duration,
     /// On the first request only: send the body one byte at a time, this far apart.
     pub trickle: Option<Duration>,
+    /// Close each connection after this many answers, whatever was asked on it since
+    /// (as servers with a keep-alive request limit do, without saying so).
+    pub close_after: Option<usize>,
 }
 
 /// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
@@ -79,7 +82,12 @@ impl Drop for WebServer {
 fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
+    let mut answered = 0;
     loop {
+        if opts.close_after == Some(answered) {
+            return;
+        }
+        answered += 1;
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;

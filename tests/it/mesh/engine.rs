@@ -5,38 +5,6 @@ use super::*;
 use crate::common::*;
 use std::time::Duration;
 
-/// Stored files, and announcements seen, among `rels`.
-fn arrived(dir: &std::path::Path, watch: &Watcher, rels: &[String]) -> (usize, usize) {
-    let stored = rels.iter().filter(|r| read(dir, r).is_some()).count();
-    let announced = rels.iter().filter(|r| !watch.for_rel(r).is_empty()).count();
-    (stored, announced)
-}
-
-/// Files `rel(i)` holding `content(i)` for `i` in `0..n`, put in `origin` and announced
-/// for download from `base` (inline content for those `inline(i)` says):
-/// (announcements, relPaths).
-fn files(
-    origin: &std::path::Path,
-    base: &str,
-    n: usize,
-    rel: impl Fn(usize) -> String,
-    content: impl Fn(usize) -> String,
-    inline: impl Fn(usize) -> bool,
-) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
-    let mut batch = Vec::with_capacity(n);
-    let mut rels = Vec::with_capacity(n);
-    for i in 0..n {
-        let (r, data) = (rel(i), content(i));
-        put(origin, &r, data.as_bytes());
-        batch.push((
-            topic_of(&r),
-            announcement(base, &r, data.as_bytes(), inline(i)),
-        ));
-        rels.push(r);
-    }
-    (batch, rels)
-}
-
 #[test]
 fn a_dead_server_holds_only_its_own_files() {
     let s = Scratch::new("engine-dead");

@@ -4,6 +4,7 @@
 mod engine;
 mod flow;
 mod resilience;
+mod servers;
 
 use crate::common::*;
 use std::path::PathBuf;
@@ -61,4 +62,36 @@ pub fn totals(log: &str) -> (u64, u64) {
             .unwrap()
     };
     (field("downloads "), field("inline "))
+}
+
+/// Stored files, and announcements seen, among `rels`.
+pub fn arrived(dir: &std::path::Path, watch: &Watcher, rels: &[String]) -> (usize, usize) {
+    let stored = rels.iter().filter(|r| read(dir, r).is_some()).count();
+    let announced = rels.iter().filter(|r| !watch.for_rel(r).is_empty()).count();
+    (stored, announced)
+}
+
+/// Files `rel(i)` holding `content(i)` for `i` in `0..n`, put in `origin` and announced
+/// for download from `base` (inline content for those `inline(i)` says):
+/// (announcements, relPaths).
+pub fn files(
+    origin: &std::path::Path,
+    base: &str,
+    n: usize,
+    rel: impl Fn(usize) -> String,
+    content: impl Fn(usize) -> String,
+    inline: impl Fn(usize) -> bool,
+) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let mut batch = Vec::with_capacity(n);
+    let mut rels = Vec::with_capacity(n);
+    for i in 0..n {
+        let (r, data) = (rel(i), content(i));
+        put(origin, &r, data.as_bytes());
+        batch.push((
+            topic_of(&r),
+            announcement(base, &r, data.as_bytes(), inline(i)),
+        ));
+        rels.push(r);
+    }
+    (batch, rels)
 }
