@@ -6,7 +6,10 @@
 //!
 //! `cargo bench --bench wan` (N from MESHNODE_BENCH_N, default 1000; the 100 ms row with
 //! concurrency 1 uses N/4; MESHNODE_BENCH_RTT and MESHNODE_BENCH_CONCURRENCY pick one
-//! value each). Loopback only; every wait is bounded.
+//! value each; MESHNODE_BENCH_PIPELINE sets --pipeline; MESHNODE_BENCH_DEAD=1 adds a row
+//! with 1% of the announcements at a refused port and 1% at a server that never
+//! answers, timed until the good files are all re-announced). Loopback only; every
+//! wait is bounded.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -21,6 +24,8 @@ const FILE_SIZE: usize = 2048;
 
 struct Row {
     rtt_ms: u64,
+    /// 1% of the announcements at a refused port and 1% at a server that never answers.
+    dead: bool,
     concurrency: usize,
     n: usize,
     secs: f64,
@@ -29,8 +34,8 @@ struct Row {
     most_open: usize,
 }
 
-fn drain(rtt_ms: u64, concurrency: usize, n: usize) -> Row {
-    let s = Scratch::new(&format!("bench-wan-{rtt_ms}-{concurrency}"));
+fn drain(rtt_ms: u64, concurrency: usize, n: usize, dead: bool) -> Row {
+    let s = Scratch::new(&format!("bench-wan-{rtt_ms}-{concurrency}-{dead}"));
     let up = Broker::start(&s.path("up"));
     let local = Broker::start(&s.path("local"));
     let origin = s.path("origin");
@@ -74,12 +79,27 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize) -> Row {
     let mut node = Node::start(&s.path("node.log"), &args);
     assert!(wait_until(30, || node.log_text().contains("subscribed")));
     assert_eq!(node.term(), Some(0));
-    let items: Vec<_> = (0..n)
+    let mut items: Vec<_> = (0..n)
         .map(|i| {
             let r = rel(i);
             (topic_of(&r), announcement(&base, &r, &payload(i), false))
         })
         .collect();
+    // the bad ones spread through the backlog; only the good ones are waited for
+    let mute = MuteServer::start();
+    if dead {
+        let refused = format!("http://127.0.0.1:{}/data", free_port());
+        for k in 0..(n / 100).max(1) * 2 {
+            let r = format!("2026112912/GTS/dead/d{k}.txt");
+            let at = if k % 2 == 0 {
+                &refused
+            } else {
+                &mute.base_url()
+            };
+            let a = (topic_of(&r), announcement(at, &r, &payload(k), false));
+            items.insert((k * 50 + 7).min(items.len()), a);
+        }
+    }
     publish_raw(&up, &items);
     let watch = Watcher::start(&local, "xpublic/#");
     let start = Instant::now();
@@ -96,6 +116,7 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize) -> Row {
     node.term();
     Row {
         rtt_ms,
+        dead,
         concurrency,
         n,
         secs,
@@ -141,13 +162,18 @@ fn main() {
             } else {
                 n
             };
-            rows.push(drain(rtt, concurrency, n));
+            rows.push(drain(rtt, concurrency, n, false));
+            // MESHNODE_BENCH_DEAD=1: the same with 2% dead links
+            if std::env::var("MESHNODE_BENCH_DEAD").is_ok_and(|v| v == "1") {
+                rows.push(drain(rtt, concurrency, n, true));
+            }
         }
     }
     println!("\nwide-area drain: {FILE_SIZE}-byte files, upstream broker and web server behind a delay proxy, --host-connections 4");
     println!(
-        "{:>7} {:>12} {:>6} {:>8} {:>8} {:>11} {:>12} {:>17}",
+        "{:>7} {:>10} {:>12} {:>6} {:>8} {:>8} {:>11} {:>12} {:>17}",
         "RTT ms",
+        "dead links",
         "concurrency",
         "files",
         "seconds",
@@ -158,8 +184,9 @@ fn main() {
     );
     for r in &rows {
         println!(
-            "{:>7} {:>12} {:>6} {:>8.2} {:>8.0} {:>11.1} {:>12} {:>17}",
+            "{:>7} {:>10} {:>12} {:>6} {:>8.2} {:>8.0} {:>11.1} {:>12} {:>17}",
             r.rtt_ms,
+            if r.dead { "2%" } else { "-" },
             r.concurrency,
             r.n,
             r.secs,
