@@ -129,10 +129,16 @@ impl Flow {
         let (message, mut held) = w.ended(&d.job);
         let rel = d.job.rel.clone();
         let stopping = self.stop.load(Ordering::Relaxed);
+        if d.stored.is_some() {
+            w.server_ok(&d.job.origin);
+        } else if d.transient.is_some() && !d.diverted {
+            w.server_failed(&d.job.origin);
+        }
         if d.stored.is_none() && sidecar::split_product_rel(&rel).is_some() {
             sidecar::remove_meta(&self.store.path(&rel));
         }
-        if let Some(id) = retry_id(d.job.slot) {
+        let retry = retry_id(d.job.slot).or_else(|| self.spilled.remove(&d.job.slot));
+        if let Some(id) = retry {
             self.retry_ended(id, d, poster);
         } else if let (Some(why), Some((topic, payload))) = (&d.trouble, message.clone()) {
             self.stalled(&rel, why);

@@ -37,6 +37,8 @@ impl Default for Timeouts {
 pub enum FetchError {
     /// The server answered with a status other than 200.
     Status(u16),
+    /// Nobody listens at the server's port.
+    Refused,
     /// Connecting, sending or receiving failed.
     Transport(String),
     /// Writing the body locally failed (disk full, size limit...).
@@ -54,7 +56,10 @@ impl FetchError {
         match self {
             FetchError::Status(s) => (400..500).contains(s) && *s != 408 && *s != 429,
             FetchError::Write(e) => e.kind() == io::ErrorKind::Other,
-            FetchError::Transport(_) | FetchError::TooSlow { .. } | FetchError::Stopped => false,
+            FetchError::Refused
+            | FetchError::Transport(_)
+            | FetchError::TooSlow { .. }
+            | FetchError::Stopped => false,
         }
     }
 }
@@ -63,6 +68,7 @@ impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FetchError::Status(s) => write!(f, "HTTP status {s}"),
+            FetchError::Refused => write!(f, "connection refused"),
             FetchError::Transport(e) => write!(f, "{e}"),
             FetchError::Write(e) => write!(f, "writing the download: {e}"),
             FetchError::TooSlow { bytes, secs } => write!(
@@ -77,6 +83,7 @@ impl std::fmt::Display for FetchError {
 /// A connection that could not be made, worded as ureq words it.
 pub fn connect_error(e: &io::Error) -> FetchError {
     match e.kind() {
+        io::ErrorKind::ConnectionRefused => FetchError::Refused,
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             FetchError::Transport("timeout: connect".into())
         }
@@ -176,11 +183,12 @@ impl Fetcher {
                 other => return other,
             }
         }
-        let mut resp = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let mut resp = self.agent.get(url).call().map_err(|e| match e {
+            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+                FetchError::Refused
+            }
+            e => FetchError::Transport(e.to_string()),
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(FetchError::Status(status));

@@ -225,6 +225,9 @@ pub struct Flow {
     pub(super) retry_done: Vec<(u64, u64)>,
     /// When the retry queue is looked at next.
     pub(super) retry_next: Instant,
+    /// Downloads moved to the retry queue while running (their message acknowledged):
+    /// window slot -> retry-queue entry.
+    pub(super) spilled: std::collections::HashMap<u64, u64>,
     pub(super) servers: Servers,
 }
 
@@ -289,6 +292,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         retrying: std::collections::HashMap::new(),
         retry_done: Vec::new(),
         retry_next: Instant::now(),
+        spilled: std::collections::HashMap::new(),
         servers: Servers::default(),
     };
     loop {

@@ -17,6 +17,11 @@ const RETRY_TICK: Duration = Duration::from_millis(100);
 /// Pause of an entry that could not be tried for local reasons (disk, a download of
 /// the same relPath in progress).
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// A download waiting or running longer than this while messages behind it wait for
+/// its ack is moved to the retry queue, and its message acknowledged: MQTT acks go in
+/// order, so one hung download would otherwise stop the flow once the broker's
+/// receive maximum is reached (measured: 2% dead links made a 20 ms drain 3x slower).
+pub const SPILL_AFTER: Duration = Duration::from_secs(2);
 
 impl Flow {
     /// Starts queued downloads (those of servers marked down go to the retry queue
@@ -55,7 +60,7 @@ impl Flow {
         }
         let unix = crate::sys::unix_now() as u64;
         match self.retry.push(topic, payload, &job.origin, &job.rel, unix) {
-            Ok(pushed_out) => {
+            Ok((_, pushed_out)) => {
                 self.stats.queued += 1;
                 if diverted {
                     log::debug!("{}: {why}, queued for retry", job.rel);
@@ -141,10 +146,14 @@ impl Flow {
     /// and no fresh download waits.
     fn retry_tick(&mut self, w: &mut Window, poster: Option<&Poster>) {
         let now = Instant::now();
-        if now < self.retry_next || self.retry.is_empty() {
+        if now < self.retry_next {
             return;
         }
         self.retry_next = now + RETRY_TICK;
+        self.spill(w, now);
+        if self.retry.is_empty() {
+            return;
+        }
         let unix = crate::sys::unix_now() as u64;
         for d in self.retry.expire(unix) {
             self.stats.expired += 1;
@@ -162,6 +171,47 @@ impl Flow {
                 Ok(None) => return,
                 Err(e) => {
                     log::error!("retry queue: cannot read: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves the downloads that hold acks back for longer than `SPILL_AFTER` to the
+    /// retry queue (their downloads go on), so their messages can be acknowledged.
+    fn spill(&mut self, w: &mut Window, now: Instant) {
+        let Some(before) = now.checked_sub(SPILL_AFTER) else {
+            return;
+        };
+        while let Some((slot, f)) = w.take_blocking_fetch(before) {
+            let unix = crate::sys::unix_now() as u64;
+            match self
+                .retry
+                .push(&f.topic, &f.payload, &f.origin, &f.rel, unix)
+            {
+                Ok((id, pushed_out)) => {
+                    self.retry.set_busy(id);
+                    self.stats.queued += 1;
+                    log::info!(
+                        "{}: downloading for {:.0} s, held other acks back: moved to the retry queue, download going on",
+                        f.rel,
+                        f.since.elapsed().as_secs_f64()
+                    );
+                    if let Some(d) = pushed_out {
+                        self.stats.expired += 1;
+                        log::warn!(
+                            "{}: dropped from the retry queue, full (--retry-max {})",
+                            d.rel,
+                            self.cfg.retry_max
+                        );
+                    }
+                    self.spilled.insert(slot, id);
+                    self.retrying.insert(id, f.payload);
+                    w.done(slot, 0);
+                }
+                Err(e) => {
+                    log::error!("{}: cannot keep in the retry queue: {e}", f.rel);
+                    w.restore_fetch(slot, f);
                     return;
                 }
             }

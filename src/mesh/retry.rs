@@ -140,7 +140,7 @@ impl RetryQueue {
     }
 
     /// Queues a message (written, not yet synced: `sync` before acknowledging it).
-    /// Returns the entry pushed out to keep within `max`, if one was.
+    /// Returns its id, and the entry pushed out to keep within `max`, if one was.
     pub fn push(
         &mut self,
         topic: &[u8],
@@ -148,7 +148,7 @@ impl RetryQueue {
         origin: &str,
         rel: &str,
         now: u64,
-    ) -> io::Result<Option<Dropped>> {
+    ) -> io::Result<(u64, Option<Dropped>)> {
         let id = self.next_id;
         let head = format!(
             "A {id} {now} {} {} {} {rel}\n",
@@ -196,7 +196,15 @@ impl RetryQueue {
                 pushed_out = self.drop_entry(old, now);
             }
         }
-        Ok(pushed_out)
+        Ok((id, pushed_out))
+    }
+
+    /// The entry is being tried (its download goes on from before it was queued).
+    pub fn set_busy(&mut self, id: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.busy = true;
+            e.attempts += 1;
+        }
     }
 
     /// Makes what was pushed durable: called before the upstream acks of those messages.
@@ -527,9 +535,12 @@ mod tests {
     fn bounded_by_max_and_ttl() {
         let dir = scratch("bounds");
         let mut q = RetryQueue::open(&dir, 2, Duration::from_secs(60)).unwrap();
-        assert_eq!(q.push(b"t", b"1", "http://a", "r/old", 100).unwrap(), None);
-        assert_eq!(q.push(b"t", b"2", "http://b", "r/1", 110).unwrap(), None);
-        let out = q.push(b"t", b"3", "http://c", "r/1", 120).unwrap();
+        assert_eq!(
+            q.push(b"t", b"1", "http://a", "r/old", 100).unwrap().1,
+            None
+        );
+        assert_eq!(q.push(b"t", b"2", "http://b", "r/1", 110).unwrap().1, None);
+        let out = q.push(b"t", b"3", "http://c", "r/1", 120).unwrap().1;
         assert_eq!(
             out,
             Some(Dropped {
@@ -552,9 +563,9 @@ mod tests {
         let mut q = RetryQueue::open(&dir, 10_000, Duration::from_secs(3600)).unwrap();
         q.push(b"keep", b"kept", "http://a", "r/1", 1).unwrap();
         for i in 0..(COMPACT_SLACK + 10) {
-            q.push(b"t", format!("{i}").as_bytes(), "http://a", "r/1", 2)
+            let (id, _) = q
+                .push(b"t", format!("{i}").as_bytes(), "http://a", "r/1", 2)
                 .unwrap();
-            let id = q.next_id - 1;
             q.remove(id);
         }
         let size = fs::metadata(dir.join(LOG)).unwrap().len();

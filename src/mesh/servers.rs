@@ -27,12 +27,12 @@ pub struct Servers {
 
 impl Servers {
     /// A download from `origin` failed after its attempts; true when this marks the
-    /// server down (again).
+    /// server down (again: a failed probe); false while it is down already.
     pub fn failed(&mut self, origin: &str, now: Instant) -> bool {
         let h = self.map.entry(origin.to_string()).or_default();
         h.failures += 1;
         h.probing = false;
-        if h.failures < DOWN_AFTER {
+        if h.failures < DOWN_AFTER || h.down_until.is_some_and(|t| now < t) {
             return false;
         }
         h.down_for = (h.down_for * 2).clamp(FIRST_DOWN, MAX_DOWN);

@@ -12,6 +12,7 @@ use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// Slots of retry-queue entries (id + `RETRY_SLOTS`): never in the window, so never
 /// acknowledged upstream (their messages were, when queued).
@@ -31,9 +32,18 @@ struct Entry {
     /// `None` while worked on; then the publication (0: none) to be acknowledged by
     /// the post broker before the upstream ack.
     post_seq: Option<u64>,
-    /// While its file downloads: the message (topic, payload), to announce the file
-    /// when stored or keep it in the retry queue.
-    message: Option<(Bytes, Bytes)>,
+    /// While its file downloads: what it is about, to announce the file when stored
+    /// or keep the message in the retry queue.
+    fetch: Option<Box<Fetching>>,
+}
+
+/// A message whose file is being downloaded (queued or running).
+pub(super) struct Fetching {
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub rel: String,
+    pub origin: String,
+    pub since: Instant,
 }
 
 /// A message as it arrived (held, when its relPath is being downloaded, until that ends).
@@ -71,6 +81,10 @@ pub(super) struct Window {
     per_broker: Vec<usize>,
     concurrency: usize,
     host_connections: usize,
+    /// Connections a server may have now, when fewer than `host_connections`: 1 after
+    /// a failure, one more per success, so that a dead or hung server holds one worker
+    /// rather than its whole share.
+    allowed: HashMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -105,6 +119,7 @@ impl Window {
             per_broker: Vec::new(),
             concurrency: concurrency.max(1),
             host_connections: host_connections.max(1),
+            allowed: HashMap::new(),
         }
     }
 
@@ -116,7 +131,7 @@ impl Window {
             pkid,
             qos,
             post_seq: None,
-            message: None,
+            fetch: None,
         });
         self.working += 1;
         if self.per_broker.len() <= broker {
@@ -137,7 +152,7 @@ impl Window {
         let Some(e) = self.entry(slot) else { return };
         if e.post_seq.is_none() {
             e.post_seq = Some(post_seq);
-            e.message = None;
+            e.fetch = None;
             self.working -= 1;
         }
     }
@@ -210,12 +225,19 @@ impl Window {
     /// file once stored.
     pub fn fetch(&mut self, job: Job, topic: Bytes, payload: Bytes) {
         if let Some(e) = self.entry(job.slot) {
-            e.message = Some((topic, payload));
+            e.fetch = Some(Box::new(Fetching {
+                topic,
+                payload,
+                rel: job.rel.clone(),
+                origin: job.origin.clone(),
+                since: Instant::now(),
+            }));
         }
         self.fetching.entry(job.rel.clone()).or_default();
         self.queued += 1;
+        let limit = self.limit(&job.origin);
         let o = self.origins.entry(job.origin.clone()).or_default();
-        if !o.ready && o.running < self.host_connections {
+        if !o.ready && o.running < limit {
             o.ready = true;
             self.ready.push_back(job.origin.clone());
         }
@@ -233,13 +255,32 @@ impl Window {
         mut is_down: impl FnMut(&str) -> bool,
     ) -> Vec<Job> {
         let mut diverted = Vec::new();
+        // everything waiting for a server marked down goes at once, whatever its turn
+        let down: Vec<String> = self
+            .origins
+            .iter()
+            .filter(|(name, o)| !o.waiting.is_empty() && is_down(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in down {
+            if let Some(o) = self.origins.get_mut(&name) {
+                let batch: Vec<Job> = o.waiting.drain(..).collect();
+                o.running += 1;
+                diverted.extend(self.start(batch));
+            }
+        }
         while self.running < self.concurrency {
             let Some(name) = self.ready.pop_front() else {
                 break;
             };
+            let limit = self.limit(&name);
             let Some(o) = self.origins.get_mut(&name) else {
                 continue;
             };
+            if o.running >= limit {
+                o.ready = false;
+                continue;
+            }
             let Some(first) = o.waiting.pop_front() else {
                 o.ready = false;
                 continue;
@@ -251,19 +292,11 @@ impl Window {
                 }
             }
             o.running += 1;
-            o.ready = !o.waiting.is_empty() && o.running < self.host_connections;
+            o.ready = !o.waiting.is_empty() && o.running < limit;
             if o.ready {
                 self.ready.push_back(name);
             }
-            let id = self.next_batch;
-            self.next_batch += 1;
-            for j in &mut batch {
-                j.batch = id;
-            }
-            self.batches.insert(id, batch.len());
-            self.running += 1;
-            self.running_jobs += batch.len();
-            self.queued -= batch.len();
+            let batch = self.start(batch);
             if is_down(&batch[0].origin) {
                 diverted.extend(batch);
             } else {
@@ -271,6 +304,52 @@ impl Window {
             }
         }
         diverted
+    }
+
+    /// Counts a batch (its server's connection counted by the caller) as running.
+    fn start(&mut self, mut batch: Vec<Job>) -> Vec<Job> {
+        let id = self.next_batch;
+        self.next_batch += 1;
+        for j in &mut batch {
+            j.batch = id;
+        }
+        self.batches.insert(id, batch.len());
+        self.running += 1;
+        self.running_jobs += batch.len();
+        self.queued -= batch.len();
+        batch
+    }
+
+    /// Connections `origin` may have now.
+    fn limit(&self, origin: &str) -> usize {
+        self.allowed
+            .get(origin)
+            .copied()
+            .unwrap_or(self.host_connections)
+    }
+
+    /// A download from `origin` succeeded: one more connection allowed.
+    pub fn server_ok(&mut self, origin: &str) {
+        let limit = (self.limit(origin) + 1).min(self.host_connections);
+        if limit >= self.host_connections {
+            self.allowed.remove(origin);
+        } else {
+            self.allowed.insert(origin.to_string(), limit);
+        }
+        if let Some(o) = self.origins.get_mut(origin) {
+            if !o.ready && !o.waiting.is_empty() && o.running < limit {
+                o.ready = true;
+                self.ready.push_back(origin.to_string());
+            }
+        }
+    }
+
+    /// A download from `origin` failed for the server's sake: back to one connection.
+    pub fn server_failed(&mut self, origin: &str) {
+        if self.allowed.len() >= MAX_KNOWN_SERVERS && !self.allowed.contains_key(origin) {
+            self.allowed.clear(); // a flood of one-off failing servers: start afresh
+        }
+        self.allowed.insert(origin.to_string(), 1);
     }
 
     /// Whether a worker is free.
@@ -295,19 +374,45 @@ impl Window {
             // the batch's connection is free
             self.batches.remove(&job.batch);
             self.running = self.running.saturating_sub(1);
+            let limit = self.limit(&job.origin);
             if let Some(o) = self.origins.get_mut(&job.origin) {
                 o.running = o.running.saturating_sub(1);
                 if o.running == 0 && o.waiting.is_empty() {
                     self.origins.remove(&job.origin);
-                } else if !o.ready && !o.waiting.is_empty() {
+                } else if !o.ready && !o.waiting.is_empty() && o.running < limit {
                     o.ready = true;
                     self.ready.push_back(job.origin.clone());
                 }
             }
         }
-        let message = self.entry(job.slot).and_then(|e| e.message.take());
+        let message = self
+            .entry(job.slot)
+            .and_then(|e| e.fetch.take())
+            .map(|f| (f.topic, f.payload));
         let held = self.fetching.remove(&job.rel).unwrap_or_default();
         (message, held)
+    }
+
+    /// Gives back a download taken by `take_blocking_fetch` (it could not be moved).
+    pub fn restore_fetch(&mut self, slot: u64, f: Box<Fetching>) {
+        if let Some(e) = self.entry(slot) {
+            e.fetch = Some(f);
+        }
+    }
+
+    /// The first message not finished, when it is a download begun (queued or
+    /// running) before `before` with messages behind it: it holds their acks back.
+    /// Returns its slot and its download, taken (the caller finishes the message).
+    pub fn take_blocking_fetch(&mut self, before: Instant) -> Option<(u64, Box<Fetching>)> {
+        let i = self.entries.iter().position(|e| e.post_seq.is_none())?;
+        if i + 1 >= self.entries.len() {
+            return None; // nothing behind it
+        }
+        let e = &mut self.entries[i];
+        if e.fetch.as_ref().is_none_or(|f| f.since >= before) {
+            return None;
+        }
+        Some((self.first + i as u64, e.fetch.take()?))
     }
 
     /// Keeps a message that could not be stored for trouble of the local disk; it is
@@ -331,6 +436,9 @@ impl Window {
         self.running_jobs + self.queued
     }
 }
+
+/// Servers whose connection allowance is remembered, at most.
+const MAX_KNOWN_SERVERS: usize = 1024;
 
 /// Files larger than this (as announced) are fetched alone: pipelined behind a large
 /// file, small ones would wait for it.

@@ -477,7 +477,11 @@ impl Worker {
                 }
                 Err(e) => {
                     log::warn!("{rel}: GET {url} failed (attempt {attempt}): {e}");
-                    if started.elapsed() + backoff > s.retry_time {
+                    // nobody listens: asking again in a second rarely helps, and the
+                    // worker is wanted for the servers that answer
+                    if matches!(e, FetchError::Refused)
+                        || started.elapsed() + backoff > s.retry_time
+                    {
                         transient = Some(e.to_string());
                         break None;
                     }

