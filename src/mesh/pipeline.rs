@@ -54,6 +54,8 @@ pub struct Conn {
     end: usize,
     /// Answers read on this connection (0: none yet, so a failure may be a stale one).
     pub answered: u64,
+    /// The socket's read timeout now (set only when it changes: a system call).
+    read_timeout: Duration,
 }
 
 impl Pool {
@@ -90,6 +92,7 @@ impl Pool {
                 start: 0,
                 end: 0,
                 answered: 0,
+                read_timeout: Duration::ZERO,
             },
             false,
         ))
@@ -173,7 +176,7 @@ impl Conn {
     /// Reads the next response head (skipping 1xx answers), waiting at most `wait`
     /// for each read.
     pub fn read_head(&mut self, wait: Duration) -> Result<Head, FetchError> {
-        let _ = self.stream.set_read_timeout(Some(nonzero(wait)));
+        self.set_read_timeout(wait);
         loop {
             let parsed = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -223,7 +226,7 @@ impl Conn {
         t: &Timeouts,
         stop: &AtomicBool,
     ) -> Result<u64, FetchError> {
-        let _ = self.stream.set_read_timeout(Some(nonzero(t.per_read)));
+        self.set_read_timeout(t.per_read);
         let mut body = Body {
             conn: self,
             sink,
@@ -256,6 +259,13 @@ impl Conn {
         match write_error {
             Some(e) => Err(FetchError::Write(e)),
             None => Ok(total),
+        }
+    }
+
+    fn set_read_timeout(&mut self, d: Duration) {
+        let d = nonzero(d);
+        if d != self.read_timeout && self.stream.set_read_timeout(Some(d)).is_ok() {
+            self.read_timeout = d;
         }
     }
 
