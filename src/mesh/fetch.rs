@@ -80,6 +80,12 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// Whether our own client (`pipeline`) fetches `url`: plain `http://` without
+/// credentials in it (ureq sends those as Basic authorization, and speaks https).
+pub fn own_client(url: &str) -> bool {
+    url.starts_with("http://") && !split_url(url).0.contains('@')
+}
+
 /// A connection that could not be made, worded as ureq words it.
 pub fn connect_error(e: &io::Error) -> FetchError {
     match e.kind() {
@@ -176,7 +182,7 @@ impl Fetcher {
 
     /// GETs `url` and copies its body into `sink`; returns the number of bytes.
     pub fn get_into(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
-        if url.starts_with("http://") {
+        if own_client(url) {
             match self.get_plain(url, sink) {
                 // a redirect: ureq follows it
                 Err(FetchError::Status(s)) if (300..400).contains(&s) => {}
@@ -270,5 +276,26 @@ impl Fetcher {
         }
         let size = conn.read_body(&head, sink, &self.timeouts, &self.stop)?;
         Ok((size, !head.close))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_and_who_fetches_them() {
+        assert_eq!(
+            split_url("http://a:8000/data/x.txt?q=1"),
+            ("http://a:8000", "/data/x.txt?q=1")
+        );
+        assert_eq!(split_url("http://b"), ("http://b", "/"));
+        assert!(own_client("http://a:8000/data/x.txt"));
+        assert!(!own_client("https://a/x"), "https: ureq");
+        assert!(
+            !own_client("http://peer:secret@a:8000/x"),
+            "credentials: ureq sends them"
+        );
+        assert!(own_client("http://a/x@y"), "an @ in the path is not a user");
     }
 }

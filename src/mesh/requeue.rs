@@ -7,7 +7,6 @@
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::retry::Taken;
-use super::servers::DOWN_AFTER;
 use super::window::{Window, RETRY_SLOTS};
 use super::workers::{Done, Job, Workers};
 use std::time::{Duration, Instant};
@@ -51,12 +50,8 @@ impl Flow {
         topic: &[u8],
         payload: &[u8],
     ) -> bool {
-        let now = Instant::now();
-        if !diverted && self.servers.failed(&job.origin, now) {
-            log::warn!(
-                "{}: marked down after {DOWN_AFTER} failures in a row ({why}): its files go to the retry queue",
-                job.origin
-            );
+        if !diverted {
+            self.servers.log_failure(&job.origin, why, Instant::now());
         }
         let unix = crate::sys::unix_now() as u64;
         match self.retry.push(topic, payload, &job.origin, &job.rel, unix) {
@@ -120,8 +115,8 @@ impl Flow {
             self.retry.remove(id);
             return;
         };
-        if !d.diverted && self.servers.failed(origin, Instant::now()) {
-            log::warn!("{origin}: still down ({why})");
+        if !d.diverted {
+            self.servers.log_failure(origin, &why, Instant::now());
         }
         let unix = crate::sys::unix_now() as u64;
         if self.retry.is_expired(id, unix) {

@@ -20,24 +20,50 @@ struct Health {
     probing: bool,
 }
 
+/// What a failure did to a server's standing.
+#[derive(Debug, PartialEq)]
+pub enum Standing {
+    /// Not down (yet), or down already.
+    Unchanged,
+    /// Marked down now, after `DOWN_AFTER` failures in a row.
+    MarkedDown,
+    /// Its probe failed: down again, for longer.
+    StillDown,
+}
+
 #[derive(Debug, Default)]
 pub struct Servers {
     map: HashMap<String, Health>,
 }
 
 impl Servers {
-    /// A download from `origin` failed after its attempts; true when this marks the
-    /// server down (again: a failed probe); false while it is down already.
-    pub fn failed(&mut self, origin: &str, now: Instant) -> bool {
+    /// A download from `origin` failed after its attempts.
+    pub fn failed(&mut self, origin: &str, now: Instant) -> Standing {
         let h = self.map.entry(origin.to_string()).or_default();
         h.failures += 1;
         h.probing = false;
         if h.failures < DOWN_AFTER || h.down_until.is_some_and(|t| now < t) {
-            return false;
+            return Standing::Unchanged;
         }
+        let again = h.down_until.is_some();
         h.down_for = (h.down_for * 2).clamp(FIRST_DOWN, MAX_DOWN);
         h.down_until = Some(now + h.down_for);
-        true
+        if again {
+            Standing::StillDown
+        } else {
+            Standing::MarkedDown
+        }
+    }
+
+    /// Logs what a failure did to a server's standing.
+    pub fn log_failure(&mut self, origin: &str, why: &str, now: Instant) {
+        match self.failed(origin, now) {
+            Standing::Unchanged => {}
+            Standing::MarkedDown => log::warn!(
+                "{origin}: marked down after {DOWN_AFTER} failures in a row ({why}): its files go to the retry queue"
+            ),
+            Standing::StillDown => log::warn!("{origin}: still down ({why})"),
+        }
     }
 
     /// A download from `origin` succeeded; true when the server was down.
@@ -95,11 +121,16 @@ mod tests {
     fn down_after_failures_probed_then_back() {
         let mut s = Servers::default();
         let t0 = Instant::now();
-        assert!(!s.failed("http://a", t0));
-        assert!(!s.failed("http://a", t0));
+        assert_eq!(s.failed("http://a", t0), Standing::Unchanged);
+        assert_eq!(s.failed("http://a", t0), Standing::Unchanged);
         assert!(!s.is_down("http://a", t0));
         assert!(s.may_try("http://a", t0));
-        assert!(s.failed("http://a", t0), "third failure in a row");
+        assert_eq!(s.failed("http://a", t0), Standing::MarkedDown);
+        assert_eq!(
+            s.failed("http://a", t0),
+            Standing::Unchanged,
+            "down already"
+        );
         assert!(s.is_down("http://a", t0));
         assert!(!s.is_down("http://b", t0));
         assert_eq!(s.down(t0), 1);
@@ -108,7 +139,7 @@ mod tests {
         assert!(s.may_try("http://a", after), "one probe");
         assert!(!s.may_try("http://a", after), "only one at a time");
         // the probe fails: down twice as long
-        assert!(s.failed("http://a", after));
+        assert_eq!(s.failed("http://a", after), Standing::StillDown);
         assert!(s.is_down("http://a", after + FIRST_DOWN));
         assert!(!s.is_down("http://a", after + FIRST_DOWN * 2));
         assert!(s.succeeded("http://a"));

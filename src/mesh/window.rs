@@ -446,5 +446,5 @@ pub const PIPELINE_SMALL: u64 = 64 * 1024;
 
 /// Whether a download may share a pipelined connection.
 fn pipelinable(j: &Job) -> bool {
-    j.url.starts_with("http://") && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
+    super::fetch::own_client(&j.url) && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
 }

@@ -7,7 +7,7 @@
 //! a file with a hash on the way, and a handful of threads with small stacks cost less
 //! on a Pi than the machinery to interleave them.
 
-use super::fetch::{connect_error, split_url, FetchError, Fetcher, Timeouts};
+use super::fetch::{connect_error, own_client, split_url, FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
 use super::pipeline::{Conn, Head};
 use crate::core::integrity::{Digest, Method};
@@ -232,7 +232,7 @@ impl Worker {
     /// batch (refused, silent), the first file takes that path and the rest share its
     /// fate, so a dead server costs one budget, not one per file.
     fn download_batch(&mut self, jobs: Vec<Job>, out: &mut dyn FnMut(Done)) {
-        if jobs.len() == 1 || !jobs[0].url.starts_with("http://") {
+        if jobs.len() == 1 || !own_client(&jobs[0].url) {
             for job in jobs {
                 out(self.download(job, 0));
             }

@@ -11,6 +11,17 @@ use std::process::{Child, Command, Stdio};
 /// A server process of the test's own, killed at the end.
 struct Server(Child);
 
+impl Server {
+    fn spawn(cmd: &mut Command, what: &str) -> Server {
+        Server(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{what}: {e} (scripts/test installs it)")),
+        )
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -64,14 +75,11 @@ fn pipelined_from_webfsd() {
     let origin = s.path("origin");
     std::fs::create_dir_all(&origin).unwrap();
     let port = free_port();
-    let _web = Server(
+    let _web = Server::spawn(
         Command::new("webfsd")
             .args(["-F", "-4", "-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
-            .arg(&origin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("webfsd (Debian package webfs; scripts/test installs it)"),
+            .arg(&origin),
+        "webfsd (Debian package webfs)",
     );
     wait_port(port);
     fetch_all_from(&s, &origin, &format!("http://127.0.0.1:{port}"), 200);
@@ -102,16 +110,13 @@ fn pipelined_from_nginx_closing_every_five_requests() {
         .into_iter()
         .find(|b| Command::new(b).arg("-v").output().is_ok())
         .expect("nginx (Debian package nginx-light; scripts/test installs it)");
-    let _web = Server(
+    let _web = Server::spawn(
         Command::new(nginx)
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .arg(&conf),
+        "nginx (Debian package nginx-light)",
     );
     wait_port(port);
     fetch_all_from(&s, &origin, &format!("http://127.0.0.1:{port}"), 200);
