@@ -470,3 +470,45 @@ fn the_retry_queue_survives_sigkill_and_is_taken_up_at_restart() {
         node.log_text()
     );
 }
+
+#[test]
+fn a_server_back_from_down_is_probed_and_its_queued_files_fetched() {
+    let s = Scratch::new("engine-probe");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--retry-time", "0"]);
+    let origin = s.path("origin");
+    let port = free_port();
+    let (batch, rels) = files(
+        &origin,
+        &format!("http://127.0.0.1:{port}/data"),
+        10,
+        |i| format!("2026112911/GTS/back{i}.txt"),
+        |i| format!("back {i}\n"),
+        |_| false,
+    );
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || node
+            .log_text()
+            .contains("marked down after 3 failures")),
+        "{}",
+        node.log_text()
+    );
+    let _web = WebServer::start_on(port, &origin);
+    // left alone for 10 s, then one file probes it; its success brings the rest
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (10, 10)),
+        "{:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    let log = node.log_text();
+    assert!(
+        log.contains("back up; its queued files are tried now"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("stored from the retry queue").count(),
+        10,
+        "{log}"
+    );
+}
