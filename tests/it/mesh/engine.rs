@@ -8,7 +8,7 @@ use std::time::Duration;
 #[test]
 fn a_dead_server_holds_only_its_own_files() {
     let s = Scratch::new("engine-dead");
-    // a dead server is retried for minutes: before the engine, the flow waited for it
+    // a long in-flow budget: before the engine, the flow waited for a dead server this long
     let (up, _local, watch, dir, node) = node_between(&s, &["--retry-time", "600"]);
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
@@ -46,7 +46,7 @@ fn a_dead_server_holds_only_its_own_files() {
     }
     assert!(
         node.log_text().contains("dead0.txt: GET"),
-        "the dead ones are retried"
+        "the dead ones are tried"
     );
 }
 
