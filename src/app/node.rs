@@ -121,6 +121,18 @@ fn taker(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<Taker, String> {
         }
         None => None,
     };
+    // a misspelt name in a rights list locks its user out without a word: say it now
+    let known: Vec<&str> = credentials.iter().flat_map(|c| c.users()).collect();
+    for (channel, list, user) in crate::channels::defs::unknown_users(&cfg.channels, &known) {
+        log::warn!(
+            "channel {channel}: {list} names user {user:?}, who is not in the password file{}",
+            if credentials.is_none() {
+                " (none given)"
+            } else {
+                ""
+            }
+        );
+    }
     let announcer = cfg.channel_post.clone().map(|p| {
         let id = format!("meshnode-channels-{}", cfg.node_id);
         Announcer::start(p, id, stop)

@@ -17,12 +17,51 @@ pub enum Users {
     Only(Vec<String>),
 }
 
+/// The users named in the channels' rights lists and absent from the password file
+/// (`known`): (channel, list, user), for a warning at start.
+pub fn unknown_users<'d>(
+    defs: &'d [ChannelDef],
+    known: &[&str],
+) -> Vec<(&'d str, &'static str, &'d str)> {
+    let mut out = Vec::new();
+    for d in defs {
+        let lists = [
+            ("writers", Some(&d.writers)),
+            ("readers", Some(&d.readers)),
+            ("deleters", d.deleters.as_ref()),
+        ];
+        for (name, users) in lists {
+            for u in users.map(Users::names).unwrap_or_default() {
+                if !known.contains(&u.as_str()) {
+                    out.push((d.id.as_str(), name, u.as_str()));
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Users {
+    /// `*`, or user names separated by spaces and/or commas (`dave,frank`,
+    /// `dave, frank`, `dave frank`).
     pub fn parse(v: &str) -> Users {
         if v.trim() == "*" {
             Users::All
         } else {
-            Users::Only(v.split_whitespace().map(str::to_string).collect())
+            Users::Only(
+                v.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )
+        }
+    }
+
+    /// The names listed (none for `*`).
+    pub fn names(&self) -> &[String] {
+        match self {
+            Users::All => &[],
+            Users::Only(l) => l,
         }
     }
 
@@ -251,10 +290,30 @@ mod tests {
     }
 
     #[test]
+    fn unknown_users_are_found_in_every_list() {
+        let mut d = memo(1);
+        d.apply("writers", "dave,frank").unwrap();
+        d.apply("readers", "*").unwrap();
+        d.apply("deleters", "root").unwrap();
+        assert_eq!(
+            unknown_users(&[d], &["dave"]),
+            vec![("MEMO", "writers", "frank"), ("MEMO", "deleters", "root")]
+        );
+    }
+
+    #[test]
+    fn user_lists_take_commas_and_spaces() {
+        for v in ["dave,frank", "dave, frank", "dave frank", " dave ,, frank "] {
+            assert_eq!(Users::parse(v).names(), ["dave", "frank"], "{v:?}");
+        }
+        assert!(Users::parse(" * ").names().is_empty());
+    }
+
+    #[test]
     fn rights() {
         let mut d = memo(1);
         d.apply("access", "restricted").unwrap();
-        d.apply("writers", "dave ann").unwrap();
+        d.apply("writers", "dave,ann").unwrap();
         d.apply("readers", "ann").unwrap();
         assert!(d.may_write(Some("dave")) && !d.may_write(Some("eve")) && !d.may_write(None));
         assert!(d.may_read(Some("ann")) && !d.may_read(Some("dave")) && !d.may_read(None));

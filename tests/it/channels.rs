@@ -26,8 +26,8 @@ fn publish(port: u16, ct: &str, auth: Option<&str>, body: &[u8]) -> Resp {
 fn channels_text(feed: &Path) -> String {
     format!(
         "channel MEMO\ntitle Memos to all\ncapacity 3\naccess open\nwriters dave\n\
-         channel LATEST\ncapacity 1\naccess restricted\nwriters dave ann\n\
-         channel SECRET\naccess restricted\nwriters dave\nreaders dave\n\
+         channel LATEST\ncapacity 1\naccess restricted\nwriters dave,ann\n\
+         channel SECRET\naccess restricted\nwriters dave\nreaders dave, ghost\n\
          channel FEED\nkind feed\nfeed-dir {feed}\naccess restricted\nwriters dave\n\
          channel FULL\nkind feed\nfeed-dir {feed}/full\nmin-free 1000000G\naccess open\n",
         feed = feed.display()
@@ -90,6 +90,17 @@ fn every_status_of_the_taker_and_quoted_attributes() {
     assert_eq!(r.status, 201, "{}", r.head);
     let oid = r.oid();
     assert_eq!(r.header("Location"), Some(format!("/channels/MEMO/{oid}")));
+    // a name in a rights list that the password file lacks is said at start
+    assert!(
+        node.log_text().contains(
+            "channel SECRET: readers names user \"ghost\", who is not in the password file"
+        ),
+        "{}",
+        node.log_text()
+    );
+    // `writers dave,ann` (commas) admits ann
+    let r = publish(port, "text/plain; cid=LATEST", Some("ann:annpw"), b"by ann");
+    assert_eq!(r.status, 201, "{}", r.head);
 
     // the attributes, quoted string and all, as listed and as served
     let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
@@ -253,7 +264,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         .lines()
         .filter(|l| l.contains(" taker ") && l.contains("user="))
         .count();
-    assert_eq!(attempts, 1 + cases.len() + 1 + 2, "{log}");
+    assert_eq!(attempts, 1 + 1 + cases.len() + 1 + 2, "{log}");
     assert!(log.contains("user=ann channel=SECRET size=1 403"), "{log}");
     assert!(
         log.contains("user=anonymous channel=MEMO size=9 201"),
