@@ -137,6 +137,28 @@ pub(super) fn take(
     Ok(out)
 }
 
+/// A part's Content-Disposition `filename` (its last path component) as its `fname`
+/// when its Content-Type names none, as `curl -F file=@memo.txt` sends a file. Read
+/// with the Content-Type's own parameter rules, so it is as header-safe as they are.
+fn fname_from_disposition(mt: &mut MediaType, head: &[(String, String)]) {
+    if mt.param("fname").is_some() {
+        return;
+    }
+    let Some((_, d)) = head.iter().find(|(k, _)| k == "content-disposition") else {
+        return;
+    };
+    let Ok(cd) = MediaType::parse(&format!("x/{d}")) else {
+        return;
+    };
+    let name = cd
+        .param("filename")
+        .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n))
+        .filter(|n| !n.is_empty() && !n.chars().any(char::is_control));
+    if let Some(n) = name {
+        mt.params.push(("fname".into(), n.to_string()));
+    }
+}
+
 /// Each part: its own Content-Type (cid and attributes), stored as it arrives.
 pub(super) fn take_parts(
     t: &Taker,
@@ -192,7 +214,10 @@ pub(super) fn take_parts(
                 "part without Content-Type",
             )),
             Some(Err(e)) => Err(Refusal::new(Reason::BadRequest, e.to_string())),
-            Some(Ok(mt)) => t.check(&mt, user, None).map(|i| (i, mt)),
+            Some(Ok(mut mt)) => {
+                fname_from_disposition(&mut mt, &head);
+                t.check(&mt, user, None).map(|i| (i, mt))
+            }
         };
         let o = match checked {
             Ok((i, mt)) => t.store(i, mt, user, &mut m.part(), None, buf),
@@ -278,4 +303,40 @@ pub(super) fn delete(
     }
     result?;
     send(stream, req, 204, "", "", b"").map_err(Refusal::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fname(ct: &str, disposition: &str) -> Option<String> {
+        let mut mt = MediaType::parse(ct).unwrap();
+        let head = vec![("content-disposition".to_string(), disposition.to_string())];
+        fname_from_disposition(&mut mt, &head);
+        mt.param("fname").map(str::to_string)
+    }
+
+    #[test]
+    fn a_parts_filename_becomes_its_fname() {
+        let d = r#"form-data; name="file"; filename="memo.txt""#;
+        assert_eq!(
+            fname("text/plain; cid=MEMO", d).as_deref(),
+            Some("memo.txt")
+        );
+        assert_eq!(
+            fname("text/plain; cid=MEMO; fname=given.txt", d).as_deref(),
+            Some("given.txt"),
+            "the Content-Type's own fname wins"
+        );
+        let path = r#"form-data; name="file"; filename="C:\\docs\\memo.txt""#;
+        assert_eq!(fname("text/plain", path).as_deref(), Some("memo.txt"));
+        assert_eq!(
+            fname("text/plain", "form-data; name=\"file\"").as_deref(),
+            None
+        );
+        assert_eq!(
+            fname("text/plain", "form-data; filename=\"\"").as_deref(),
+            None
+        );
+    }
 }

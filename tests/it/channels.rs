@@ -975,3 +975,27 @@ fn a_product_whose_announcement_died_with_the_node_is_announced_at_restart() {
         .log_text()
         .contains("1 products published here announced again"));
 }
+
+#[test]
+fn a_form_upload_is_named_after_its_file() {
+    // what `curl -F 'file=@memo.txt;type=text/plain; cid=MEMO' .../taker` sends
+    let s = Scratch::new("ch-form");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let b = "------------------------curlboundary";
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"memo.txt\"\r\n\
+         Content-Type: text/plain; cid=MEMO\r\n\r\nfrom a form\r\n--{b}--\r\n"
+    );
+    let ct = format!("multipart/form-data; boundary={b}");
+    let r = http(
+        port,
+        "POST",
+        "/taker",
+        &[("Content-Type", &ct)],
+        body.as_bytes(),
+    );
+    assert!(r.status == 201 || r.status == 207, "{}", r.head);
+    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    assert_eq!(d["products"][0]["attributes"]["fname"], "memo.txt", "{d}");
+}
