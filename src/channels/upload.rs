@@ -2,8 +2,8 @@
 
 use super::reply::{linger, send, send_json, send_refusal};
 use super::taker::{log_outcome, Outcome, Taker, BODY_TIMEOUT, MAX_PARTS};
-use crate::channels::Reason;
 use crate::channels::Refusal;
+use crate::channels::{Reason, ANONYMOUS};
 use crate::core::mediatype::MediaType;
 use crate::http::body::Body;
 use crate::http::multipart::Multipart;
@@ -262,9 +262,28 @@ pub(super) fn delete(
             ))
         }
     };
-    let user = t.authenticate(req)?.ok_or_else(|| {
-        Refusal::new(Reason::Unauthenticated, "authentication required to delete")
-    })?;
+    // every attempt leaves a line, refused credentials first: password guessing
+    // through DELETE must show in the log
+    let user = match t.authenticate(req) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            let r = Refusal::new(Reason::Unauthenticated, "authentication required to delete");
+            log::warn!(
+                "taker {peer}: user={ANONYMOUS} channel={cid} delete {oid} {} {}",
+                r.status(),
+                r.why
+            );
+            return Err(r);
+        }
+        Err(r) => {
+            log::warn!(
+                "taker {peer}: user=- channel={cid} delete {oid} {} {}",
+                r.status(),
+                r.why
+            );
+            return Err(r);
+        }
+    };
     let result = (|| {
         let (i, def) = t
             .channels

@@ -612,11 +612,25 @@ fn cut_off_retrieval() {
 fn delete_rights() {
     let s = Scratch::new("ch-delete");
     let port = free_port();
-    let _node = start_node(&s, "n1", port, "");
+    let node = start_node(&s, "n1", port, "");
     let oid = publish(port, "text/plain; cid=LATEST", Some("ann:annpw"), b"x").oid();
     let path = format!("/rest/taker/channels/LATEST/{oid}");
     let (dave, eve) = (basic("dave:davepw"), basic("eve:evepw"));
     assert_eq!(http(port, "DELETE", &path, &[], b"").status, 401);
+    // a guessed password: refused, and in the log with the name tried
+    let guess = basic("dave:guess");
+    assert_eq!(
+        http(port, "DELETE", &path, &[("Authorization", &guess)], b"").status,
+        401
+    );
+    let log = node.log_text();
+    assert!(
+        log.contains(&format!("user=anonymous channel=LATEST delete {oid} 401"))
+            && log.contains(&format!(
+                "channel=LATEST delete {oid} 401 authentication failed for \"dave\""
+            )),
+        "every refused DELETE leaves a line: {log}"
+    );
     assert_eq!(
         http(port, "DELETE", &path, &[("Authorization", &eve)], b"").status,
         403
