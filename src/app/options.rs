@@ -207,7 +207,7 @@ pub static OPTIONS: &[Opt] = &[
         "feed: products are deposited into feed-dir, not kept in the tree"),
     opt("feed-dir", "DIR", "none", CH,
         "where a feed channel deposits its products"),
-    opt("incoming", "DIR", "<feed-dir>/.incoming", CH,
+    opt("incoming", "DIR", "beside feed-dir: .<name>.incoming", CH,
         "where a feed's uploads are written before they are linked into feed-dir"),
     opt("min-free", "SIZE", "0", CH,
         "free space a feed keeps on its disk (507 below)"),

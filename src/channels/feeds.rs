@@ -33,6 +33,7 @@ impl Channels {
             return Err(Refusal::new(Reason::Storage, "not a feed channel"));
         };
         check_free(dir, *min_free, expected.unwrap_or(0))?;
+        // set by `Channels::open`
         let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
         let tmp = inc.join(temp_name());
         let mut out = TempGuard(Some(tmp.clone()));
@@ -61,7 +62,7 @@ impl Channels {
                     return Ok((oid, given, size));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
-                    given = format!("{name}.{oid}");
+                    given = with_oid(&name, &oid);
                     target = dir.join(&given);
                 }
                 // a filesystem without hard links: rename (checked just above)
@@ -88,6 +89,15 @@ impl Drop for TempGuard {
     }
 }
 
+/// `name` made unique with `oid`, its extension kept last (`MTR50.SRVR` ->
+/// `MTR50.<oid>.SRVR`), so a decoder watching `*.SRVR` still sees it.
+fn with_oid(name: &str, oid: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => format!("{stem}.{oid}.{ext}"),
+        _ => format!("{name}.{oid}"),
+    }
+}
+
 fn base_name(s: &str) -> &str {
     s.rsplit(['/', '\\']).next().unwrap_or(s)
 }
@@ -106,4 +116,17 @@ pub fn check_free(dir: &Path, min_free: u64, coming: u64) -> Result<(), Refusal>
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_name_keeps_its_extension_last() {
+        assert_eq!(with_oid("MTR50.SRVR", "17-n"), "MTR50.17-n.SRVR");
+        assert_eq!(with_oid("a.b.grib2", "17-n"), "a.b.17-n.grib2");
+        assert_eq!(with_oid("GRIB1", "17-n"), "GRIB1.17-n");
+        assert_eq!(with_oid("trailing.", "17-n"), "trailing..17-n");
+    }
 }

@@ -116,11 +116,31 @@ pub struct Channels {
     pub max_product: u64,
 }
 
+/// Where a feed's partial uploads wait by default: beside its directory, not in it
+/// (`.<name>.incoming`), so a decoder watching the directory never sees them; in it
+/// (`.incoming`) when the directory is a mount point of its own (the final link must
+/// stay on one filesystem).
+fn default_incoming(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let inside = dir.join(".incoming");
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return inside;
+    };
+    let beside = parent.join(format!(".{}.incoming", name.to_string_lossy()));
+    let _ = fs::create_dir_all(dir);
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(parent).is_some() && dev(parent) == dev(dir) {
+        beside
+    } else {
+        inside
+    }
+}
+
 impl Channels {
     /// Prepares every channel's directory, removes what a crash left half-written and
     /// recovers the last OID made here.
     pub fn open(
-        defs: Vec<ChannelDef>,
+        mut defs: Vec<ChannelDef>,
         data_dir: &Path,
         node_id: &str,
         xattr_name: &'static str,
@@ -131,14 +151,16 @@ impl Channels {
             .map_err(|e| format!("data directory {}: {e}", data_dir.display()))?;
         let mut last = 0u64;
         let suffix = format!("-{node_id}");
-        for d in &defs {
-            let (dir, temp_dir) = match &d.kind {
+        for d in &mut defs {
+            let (dir, temp_dir) = match &mut d.kind {
                 Kind::Stored => {
                     let dir = root.join(TREE).join(&d.id);
                     (dir.clone(), dir)
                 }
                 Kind::Feed { dir, incoming, .. } => {
-                    let inc = incoming.clone().unwrap_or_else(|| dir.join(".incoming"));
+                    let inc = incoming
+                        .get_or_insert_with(|| default_incoming(dir))
+                        .clone();
                     (dir.clone(), inc)
                 }
             };
@@ -489,10 +511,13 @@ mod tests {
             .deposit(0, &mt, &mut &b"two"[..], None, 2.0, &mut [0; 8])
             .unwrap();
         assert_eq!(a, "MTR50.SRVR");
-        assert!(b.starts_with("MTR50.SRVR.") && b != a);
+        // the OID before the extension: a decoder watching *.SRVR sees it too
+        assert!(b.starts_with("MTR50.") && b.ends_with(".SRVR") && b != a, "{b}");
         assert_eq!(fs::read(d.join("obs").join(&a)).unwrap(), b"one");
         assert_eq!(fs::read(d.join("obs").join(&b)).unwrap(), b"two");
-        assert_eq!(fs::read_dir(d.join("obs/.incoming")).unwrap().count(), 0);
+        // partial uploads wait beside the watched directory, not in it
+        assert_eq!(fs::read_dir(d.join(".obs.incoming")).unwrap().count(), 0);
+        assert!(!d.join("obs/.incoming").exists());
         // a disk that cannot have this much free space
         let Kind::Feed { min_free, .. } = &mut f.kind else {
             unreachable!()
