@@ -313,6 +313,9 @@ impl Channels {
 
     /// The products of a stored channel, oldest first: the newest `capacity` of them.
     pub fn list(&self, def: &ChannelDef) -> io::Result<Vec<Product>> {
+        if def.is_feed() {
+            return Ok(Vec::new()); // deposited for a decoder, never kept here
+        }
         let dir = self.dir(&def.id);
         let mut names = self.names(&dir)?;
         let skip = names.len().saturating_sub(def.capacity);
@@ -366,7 +369,7 @@ impl Channels {
 
     /// One product, opened: the file keeps its content even if evicted while being read.
     pub fn open_product(&self, def: &ChannelDef, oid: &str) -> Option<(Product, File)> {
-        if !valid_id(oid) {
+        if !valid_id(oid) || def.is_feed() {
             return None;
         }
         let dir = self.dir(&def.id);
@@ -512,7 +515,10 @@ mod tests {
             .unwrap();
         assert_eq!(a, "MTR50.SRVR");
         // the OID before the extension: a decoder watching *.SRVR sees it too
-        assert!(b.starts_with("MTR50.") && b.ends_with(".SRVR") && b != a, "{b}");
+        assert!(
+            b.starts_with("MTR50.") && b.ends_with(".SRVR") && b != a,
+            "{b}"
+        );
         assert_eq!(fs::read(d.join("obs").join(&a)).unwrap(), b"one");
         assert_eq!(fs::read(d.join("obs").join(&b)).unwrap(), b"two");
         // partial uploads wait beside the watched directory, not in it

@@ -1,7 +1,7 @@
 //! Reading channels: the list, a channel's description, products since a cut-off.
 
 use super::reply::send_json;
-use super::taker::{product_json, readable, Taker};
+use super::taker::{product_json, readable, shown, Taker};
 use crate::channels::Reason;
 use crate::channels::{ChannelDef, Product, Refusal};
 use crate::core::time::{http_date, parse_http_date, rfc3339};
@@ -34,12 +34,7 @@ pub(super) fn read(
     let out = match segs {
         ["channels"] | ["channels", ""] => {
             let mut list = Vec::new();
-            for d in t
-                .channels
-                .defs
-                .iter()
-                .filter(|d| !d.is_feed() && d.may_read(user))
-            {
+            for d in t.channels.defs.iter().filter(|d| shown(d, user)) {
                 let products = t.channels.list(d)?;
                 list.push(json!({
                     "id": d.id,

@@ -240,7 +240,18 @@ pub(super) fn product_json(p: &Product) -> Value {
         "publisher": p.meta.source,
     })
 }
-/// The channel `cid` if `user` may read it; feeds are never shown.
+/// Whether `user` sees channel `d`: a stored channel it may read; a feed it may write,
+/// which looks like an empty channel to its publishers (the reference: a user never
+/// notices the difference) and is invisible to everyone else.
+pub(super) fn shown(d: &ChannelDef, user: Option<&str>) -> bool {
+    if d.is_feed() {
+        d.may_write(user)
+    } else {
+        d.may_read(user)
+    }
+}
+
+/// The channel `cid` if `user` may see it (`shown`).
 pub(super) fn readable<'a>(
     t: &'a Taker,
     cid: &str,
@@ -250,9 +261,9 @@ pub(super) fn readable<'a>(
         .channels
         .find(cid)
         .map(|(_, d)| d)
-        .filter(|d| !d.is_feed())
+        .filter(|d| !d.is_feed() || d.may_write(user))
         .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no channel {cid:?}")))?;
-    if def.may_read(user) {
+    if shown(def, user) {
         return Ok(def);
     }
     Err(denied(user, "read", cid, ""))

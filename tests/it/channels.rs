@@ -226,17 +226,51 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
+    // a feed looks like a channel to those who may write it (FULL is open), and is
+    // not there for the others (FEED is dave's)
     assert_eq!(
         ids,
-        ["MEMO", "LATEST"],
-        "feeds and unreadable channels are not listed"
+        ["MEMO", "LATEST", "FULL"],
+        "unreadable channels and others' feeds are not listed"
     );
     assert_eq!(list[0]["count"], 1);
     assert_eq!(list[0]["title"], "Memos to all");
+    assert_eq!(list[2]["count"], 0, "a feed keeps nothing here");
     let auth = basic("dave:davepw");
     let list = http(port, "GET", "/channels", &[("Authorization", &auth)], b"").json();
-    assert_eq!(list.as_array().unwrap().len(), 3, "dave reads SECRET too");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["MEMO", "LATEST", "SECRET", "FEED", "FULL"],
+        "dave reads SECRET and writes FEED"
+    );
     assert_eq!(http(port, "GET", "/channels/FEED", &[], b"").status, 404);
+    let feed = http(
+        port,
+        "GET",
+        "/channels/FEED",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(feed.status, 200, "{}", feed.head);
+    let feed = feed.json();
+    assert_eq!(
+        (
+            feed["id"].as_str(),
+            feed["products"].as_array().map(Vec::len)
+        ),
+        (Some("FEED"), Some(0)),
+        "{feed}"
+    );
+    assert!(
+        !feed.to_string().contains("n1-feed"),
+        "the feed's directory is never shown: {feed}"
+    );
     assert_eq!(http(port, "GET", "/channels/SECRET", &[], b"").status, 401);
     let eve = basic("eve:evepw");
     assert_eq!(
