@@ -238,6 +238,8 @@ pub enum Reason {
     LengthRequired,
     /// Larger than the product limit.
     TooLarge,
+    /// A content coding (gzip...) the taker does not undo.
+    UnsupportedEncoding,
     /// The disk or the tree failed.
     Storage,
     /// A feed's disk is below its min-free.

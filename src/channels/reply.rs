@@ -25,6 +25,7 @@ impl Refusal {
             Reason::WrongMethod => 405,
             Reason::LengthRequired => 411,
             Reason::TooLarge => 413,
+            Reason::UnsupportedEncoding => 415,
             Reason::Storage => 500,
             Reason::DiskFull => 507,
         }

@@ -43,6 +43,9 @@ pub(super) fn take(
         Err(r) => return refuse(stream, None, "", r),
     };
     let user = user.as_deref();
+    if let Err(r) = identity_only(req.content_encoding.as_deref()) {
+        return refuse(stream, user, "", r);
+    }
     let mt = match req.content_type.as_deref().map(MediaType::parse) {
         None => {
             return refuse(
@@ -137,6 +140,22 @@ pub(super) fn take(
     Ok(out)
 }
 
+/// Refuses a content coding: a product stored as gzip bytes and served under its
+/// uncompressed type would lose its label. Who wants it kept compressed says so in its
+/// Content-Type (`application/gzip`).
+fn identity_only(encoding: Option<&str>) -> Result<(), Refusal> {
+    match encoding.map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(()),
+        Some(e) => Err(Refusal::new(
+            Reason::UnsupportedEncoding,
+            format!(
+                "Content-Encoding {e}: send the product as it is (its type in Content-Type, application/gzip to keep it compressed)"
+            ),
+        )),
+    }
+}
+
 /// A part's Content-Disposition `filename` (its last path component) as its `fname`
 /// when its Content-Type names none, as `curl -F file=@memo.txt` sends a file. Read
 /// with the Content-Type's own parameter rules, so it is as header-safe as they are.
@@ -216,7 +235,10 @@ pub(super) fn take_parts(
             Some(Err(e)) => Err(Refusal::new(Reason::BadRequest, e.to_string())),
             Some(Ok(mut mt)) => {
                 fname_from_disposition(&mut mt, &head);
-                t.check(&mt, user, None).map(|i| (i, mt))
+                let encoding = head.iter().find(|(k, _)| k == "content-encoding");
+                identity_only(encoding.map(|(_, v)| v.as_str()))
+                    .and_then(|()| t.check(&mt, user, None))
+                    .map(|i| (i, mt))
             }
         };
         let o = match checked {

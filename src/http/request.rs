@@ -17,6 +17,8 @@ pub struct Request {
     pub method: String,
     pub content_type: Option<String>,
     pub content_length: Option<u64>,
+    /// `Content-Encoding`, when given.
+    pub content_encoding: Option<String>,
     pub chunked: bool,
     pub authorization: Option<String>,
     /// `Expect: 100-continue`: the client waits for a go before sending the body.
@@ -49,6 +51,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> 
     let mut connection = None;
     let (mut range, mut ims, mut has_body) = (None, None, false);
     let (mut content_type, mut content_length, mut chunked) = (None, None, false);
+    let mut content_encoding = None;
     let (mut authorization, mut expect_continue) = (None, false);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -63,6 +66,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> 
             );
         } else if is("authorization") {
             authorization = Some(value.to_string());
+        } else if is("content-encoding") {
+            content_encoding = Some(value.to_string());
         } else if is("expect") {
             expect_continue = value.eq_ignore_ascii_case("100-continue");
         }
@@ -99,6 +104,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(usize, Request)>, &'static str> 
             if_modified_since: ims,
             content_type,
             content_length,
+            content_encoding,
             chunked,
             authorization,
             expect_continue,

@@ -171,8 +171,21 @@ fn every_status_of_the_taker_and_quoted_attributes() {
             "disk too full",
             publish(port, "application/octet-stream; cid=FULL", None, b"x"),
         ),
+        (
+            "gzip, stored as its bytes it would lose its label",
+            http(
+                port,
+                "POST",
+                "/taker",
+                &[
+                    ("Content-Type", "text/plain; cid=MEMO"),
+                    ("Content-Encoding", "gzip"),
+                ],
+                b"\x1f\x8b\x08\x00",
+            ),
+        ),
     ];
-    let want = [400, 400, 404, 401, 401, 401, 401, 403, 413, 507];
+    let want = [400, 400, 404, 401, 401, 401, 401, 403, 413, 507, 415];
     for ((what, r), want) in cases.iter().zip(want) {
         assert_eq!(r.status, want, "{what}: {}", r.head);
         assert!(
