@@ -136,6 +136,10 @@ fn default_incoming(dir: &Path) -> PathBuf {
     }
 }
 
+/// Readings of a channel's directory before a listing is given as it is, when products
+/// keep vanishing under it (each vanishing means a newer product arrived).
+pub const LIST_ATTEMPTS: usize = 8;
+
 impl Channels {
     /// Prepares every channel's directory, removes what a crash left half-written and
     /// recovers the last OID made here.
@@ -317,16 +321,27 @@ impl Channels {
             return Ok(Vec::new()); // deposited for a decoder, never kept here
         }
         let dir = self.dir(&def.id);
-        let mut names = self.names(&dir)?;
-        let skip = names.len().saturating_sub(def.capacity);
-        names.drain(..skip);
-        let mut out = Vec::with_capacity(names.len());
-        for oid in names {
-            let Ok(md) = fs::metadata(dir.join(&oid)) else {
-                continue; // evicted meanwhile
-            };
-            let meta = read_meta(&dir, &oid);
-            out.push(Product::new(&def.id, &oid, meta, &md));
+        // a product evicted between the directory's reading and its own means a newer
+        // one is in place already (eviction comes after it): read again, so a reader
+        // sees the old or the new, never neither
+        let mut out = Vec::new();
+        for _ in 0..LIST_ATTEMPTS {
+            let mut names = self.names(&dir)?;
+            let skip = names.len().saturating_sub(def.capacity);
+            names.drain(..skip);
+            out.clear();
+            let mut vanished = false;
+            for oid in names {
+                let Ok(md) = fs::metadata(dir.join(&oid)) else {
+                    vanished = true;
+                    continue;
+                };
+                let meta = read_meta(&dir, &oid);
+                out.push(Product::new(&def.id, &oid, meta, &md));
+            }
+            if !vanished {
+                break;
+            }
         }
         Ok(out)
     }

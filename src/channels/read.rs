@@ -59,22 +59,8 @@ pub(super) fn read(
         }
         ["channels", cid, "products"] => {
             let d = readable(t, cid, user)?;
-            let since = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("since="))
-                .map(|v| {
-                    parse_since(v).ok_or_else(|| {
-                        Refusal::new(Reason::BadRequest, format!("since={v}: not a time"))
-                    })
-                })
-                .transpose()?
-                .or_else(|| {
-                    req.if_modified_since
-                        .as_deref()
-                        .and_then(parse_http_date)
-                        .map(|t| t as f64)
-                });
-            products_since(t, d, stream, req, since)
+            let cursor = Cursor::of(query, req)?;
+            products_since(t, d, stream, req, &cursor)
         }
         ["channels", cid, oid] => {
             let d = readable(t, cid, user)?;
@@ -119,21 +105,79 @@ pub(super) fn send_product(
 
 /// Products newer than `since` (whole seconds, as HTTP dates have): none is a 304, one a
 /// plain body, several a multipart/mixed.
+/// Where a poller left off.
+#[derive(Debug, PartialEq)]
+pub enum Cursor {
+    /// No condition: the products kept.
+    All,
+    /// `?after=OID`: the products listed after that one (OIDs sort in publication
+    /// order), exact even within a second and when that one is gone.
+    After(String),
+    /// `?since=T`: the products published after T (pubTime, with its fraction).
+    Since(f64),
+    /// `If-Modified-Since` (whole seconds): the products of that second and after, the
+    /// client skipping the ones it has (a second can hold several products).
+    FromSecond(f64),
+}
+
+impl Cursor {
+    fn of(query: &str, req: &Request) -> Result<Cursor, Refusal> {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        if let Some(oid) = param("after") {
+            if !crate::store::sidecar::valid_id(oid) {
+                return Err(Refusal::new(
+                    Reason::BadRequest,
+                    format!("after={oid}: not a product id"),
+                ));
+            }
+            return Ok(Cursor::After(oid.to_string()));
+        }
+        if let Some(v) = param("since") {
+            return parse_since(v)
+                .map(Cursor::Since)
+                .ok_or_else(|| Refusal::new(Reason::BadRequest, format!("since={v}: not a time")));
+        }
+        Ok(req
+            .if_modified_since
+            .as_deref()
+            .and_then(parse_http_date)
+            .map_or(Cursor::All, |t| Cursor::FromSecond(t as f64)))
+    }
+
+    fn wants(&self, p: &Product) -> bool {
+        match self {
+            Cursor::All => true,
+            Cursor::After(oid) => p.oid.as_str() > oid.as_str(),
+            Cursor::Since(t) => p.time > *t,
+            Cursor::FromSecond(t) => p.time.floor() >= *t,
+        }
+    }
+}
+
 pub(super) fn products_since(
     t: &Taker,
     d: &ChannelDef,
     stream: &mut TcpStream,
     req: &Request,
-    since: Option<f64>,
+    cursor: &Cursor,
 ) -> io::Result<(u16, u64)> {
     let mut open = Vec::new();
-    for p in t.channels.list(d)? {
-        if since.is_some_and(|s| p.time.floor() <= s) {
-            continue;
+    for _ in 0..crate::channels::products::LIST_ATTEMPTS {
+        open.clear();
+        let mut vanished = false;
+        for p in t.channels.list(d)?.into_iter().filter(|p| cursor.wants(p)) {
+            match t.channels.open_product(d, &p.oid) {
+                Some(x) => open.push(x),
+                // evicted since the listing: a newer one is in place, list again
+                None => vanished = true,
+            }
         }
-        // evicted between the listing and now: not part of this answer
-        if let Some(x) = t.channels.open_product(d, &p.oid) {
-            open.push(x);
+        if !vanished {
+            break;
         }
     }
     let close = if req.keep_alive {
@@ -143,10 +187,17 @@ pub(super) fn products_since(
     };
     let date = http_date(crate::sys::unix_now() as i64);
     match open.len() {
+        // nothing newer than the condition; with no condition, an empty channel (a 304
+        // answers conditions only)
         0 => {
-            let head = format!("HTTP/1.1 304 Not Modified\r\nDate: {date}\r\n{close}\r\n");
+            let status = if *cursor == Cursor::All {
+                "204 No Content"
+            } else {
+                "304 Not Modified"
+            };
+            let head = format!("HTTP/1.1 {status}\r\nDate: {date}\r\n{close}\r\n");
             stream.write_all(head.as_bytes())?;
-            Ok((304, 0))
+            Ok((if *cursor == Cursor::All { 204 } else { 304 }, 0))
         }
         1 => {
             let (p, mut f) = open.pop().expect("one");

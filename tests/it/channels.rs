@@ -390,62 +390,78 @@ fn product(n: usize) -> Vec<u8> {
 }
 
 #[test]
-fn fifty_concurrent_publishers_and_readers_on_one_capacity_one_channel() {
+fn twenty_writers_and_twenty_readers_on_a_capacity_one_channel_never_read_nothing() {
     let s = Scratch::new("ch-concurrent");
     let port = free_port();
     let node = start_node(&s, "n1", port, "");
-    let publishers: Vec<_> = (0..50)
-        .map(|n| {
+    let publish_one = move |n: usize| {
+        let r = publish(
+            port,
+            "application/octet-stream; cid=LATEST",
+            Some("ann:annpw"),
+            &product(n),
+        );
+        assert_eq!(r.status, 201, "publisher {n}: {}", r.head);
+    };
+    publish_one(999);
+    // several seconds of replacing and reading, bounded in count too
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let writers: Vec<_> = (0..20)
+        .map(|w| {
             std::thread::spawn(move || {
-                let r = publish(
-                    port,
-                    "application/octet-stream; cid=LATEST",
-                    Some("ann:annpw"),
-                    &product(n),
-                );
-                assert_eq!(r.status, 201, "publisher {n}: {}", r.head);
-            })
-        })
-        .collect();
-    let readers: Vec<_> = (0..50)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut whole = 0;
-                for _ in 0..10 {
-                    let r = http(port, "GET", "/channels/LATEST/products", &[], b"");
-                    match r.status {
-                        304 => continue, // nothing published yet
-                        200 => {}
-                        s => panic!("status {s}: {}", r.head),
-                    }
-                    assert!(
-                        !r.header("Content-Type").unwrap().starts_with("multipart"),
-                        "capacity 1: one product per answer"
-                    );
-                    let n: usize = std::str::from_utf8(&r.body[8..11])
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    assert_eq!(r.body, product(n), "a whole product {n}, nothing mixed");
-                    whole += 1;
+                let mut n = 0;
+                while std::time::Instant::now() < until && n < 200 {
+                    publish_one((w * 37 + n) % 999);
+                    n += 1;
                 }
-                whole
+                n
             })
         })
         .collect();
-    for p in publishers {
-        p.join().unwrap();
-    }
+    let readers: Vec<_> = (0..20)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while std::time::Instant::now() < until && reads < 2000 {
+                    reads += 1;
+                    if k % 2 == 0 {
+                        // the old or the new, one whole product, never none
+                        let r = http(port, "GET", "/channels/LATEST/products", &[], b"");
+                        assert_eq!(r.status, 200, "an unconditional read: {}", r.head);
+                        assert!(
+                            !r.header("Content-Type").unwrap().starts_with("multipart"),
+                            "capacity 1: one product per answer"
+                        );
+                        let n: usize = std::str::from_utf8(&r.body[8..11])
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        assert_eq!(r.body, product(n), "a whole product {n}, nothing mixed");
+                    } else {
+                        let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
+                        assert_eq!(
+                            d["products"].as_array().map(Vec::len),
+                            Some(1),
+                            "the description lists one product: {d}"
+                        );
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    let written: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
     let reads: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
-    assert_eq!(d["products"].as_array().unwrap().len(), 1);
     let all = std::fs::read_dir(s.path("n1-data/metcast/LATEST"))
         .unwrap()
         .count();
     assert_eq!(all, 2, "one product and its sidecar, no temporary file");
     let published = node.log_text().matches("channel=LATEST size=").count();
-    assert_eq!(published, 50);
-    eprintln!("{reads} whole reads");
+    assert_eq!(published, written + 1);
+    assert!(
+        written > 20 && reads > 20,
+        "{written} written, {reads} read"
+    );
 }
 
 #[test]
@@ -604,8 +620,8 @@ fn cut_off_retrieval() {
     let _node = start_node(&s, "n1", port, "");
     assert_eq!(
         http(port, "GET", "/channels/MEMO/products", &[], b"").status,
-        304,
-        "empty"
+        204,
+        "empty, and no condition to answer 304 to"
     );
     publish(port, "text/plain; cid=MEMO; n=1", None, b"one");
     let first = http(port, "GET", "/channels/MEMO/products", &[], b"");
@@ -614,6 +630,8 @@ fn cut_off_retrieval() {
     std::thread::sleep(Duration::from_millis(1100)); // HTTP dates count whole seconds
     publish(port, "text/plain; cid=MEMO; n=2", None, b"two");
     publish(port, "text/plain; cid=MEMO; n=3", None, b"three");
+    // If-Modified-Since is inclusive of its second: "one" again (the poller skips it
+    // by its oid), never a product of that second missed
     let newer = http(
         port,
         "GET",
@@ -623,34 +641,104 @@ fn cut_off_retrieval() {
     );
     assert_eq!(newer.status, 200);
     let got = parts(&newer);
-    assert_eq!(got.len(), 2, "{}", newer.head);
-    assert_eq!(
-        (got[0].1.as_slice(), got[1].1.as_slice()),
-        (&b"two"[..], &b"three"[..])
-    );
-    assert!(got[1].0.contains("n=3") && got[1].0.contains("cid=MEMO; oid="));
-    let last = newer.header("Last-Modified").unwrap();
-    let none = http(
-        port,
-        "GET",
-        "/channels/MEMO/products",
-        &[("If-Modified-Since", &last)],
-        b"",
-    );
-    assert_eq!(none.status, 304);
+    let bodies: Vec<&[u8]> = got.iter().map(|p| p.1.as_slice()).collect();
+    assert_eq!(bodies, [&b"one"[..], b"two", b"three"], "{}", newer.head);
+    assert!(got[2].0.contains("n=3") && got[2].0.contains("cid=MEMO; oid="));
     let all = http(port, "GET", "/channels/MEMO/products?since=0", &[], b"");
     assert_eq!(parts(&all).len(), 3);
-    let epoch = meshnode::core::time::parse_http_date(&cut).unwrap();
+    // ?since= is exact: after the pubTime given, with its fraction
+    let listed = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let pub_time = listed["products"][0]["pubTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let q = http(
         port,
         "GET",
-        &format!("/channels/MEMO/products?since={epoch}"),
+        &format!("/channels/MEMO/products?since={pub_time}"),
         &[],
         b"",
     );
-    assert_eq!(parts(&q).len(), 2, "?since= in epoch seconds");
+    let bodies: Vec<Vec<u8>> = parts(&q).into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        bodies,
+        [b"two".to_vec(), b"three".to_vec()],
+        "since={pub_time}"
+    );
+    let newest = listed["products"][2]["pubTime"].as_str().unwrap();
+    let none = http(
+        port,
+        "GET",
+        &format!("/channels/MEMO/products?since={newest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(none.status, 304, "nothing after the newest");
     assert_eq!(
         http(port, "GET", "/channels/MEMO/products?since=soon", &[], b"").status,
+        400
+    );
+}
+
+#[test]
+fn a_poller_with_a_cursor_misses_nothing_of_a_burst() {
+    // a multipart shove lands in one second: pollers must be able to say exactly
+    // where they left off
+    let s = Scratch::new("ch-cursor");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    // MEMO keeps 3: two products a round, read between rounds
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut oids = Vec::new();
+    for round in 0..3 {
+        for k in 0..2 {
+            let body = format!("burst {round}-{k}");
+            let r = publish(port, "text/plain; cid=MEMO", None, body.as_bytes());
+            assert_eq!(r.status, 201);
+            oids.push(r.oid());
+        }
+        let path = if cursor.is_empty() {
+            "/channels/MEMO/products".to_string()
+        } else {
+            format!("/channels/MEMO/products?after={cursor}")
+        };
+        let r = http(port, "GET", &path, &[], b"");
+        assert_eq!(r.status, 200, "round {round}: {}", r.head);
+        let got = if r
+            .header("Content-Type")
+            .is_some_and(|c| c.starts_with("multipart/"))
+        {
+            parts(&r)
+        } else {
+            vec![(r.header("Content-Type").unwrap(), r.body.clone())]
+        };
+        for (head, body) in got {
+            let oid = head
+                .split("oid=")
+                .nth(1)
+                .and_then(|o| o.split([';', '\r', '\n', ' ']).next())
+                .unwrap()
+                .to_string();
+            seen.push(String::from_utf8(body).unwrap());
+            cursor = oid;
+        }
+    }
+    let want: Vec<String> = (0..3)
+        .flat_map(|r| (0..2).map(move |k| format!("burst {r}-{k}")))
+        .collect();
+    assert_eq!(seen, want, "each product once, none missed");
+    assert_eq!(&cursor, oids.last().unwrap());
+    let after_last = http(
+        port,
+        "GET",
+        &format!("/channels/MEMO/products?after={cursor}"),
+        &[],
+        b"",
+    );
+    assert_eq!(after_last.status, 304);
+    assert_eq!(
+        http(port, "GET", "/channels/MEMO/products?after=../x", &[], b"").status,
         400
     );
 }
