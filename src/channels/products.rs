@@ -140,6 +140,13 @@ fn default_incoming(dir: &Path) -> PathBuf {
 /// keep vanishing under it (each vanishing means a newer product arrived).
 pub const LIST_ATTEMPTS: usize = 8;
 
+/// The time an OID was made (its microseconds since the epoch), so a product's pubTime
+/// sorts as its OID does.
+fn oid_time(oid: &str) -> Option<f64> {
+    let (us, _) = oid.split_once('-')?;
+    us.parse::<u64>().ok().map(|us| us as f64 / 1e6)
+}
+
 impl Channels {
     /// Prepares every channel's directory, removes what a crash left half-written and
     /// recovers the last OID made here.
@@ -248,21 +255,24 @@ impl Channels {
         buf: &mut [u8],
     ) -> Result<Published, Refusal> {
         let def = &self.defs[i];
-        let oid = self.next_oid(now);
-        let rel = product_rel(&def.id, &oid);
         let method = Method::Sha512;
         let lock = || self.stores[i].lock().unwrap_or_else(|p| p.into_inner());
-        let mut tmp = lock().begin(&rel, method, u64::MAX)?;
+        // the body streams in under no name yet (only its directory counts here)
+        let mut tmp = lock().begin(&product_rel(&def.id, "incoming"), method, u64::MAX)?;
         let size = copy_limited(body, &mut tmp, self.max_product, buf)?;
+        let dir = self.dir(&def.id);
+        let mut store = lock();
+        // the OID (and pubTime) at commit, under the channel's lock: the product
+        // accepted last is the newest, so the one kept, whatever upload began first
+        let oid = self.next_oid(now);
+        let rel = product_rel(&def.id, &oid);
         let mut pub_time = String::new();
-        crate::core::time::format_time(&mut pub_time, now);
+        crate::core::time::format_time(&mut pub_time, oid_time(&oid).unwrap_or(now));
         let meta = Meta {
             content_type: product_media_type(mt, &def.id, &oid).to_string(),
             source: user.unwrap_or(ANONYMOUS).to_string(),
             pub_time,
         };
-        let dir = self.dir(&def.id);
-        let mut store = lock();
         write_meta(&dir, &oid, &meta)?;
         let (method, digest) = store.commit(tmp, &rel, None).map_err(|e| {
             remove_meta(&dir.join(&oid));
@@ -509,6 +519,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.reason, Reason::TooLarge);
         assert_eq!(fs::read_dir(d.join("metcast/MEMO")).unwrap().count(), 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A body that, half-way, lets another upload into the same channel finish first.
+    struct Overtaken<'c> {
+        c: &'c Channels,
+        body: &'static [u8],
+        overtaken: Option<String>,
+    }
+
+    impl Read for Overtaken<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.overtaken.is_none() {
+                let mt = MediaType::parse("text/plain; cid=LATEST").unwrap();
+                let quick = self
+                    .c
+                    .publish(0, None, mt, &mut &b"quick"[..], 2.0, &mut [0; 8]);
+                self.overtaken = Some(quick.unwrap().oid);
+            }
+            let n = self.body.len().min(out.len());
+            out[..n].copy_from_slice(&self.body[..n]);
+            self.body = &self.body[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_upload_accepted_last_is_the_one_kept() {
+        let d = scratch("order");
+        let mut latest = ChannelDef::new("LATEST").unwrap();
+        latest.capacity = 1;
+        let c = Channels::open(vec![latest], &d, "n", "user.x", 1 << 20).unwrap();
+        let mut slow = Overtaken {
+            c: &c,
+            body: b"slow, begun first",
+            overtaken: None,
+        };
+        let mt = MediaType::parse("text/plain; cid=LATEST").unwrap();
+        // begun first (an earlier clock), accepted last
+        let p = c.publish(0, None, mt, &mut slow, 1.0, &mut [0; 4]).unwrap();
+        let quick = slow.overtaken.unwrap();
+        assert!(p.oid > quick, "{} after {quick}", p.oid);
+        assert_eq!(p.evicted, vec![product_rel("LATEST", &quick)]);
+        let list = c.list(&c.defs[0]).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].oid, p.oid, "the 201's product is the one kept");
+        assert!(list[0].time >= oid_time(&quick).unwrap());
         fs::remove_dir_all(&d).unwrap();
     }
 
