@@ -135,7 +135,9 @@ fn taker(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<Taker, String> {
     }
     let announcer = cfg.channel_post.clone().map(|p| {
         let id = format!("meshnode-channels-{}", cfg.node_id);
-        Announcer::start(p, id, stop)
+        // `p.dir` is the node's tree: its state is beside it
+        let journal = p.state_root().join("channels").join("removals.log");
+        Announcer::start(p, id, journal, stop)
     });
     if announcer.is_none() {
         log::warn!("channels: no post-broker before the first section: products are not announced to the mesh");

@@ -1,8 +1,11 @@
 //! Announces channel products (and their removals) on the node's own broker, from a
 //! thread of its own: a taker answers its publisher when the product is stored, never
 //! waiting on the broker. Publications are kept until the broker acknowledges them and
-//! published again if it lost the session. Not kept across a crash of the node: at
-//! start the node announces again the products it still holds (README, "Channels").
+//! published again if it lost the session. Across a crash of the node: at start it
+//! announces again the products it still holds (README, "Channels"), and the removals
+//! in its journal (`removals.log`: each appended and synced before it is queued, the
+//! file emptied once every announcement is acknowledged; announcing a removal twice is
+//! harmless, a peer without the file passes nothing on).
 
 use crate::channels::Published;
 use crate::core::announce::Held;
@@ -13,10 +16,13 @@ use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,36 +40,103 @@ pub struct Announcer {
     cfg: PeerConfig,
     tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Removals not yet acknowledged by the broker, on disk.
+    journal: Arc<Journal>,
+}
+
+/// The removals announced and not yet known acknowledged; appended under the lock, and
+/// queued under it too, so the announcer thread can empty it consistently.
+struct Journal {
+    file: Mutex<Option<File>>,
+    path: PathBuf,
+}
+
+impl Journal {
+    fn open(path: PathBuf) -> Journal {
+        let file = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+            });
+        let file = match file {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::error!(
+                    "channels: removal journal {}: {e}; removals are announced, but not made good after a crash",
+                    path.display()
+                );
+                None
+            }
+        };
+        Journal {
+            file: Mutex::new(file),
+            path,
+        }
+    }
+
+    /// The removals left by the last run: (relPath, pubTime).
+    fn pending(&self) -> Vec<(String, String)> {
+        let Ok(f) = File::open(&self.path) else {
+            return Vec::new();
+        };
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| {
+                let (rel, t) = l.split_once('\t')?;
+                relpath::validate(rel).ok()?;
+                Some((rel.to_string(), t.to_string()))
+            })
+            .collect()
+    }
 }
 
 impl Announcer {
-    /// Starts the thread; it publishes to `cfg.post_broker` with `client_id`.
-    pub fn start(cfg: PeerConfig, client_id: String, stop: Arc<AtomicBool>) -> Announcer {
+    /// Starts the thread; it publishes to `cfg.post_broker` with `client_id`. The
+    /// removals in `journal` (a file) left by the last run are announced first.
+    pub fn start(
+        cfg: PeerConfig,
+        client_id: String,
+        journal: PathBuf,
+        stop: Arc<AtomicBool>,
+    ) -> Announcer {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let c = cfg.clone();
+        let journal = Arc::new(Journal::open(journal));
+        // the thread starts with them: the journal is emptied only once they are acked
+        let pending: VecDeque<Job> = journal
+            .pending()
+            .iter()
+            .map(|(rel, t)| job(&cfg, rel, removal_message(&cfg, rel, t)))
+            .collect();
+        if !pending.is_empty() {
+            log::info!(
+                "channels: {} removals of the last run announced again",
+                pending.len()
+            );
+        }
+        let (c, j) = (cfg.clone(), journal.clone());
         let thread = thread::Builder::new()
             .name("announcer".into())
-            .spawn(move || run(c, client_id, rx, stop))
+            .spawn(move || run(c, client_id, rx, &j, pending, stop))
             .expect("spawning a thread");
         Announcer {
             cfg,
             tx: Some(tx),
             thread: Some(thread),
+            journal,
         }
     }
 
     /// Queues one announcement; `wait`: block while the queue is full (a background
     /// task) rather than give up (a taker answering its publisher).
     fn queue(&self, rel: &str, payload: Vec<u8>, wait: bool) {
-        let mut t = String::new();
-        topic::announce_topic(
-            &mut t,
-            &self.cfg.post_exchange,
-            self.cfg.post_prefix(),
-            relpath::dirname(rel),
-        );
         let Some(tx) = &self.tx else { return };
-        let job = Job { topic: t, payload };
+        let job = job(&self.cfg, rel, payload);
         let sent = if wait {
             tx.send(job).map_err(|e| TrySendError::Disconnected(e.0))
         } else {
@@ -125,14 +198,39 @@ impl Announcer {
         }
     }
 
-    /// Announces that `rel` was removed (evicted or deleted).
+    /// Announces that `rel` was removed (evicted or deleted), written to the journal
+    /// first.
     pub fn removal(&self, rel: &str, pub_time: &str) {
-        let mut payload = Vec::with_capacity(256);
-        self.cfg
-            .voice()
-            .file_op(&mut payload, rel, pub_time, message::FILEOP_REMOVE, None);
+        let payload = removal_message(&self.cfg, rel, pub_time);
+        let mut file = self.journal.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = file.as_mut() {
+            let line = format!("{rel}\t{pub_time}\n");
+            if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
+                log::error!("{rel}: removal not journaled ({e}): not made good after a crash");
+            }
+        }
+        // queued under the journal's lock: the thread empties it only when nothing waits
         self.queue(rel, payload, false);
     }
+}
+
+/// An announcement of `rel` on its topic.
+fn job(cfg: &PeerConfig, rel: &str, payload: Vec<u8>) -> Job {
+    let mut topic = String::new();
+    topic::announce_topic(
+        &mut topic,
+        &cfg.post_exchange,
+        cfg.post_prefix(),
+        relpath::dirname(rel),
+    );
+    Job { topic, payload }
+}
+
+fn removal_message(cfg: &PeerConfig, rel: &str, pub_time: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(256);
+    cfg.voice()
+        .file_op(&mut payload, rel, pub_time, message::FILEOP_REMOVE, None);
+    payload
 }
 
 impl Drop for Announcer {
@@ -154,7 +252,31 @@ fn spawn_poster(
     (Poster::spawn(url, session, itx, stop.clone()), irx, stop)
 }
 
-fn run(cfg: PeerConfig, client_id: String, rx: Receiver<Job>, stop: Arc<AtomicBool>) {
+/// Everything announced is acknowledged: the journal's removals are done. Under its
+/// lock, a removal queued meanwhile is taken first (and the journal kept).
+fn forget_removals(journal: &Journal, rx: &Receiver<Job>, waiting: &mut VecDeque<Job>) {
+    let mut file = journal.file.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(f) = file.as_mut() else { return };
+    if f.metadata().map_or(true, |m| m.len() == 0) {
+        return;
+    }
+    if let Ok(j) = rx.try_recv() {
+        waiting.push_back(j);
+        return;
+    }
+    if let Err(e) = f.set_len(0) {
+        log::warn!("channels: removal journal {}: {e}", journal.path.display());
+    }
+}
+
+fn run(
+    cfg: PeerConfig,
+    client_id: String,
+    rx: Receiver<Job>,
+    journal: &Journal,
+    mut waiting: VecDeque<Job>,
+    stop: Arc<AtomicBool>,
+) {
     let session = SessionOptions {
         client_id,
         clean_start: false,
@@ -165,7 +287,6 @@ fn run(cfg: PeerConfig, client_id: String, rx: Receiver<Job>, stop: Arc<AtomicBo
     };
     let (mut poster, mut inbound, mut poster_stop) = spawn_poster(&cfg, &session);
     // not yet accepted by rumqttc; then issued, waiting for PUBACK (with its number)
-    let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut issued: VecDeque<(u64, Job)> = VecDeque::new();
     let mut closed = false;
     let mut drain_until: Option<Instant> = None;
@@ -222,6 +343,9 @@ fn run(cfg: PeerConfig, client_id: String, rx: Receiver<Job>, stop: Arc<AtomicBo
         let acked = poster.acked();
         while issued.front().is_some_and(|(n, _)| *n <= acked) {
             issued.pop_front();
+        }
+        if waiting.is_empty() && issued.is_empty() {
+            forget_removals(journal, &rx, &mut waiting);
         }
     }
     let lost = waiting.len() + issued.len();

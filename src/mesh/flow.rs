@@ -141,18 +141,22 @@ impl PeerConfig {
         }
     }
 
-    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
-    pub fn retry_dir(&self) -> PathBuf {
-        let state = self.state_dir.clone().unwrap_or_else(|| {
+    /// Where the node keeps its state: `--state-dir`, else `DIR.state` beside the tree.
+    pub fn state_root(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
             let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
             name.push(".state");
             self.dir.with_file_name(name)
-        });
+        })
+    }
+
+    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
+    pub fn retry_dir(&self) -> PathBuf {
         let id = self
             .client_id
             .clone()
             .unwrap_or_else(|| self.default_client_id());
-        state.join("retry").join(id)
+        self.state_root().join("retry").join(id)
     }
 
     pub fn post_prefix(&self) -> &str {

@@ -1148,3 +1148,51 @@ fn a_form_upload_is_named_after_its_file() {
     let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
     assert_eq!(d["products"][0]["attributes"]["fname"], "memo.txt", "{d}");
 }
+
+#[test]
+fn a_removal_whose_announcement_died_with_the_node_is_announced_at_restart() {
+    let s = Scratch::new("ch-removal-journal");
+    let mut broker = Broker::start(&s.path("broker"));
+    let port = free_port();
+    broker.stop(); // the announcements can only wait in memory (and in the journal)
+    let mut node = start_node(&s, "n1", port, &format!("post-broker {}\n", broker.url()));
+    let dave = Some("dave:davepw");
+    // LATEST keeps one: the second evicts the first; then a DELETE of the second
+    let first = publish(port, "text/plain; cid=LATEST", dave, b"1").oid();
+    let second = publish(port, "text/plain; cid=LATEST", dave, b"2").oid();
+    let path = format!("/rest/taker/channels/LATEST/{second}");
+    let auth = basic("dave:davepw");
+    assert_eq!(
+        http(port, "DELETE", &path, &[("Authorization", &auth)], b"").status,
+        204
+    );
+    node.kill9();
+    broker.forget_and_start();
+    let watch = Watcher::start(&broker, "xpublic/#");
+    node.restart();
+    for oid in [&first, &second] {
+        let rel = format!("metcast/LATEST/{oid}");
+        assert!(
+            wait_until(WAIT, || watch
+                .for_rel(&rel)
+                .iter()
+                .any(|m| m.get("fileOp").is_some())),
+            "removal of {rel} announced after the restart: {:?}\n{}",
+            watch.for_rel(&rel),
+            node.log_text()
+        );
+    }
+    assert!(
+        node.log_text()
+            .contains("2 removals of the last run announced again"),
+        "{}",
+        node.log_text()
+    );
+    // acknowledged now: a second restart has nothing left to make good
+    let journal = s.path("n1-data.state/channels/removals.log");
+    assert!(
+        wait_until(WAIT, || std::fs::metadata(&journal)
+            .is_ok_and(|m| m.len() == 0)),
+        "the journal is emptied once the broker acknowledged"
+    );
+}
