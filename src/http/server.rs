@@ -108,9 +108,13 @@ fn accept_loop(listener: TcpListener, cfg: ServeConfig, stop: Arc<AtomicBool>) {
             let _ = stream.write_all(
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n",
             );
-            log::warn!(
-                "http: {} connections open, refusing one more",
-                cfg.max_connections
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string());
+            refused(
+                &peer,
+                503,
+                &format!("{} connections open already", cfg.max_connections),
             );
             continue;
         }
@@ -135,6 +139,36 @@ fn accept_loop(listener: TcpListener, cfg: ServeConfig, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Clients whose last refusal was logged, and when: at most one line a second each, so
+/// a flood of bad requests cannot flood the log.
+static LAST_LOGGED: std::sync::Mutex<Option<std::collections::HashMap<String, Instant>>> =
+    std::sync::Mutex::new(None);
+/// Clients remembered at most; beyond, the old ones are forgotten.
+const LOG_MEMORY: usize = 4096;
+
+/// Logs a refusal at the HTTP layer (400, 408, 431, 503) with the client's address, at
+/// most once a second per client address.
+pub fn refused(peer: &str, status: u16, why: &str) {
+    let addr = peer.rsplit_once(':').map_or(peer, |(a, _)| a).to_string();
+    let now = Instant::now();
+    let mut last = LAST_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    let map = last.get_or_insert_with(std::collections::HashMap::new);
+    if map
+        .get(&addr)
+        .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
+    {
+        return;
+    }
+    if map.len() >= LOG_MEMORY {
+        map.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+        if map.len() >= LOG_MEMORY {
+            map.clear();
+        }
+    }
+    map.insert(addr, now);
+    log::warn!("http {peer}: {status} {why}");
+}
+
 fn connection(mut stream: TcpStream, cfg: &ServeConfig, peer: &str) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(cfg.write_timeout))?;
@@ -150,12 +184,15 @@ fn connection(mut stream: TcpStream, cfg: &ServeConfig, peer: &str) -> io::Resul
                     Ok(Some(r)) => break r,
                     Ok(None) => {}
                     Err(why) => {
+                        refused(peer, 400, why);
                         respond_error(&mut stream, 400, why)?;
                         return Ok(());
                     }
                 }
                 if filled == buf.len() {
-                    respond_error(&mut stream, 431, "request head too large")?;
+                    let why = "request head too large";
+                    refused(peer, 431, why);
+                    respond_error(&mut stream, 431, why)?;
                     return Ok(());
                 }
             }
@@ -168,7 +205,9 @@ fn connection(mut stream: TcpStream, cfg: &ServeConfig, peer: &str) -> io::Resul
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
             if wait.is_zero() {
-                respond_error(&mut stream, 408, "request head not received in time")?;
+                let why = "request head not received in time";
+                refused(peer, 408, why);
+                respond_error(&mut stream, 408, why)?;
                 return Ok(());
             }
             stream.set_read_timeout(Some(wait))?;
@@ -187,7 +226,9 @@ fn connection(mut stream: TcpStream, cfg: &ServeConfig, peer: &str) -> io::Resul
                     ) =>
                 {
                     if filled > 0 {
-                        respond_error(&mut stream, 408, "request head not received in time")?;
+                        let why = "request head not received in time";
+                        refused(peer, 408, why);
+                        respond_error(&mut stream, 408, why)?;
                     }
                     return Ok(());
                 }

@@ -296,6 +296,37 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert!(wait_until(10, || TcpStream::connect(addr).is_ok()));
     assert_eq!(get(addr, "/a/b.txt", "").body, b"cli");
+    // refusals at the HTTP layer leave a line with the client, once a second at most
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "x".repeat(10_000));
+    // the server answers before reading all of it, so the client may see a reset:
+    // what counts here is the log
+    let send_huge = || {
+        use std::io::{Read, Write};
+        if let Ok(mut c) = TcpStream::connect(addr) {
+            let _ = c.write_all(huge.as_bytes());
+            let _ = c.read_to_end(&mut Vec::new());
+        }
+    };
+    for _ in 0..5 {
+        send_huge();
+    }
+    let lines = |log: &str| log.matches(": 431 request head too large").count();
+    assert!(
+        wait_until(5, || lines(&node.log_text()) == 1),
+        "{}",
+        node.log_text()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    send_huge();
+    assert!(
+        wait_until(5, || lines(&node.log_text()) == 2),
+        "{}",
+        node.log_text()
+    );
+    assert!(
+        node.log_text().contains("http 127.0.0.1:"),
+        "with the client's address"
+    );
     assert_eq!(node.term(), Some(0));
     assert!(
         node.log_text().contains("\"GET /a/b.txt\" 200 3"),
