@@ -1196,3 +1196,103 @@ fn a_removal_whose_announcement_died_with_the_node_is_announced_at_restart() {
         "the journal is emptied once the broker acknowledged"
     );
 }
+
+#[test]
+fn a_slow_upload_overtaken_by_a_quick_one_is_the_one_kept() {
+    let s = Scratch::new("ch-order");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let dave = Some("dave:davepw");
+    // the slow one begins: its head and half its body
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = basic("dave:davepw");
+    let head = format!(
+        "POST /rest/taker HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: {auth}\r\n\
+         Content-Type: text/plain; cid=LATEST\r\nContent-Length: 10\r\n\r\nslow "
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // a quick one, begun later, accepted first
+    let quick = publish(port, "text/plain; cid=LATEST", dave, b"quick");
+    assert_eq!(quick.status, 201);
+    // the slow one ends: accepted last, so it is the one kept
+    slow.write_all(b"done!").unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let location = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap()
+        .to_string();
+    let got = http(port, "GET", &location, &[], b"");
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, &b"slow done!"[..]),
+        "a 201's Location answers"
+    );
+    let list = http(port, "GET", "/channels/LATEST", &[], b"").json();
+    assert_eq!(
+        list["products"][0]["oid"].as_str(),
+        location.rsplit('/').next()
+    );
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            &format!("/channels/LATEST/{}", quick.oid()),
+            &[],
+            b""
+        )
+        .status,
+        404,
+        "the quick one, accepted first, gave way"
+    );
+}
+
+#[test]
+fn a_feed_keeps_extensions_last_and_partial_uploads_out_of_sight() {
+    let s = Scratch::new("ch-feed-names");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let dave = Some("dave:davepw");
+    for body in [&b"first"[..], b"second"] {
+        let r = publish(
+            port,
+            "application/octet-stream; cid=FEED; fname=MTR50.SRVR",
+            dave,
+            body,
+        );
+        assert_eq!(r.status, 201, "{}", r.head);
+    }
+    let names: Vec<String> = std::fs::read_dir(s.path("n1-feed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // FULL's directory, and its incoming beside it, nest in FEED's in this config
+        .filter(|n| !n.starts_with("full") && n != ".full.incoming")
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "{names:?}: nothing else in the watched directory"
+    );
+    assert!(names.iter().any(|n| n == "MTR50.SRVR"), "{names:?}");
+    let second = names
+        .iter()
+        .find(|n| *n != "MTR50.SRVR")
+        .expect("the second under another name");
+    assert!(
+        second.starts_with("MTR50.") && second.ends_with(".SRVR"),
+        "a decoder watching *.SRVR sees the second: {names:?}"
+    );
+    assert_eq!(
+        std::fs::read(s.path("n1-feed").join(second)).unwrap(),
+        b"second"
+    );
+    assert!(
+        s.path(".n1-feed.incoming").is_dir(),
+        "partial uploads wait beside it"
+    );
+}
