@@ -203,6 +203,13 @@ impl ChannelDef {
         self.open || user.is_some_and(|u| self.writers.contains(u))
     }
 
+    /// Whether only some users may read it: then it stays on this node (never announced
+    /// to the mesh) and its products are served to those users only, whichever path
+    /// asks (`/channels/...` or the tree's `/metcast/...`).
+    pub fn readers_restricted(&self) -> bool {
+        matches!(self.readers, Users::Only(_))
+    }
+
     pub fn may_read(&self, user: Option<&str>) -> bool {
         match &self.readers {
             Users::All => true,

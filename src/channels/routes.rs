@@ -18,12 +18,76 @@ pub fn handles(path: &str) -> bool {
         .any(|r| p == *r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
 }
 
+impl Taker {
+    /// Whether `path` is in the tree directory of a channel with restricted readers
+    /// (`/metcast/CID[/...]`): answered here, with the channel's read rights, never by
+    /// the file server.
+    fn guards(&self, path: &str) -> bool {
+        // read as the file server reads it (percent-decoded, one leading slash), and
+        // where it leads on disk (a symlink must not open a way around)
+        let any = self.channels.defs.iter().any(|d| d.readers_restricted());
+        if !any {
+            return false; // the common case costs nothing per request
+        }
+        let p = path.split(['?', '#']).next().unwrap_or("");
+        let Some(decoded) = crate::core::relpath::percent_decode(p) else {
+            return false;
+        };
+        let restricted = |rel: &str| {
+            let mut c = rel.split('/');
+            c.next() == Some(crate::store::sidecar::TREE)
+                && c.next().is_some_and(|cid| {
+                    self.channels
+                        .find(cid)
+                        .is_some_and(|(_, d)| !d.is_feed() && d.readers_restricted())
+                })
+        };
+        let rel = decoded.strip_prefix('/').unwrap_or(&decoded);
+        if restricted(rel) {
+            return true;
+        }
+        let root = self.channels.root();
+        root.join(rel)
+            .canonicalize()
+            .ok()
+            .and_then(|full| {
+                full.strip_prefix(root)
+                    .ok()
+                    .map(|r| restricted(&r.to_string_lossy()))
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// A product of a restricted channel asked for by its tree path: to its readers only.
+fn read_tree(
+    t: &Taker,
+    stream: &mut TcpStream,
+    req: &Request,
+    cid: &str,
+    rest: &[&str],
+) -> Result<(u16, u64), Refusal> {
+    let user = t.authenticate(req)?;
+    // read as the file server would have read it
+    let decode = |s: &str| crate::core::relpath::percent_decode(s).unwrap_or_default();
+    let d = super::taker::readable(t, &decode(cid), user.as_deref())?;
+    let [oid] = rest else {
+        return Err(Refusal::new(Reason::NotFound, "no such file"));
+    };
+    let oid = decode(oid);
+    let (p, mut f) = t
+        .channels
+        .open_product(d, &oid)
+        .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no product {oid}")))?;
+    super::read::send_product(stream, req, &p, &mut f).map_err(Refusal::from)
+}
+
 impl Handler for Taker {
     fn name(&self) -> String {
         "channels".into()
     }
     fn handles(&self, path: &str) -> bool {
-        handles(path)
+        handles(path) || self.guards(path)
     }
     fn answer(
         &self,
@@ -52,6 +116,11 @@ pub(super) fn answer(
         ("POST" | "PUT", ["rest", "taker"]) => return take(t, stream, req, pre, peer, true),
         ("DELETE", ["taker" | "rest", ..]) => delete(t, stream, req, &segs, peer),
         ("GET" | "HEAD", ["channels", ..]) => read(t, stream, req, &segs, query),
+        ("GET" | "HEAD", ["metcast", cid, rest @ ..]) => read_tree(t, stream, req, cid, rest),
+        (_, ["metcast", ..]) => Err(Refusal::new(
+            Reason::WrongMethod,
+            format!("{m}: use GET or HEAD"),
+        )),
         (_, ["taker"] | ["rest", "taker"]) => Err(Refusal::new(
             Reason::WrongMethod,
             format!("{m}: use POST or PUT"),

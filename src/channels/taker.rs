@@ -98,11 +98,24 @@ impl Taker {
     /// a thread of its own. Returns how many.
     pub fn announce_own(&self) -> usize {
         let Some(a) = &self.announcer else { return 0 };
-        let own = self.channels.own_products();
+        let own: Vec<_> = self
+            .channels
+            .own_products()
+            .into_iter()
+            .filter(|p| self.meshed(&p.rel))
+            .collect();
         for p in &own {
             a.product_with(self.channels.root(), p, true);
         }
         own.len()
+    }
+
+    /// Whether the product at `rel` (`metcast/CID/OID`) goes to the mesh: not when its
+    /// channel's readers are restricted (every peer would serve it to anyone).
+    pub(super) fn meshed(&self, rel: &str) -> bool {
+        crate::store::sidecar::split_product_rel(rel)
+            .and_then(|(cid, _)| self.channels.find(cid))
+            .is_some_and(|(_, d)| !d.readers_restricted())
     }
 
     /// The user of a request: `None` without credentials, a refusal for wrong ones.
@@ -181,7 +194,7 @@ impl Taker {
         }
         match self.channels.publish(i, user, mt, body, now, buf) {
             Ok(p) => {
-                if let Some(a) = &self.announcer {
+                if let Some(a) = self.announcer.as_ref().filter(|_| self.meshed(&p.rel)) {
                     a.product(self.channels.root(), &p);
                 }
                 for old in &p.evicted {

@@ -330,7 +330,8 @@ pub(super) fn delete(
     match &result {
         Ok(()) => {
             log::info!("taker {peer}: user={user} channel={cid} deleted {oid} 204");
-            if let Some(a) = &t.announcer {
+            let rel = crate::store::sidecar::product_rel(cid, oid);
+            if let Some(a) = t.announcer.as_ref().filter(|_| t.meshed(&rel)) {
                 let mut now = String::new();
                 crate::core::time::format_time(&mut now, crate::sys::unix_now());
                 a.removal(&crate::store::sidecar::product_rel(cid, oid), &now);

@@ -1296,3 +1296,47 @@ fn a_feed_keeps_extensions_last_and_partial_uploads_out_of_sight() {
         "partial uploads wait beside it"
     );
 }
+
+#[test]
+fn a_restricted_channel_is_read_by_its_readers_only_whichever_path_and_stays_here() {
+    let s = Scratch::new("ch-read-rights");
+    let broker = Broker::start(&s.path("broker"));
+    let watch = Watcher::start(&broker, "xpublic/#");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, &format!("post-broker {}\n", broker.url()));
+    let dave = Some("dave:davepw");
+    let secret = publish(port, "text/plain; cid=SECRET", dave, b"for dave").oid();
+    let memo = publish(port, "text/plain; cid=MEMO", None, b"for all").oid();
+    let tree = format!("/metcast/SECRET/{secret}");
+    let (d, a) = (basic("dave:davepw"), basic("ann:annpw"));
+    // the tree path, as the channel path: to its readers only
+    assert_eq!(get_with(port, &tree, None).status, 401);
+    assert_eq!(get_with(port, &tree, Some(&a)).status, 403);
+    let ok = get_with(port, &tree, Some(&d));
+    assert_eq!((ok.status, ok.body.as_slice()), (200, &b"for dave"[..]));
+    // around it: percent-encoding, the directory, other methods
+    let encoded = format!("/metcast/SEC%52ET/{secret}");
+    assert_eq!(get_with(port, &encoded, None).status, 401, "{encoded}");
+    assert_eq!(get_with(port, "/metcast/SECRET/", None).status, 401);
+    assert_eq!(get_with(port, "/metcast/SECRET/", Some(&d)).status, 404);
+    // an open channel's products stay on the file server, for anyone
+    let open = get_with(port, &format!("/metcast/MEMO/{memo}"), None);
+    assert_eq!((open.status, open.body.as_slice()), (200, &b"for all"[..]));
+    // and only the open one goes to the mesh
+    let memo_rel = format!("metcast/MEMO/{memo}");
+    assert!(wait_until(WAIT, || watch.for_rel(&memo_rel).len() == 1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        watch
+            .for_rel(&format!("metcast/SECRET/{secret}"))
+            .is_empty(),
+        "a channel with restricted readers is not announced"
+    );
+}
+
+fn get_with(port: u16, path: &str, auth: Option<&str>) -> Resp {
+    match auth {
+        Some(a) => http(port, "GET", path, &[("Authorization", a)], b""),
+        None => http(port, "GET", path, &[], b""),
+    }
+}
