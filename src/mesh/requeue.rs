@@ -225,7 +225,7 @@ impl Flow {
                 w.fetch(job, t.topic, t.payload);
             }
             outcome => {
-                if let Some((_, origin)) = self.retry.attempts(id) {
+                if let Some(origin) = self.retry.origin(id) {
                     let origin = origin.to_string();
                     self.servers.unprobe(&origin);
                 }

@@ -264,11 +264,9 @@ impl RetryQueue {
         }
     }
 
-    /// Times the entry has been tried; its server.
-    pub fn attempts(&self, id: u64) -> Option<(u32, &str)> {
-        self.entries
-            .get(&id)
-            .map(|e| (e.attempts, e.origin.as_str()))
+    /// The entry's server.
+    pub fn origin(&self, id: u64) -> Option<&str> {
+        self.entries.get(&id).map(|e| e.origin.as_str())
     }
 
     /// Whether the entry is past its time to live.

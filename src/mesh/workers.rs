@@ -113,12 +113,8 @@ impl Done {
     /// A job not even tried: its server is down.
     pub fn diverted(job: Job) -> Done {
         Done {
-            job,
-            stored: None,
-            mismatches: 0,
-            trouble: None,
-            transient: Some("server marked down".into()),
             diverted: true,
+            ..Done::transient(job, "server marked down".into())
         }
     }
 }
