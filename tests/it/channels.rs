@@ -10,6 +10,11 @@ use std::time::Duration;
 
 const WAIT: u64 = 60;
 
+/// A GET with no condition and no credentials.
+fn get(port: u16, path: &str) -> Resp {
+    http(port, "GET", path, &[], b"")
+}
+
 fn publish(port: u16, ct: &str, auth: Option<&str>, body: &[u8]) -> Resp {
     let a = auth.map(basic);
     let mut h = vec![("Content-Type", ct)];
@@ -103,7 +108,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
     assert_eq!(r.status, 201, "{}", r.head);
 
     // the attributes, quoted string and all, as listed and as served
-    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let d = get(port, "/channels/MEMO").json();
     let p = &d["products"][0];
     assert_eq!(p["oid"], oid.as_str());
     assert_eq!(p["attributes"]["topic"], "How to \"publish\"; really");
@@ -113,7 +118,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         (p["size"].as_u64(), p["publisher"].as_str()),
         (Some(9), Some("anonymous"))
     );
-    let g = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    let g = get(port, &format!("/channels/MEMO/{oid}"));
     assert_eq!((g.status, g.body.as_slice()), (200, &b"memo one\n"[..]));
     let served =
         meshnode::core::mediatype::MediaType::parse(&g.header("Content-Type").unwrap()).unwrap();
@@ -232,7 +237,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         std::fs::read(s.path("n1-feed/MTR50.SRVR")).unwrap(),
         b"METAR"
     );
-    let list = http(port, "GET", "/channels", &[], b"").json();
+    let list = get(port, "/channels").json();
     let ids: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -262,7 +267,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         ["MEMO", "LATEST", "SECRET", "FEED", "FULL"],
         "dave reads SECRET and writes FEED"
     );
-    assert_eq!(http(port, "GET", "/channels/FEED", &[], b"").status, 404);
+    assert_eq!(get(port, "/channels/FEED").status, 404);
     let feed = http(
         port,
         "GET",
@@ -284,7 +289,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         !feed.to_string().contains("n1-feed"),
         "the feed's directory is never shown: {feed}"
     );
-    assert_eq!(http(port, "GET", "/channels/SECRET", &[], b"").status, 401);
+    assert_eq!(get(port, "/channels/SECRET").status, 401);
     let eve = basic("eve:evepw");
     assert_eq!(
         http(
@@ -297,10 +302,7 @@ fn every_status_of_the_taker_and_quoted_attributes() {
         .status,
         403
     );
-    assert_eq!(
-        http(port, "GET", "/channels/MEMO/0000-nope", &[], b"").status,
-        404
-    );
+    assert_eq!(get(port, "/channels/MEMO/0000-nope").status, 404);
     assert_eq!(http(port, "PATCH", "/taker", &[], b"").status, 405);
 
     // nothing refused left a file, and every attempt is in the log
@@ -336,7 +338,7 @@ fn capacity_one_replaces_and_capacity_n_evicts_the_oldest() {
         assert_eq!(r.status, 201);
         latest.push(r.oid());
     }
-    let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
+    let d = get(port, "/channels/LATEST").json();
     assert_eq!(d["products"].as_array().unwrap().len(), 1);
     assert_eq!(d["products"][0]["oid"], latest[2].as_str());
     assert_eq!(
@@ -355,7 +357,7 @@ fn capacity_one_replaces_and_capacity_n_evicts_the_oldest() {
             .oid(),
         );
     }
-    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let d = get(port, "/channels/MEMO").json();
     let oids: Vec<&str> = d["products"]
         .as_array()
         .unwrap()
@@ -364,14 +366,7 @@ fn capacity_one_replaces_and_capacity_n_evicts_the_oldest() {
         .collect();
     assert_eq!(oids, &memo[2..], "the three newest, oldest first");
     assert_eq!(
-        http(
-            port,
-            "GET",
-            &format!("/channels/MEMO/{}", memo[1]),
-            &[],
-            b""
-        )
-        .status,
+        get(port, &format!("/channels/MEMO/{}", memo[1])).status,
         404
     );
     // the sidecars went with their products
@@ -426,7 +421,7 @@ fn twenty_writers_and_twenty_readers_on_a_capacity_one_channel_never_read_nothin
                     reads += 1;
                     if k % 2 == 0 {
                         // the old or the new, one whole product, never none
-                        let r = http(port, "GET", "/channels/LATEST/products", &[], b"");
+                        let r = get(port, "/channels/LATEST/products");
                         assert_eq!(r.status, 200, "an unconditional read: {}", r.head);
                         assert!(
                             !r.header("Content-Type").unwrap().starts_with("multipart"),
@@ -438,7 +433,7 @@ fn twenty_writers_and_twenty_readers_on_a_capacity_one_channel_never_read_nothin
                             .unwrap();
                         assert_eq!(r.body, product(n), "a whole product {n}, nothing mixed");
                     } else {
-                        let d = http(port, "GET", "/channels/LATEST", &[], b"").json();
+                        let d = get(port, "/channels/LATEST").json();
                         assert_eq!(
                             d["products"].as_array().map(Vec::len),
                             Some(1),
@@ -496,7 +491,7 @@ fn sigkill_mid_upload_leaves_nothing_visible() {
         == 2));
     assert!(!temp(), "the partial upload was cleared at start");
     assert!(node.log_text().contains("left by an interrupted upload"));
-    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let d = get(port, "/channels/MEMO").json();
     assert_eq!(d["products"].as_array().unwrap().len(), 1);
     let after = publish(port, "text/plain; cid=MEMO", None, b"after").oid();
     assert!(
@@ -545,7 +540,7 @@ fn multipart_with_a_bad_part_among_good_ones() {
     assert_eq!(statuses, [201, 404, 400, 201, 201]);
     assert_eq!(results[1]["cid"], "NOWHERE");
     let oid = results[0]["oid"].as_str().unwrap();
-    let g = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    let g = get(port, &format!("/channels/MEMO/{oid}"));
     assert_eq!(g.body, b"first good");
     assert_eq!(
         std::fs::read(s.path("n1-feed/GRIB1")).unwrap(),
@@ -565,7 +560,7 @@ fn multipart_with_a_bad_part_among_good_ones() {
     )
     .unwrap();
     let early_stored = wait_until(WAIT, || {
-        let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+        let d = get(port, "/channels/MEMO").json();
         d["products"]
             .as_array()
             .unwrap()
@@ -619,12 +614,12 @@ fn cut_off_retrieval() {
     let port = free_port();
     let _node = start_node(&s, "n1", port, "");
     assert_eq!(
-        http(port, "GET", "/channels/MEMO/products", &[], b"").status,
+        get(port, "/channels/MEMO/products").status,
         204,
         "empty, and no condition to answer 304 to"
     );
     publish(port, "text/plain; cid=MEMO; n=1", None, b"one");
-    let first = http(port, "GET", "/channels/MEMO/products", &[], b"");
+    let first = get(port, "/channels/MEMO/products");
     assert_eq!((first.status, first.body.as_slice()), (200, &b"one"[..]));
     let cut = first.header("Last-Modified").unwrap();
     std::thread::sleep(Duration::from_millis(1100)); // HTTP dates count whole seconds
@@ -644,21 +639,15 @@ fn cut_off_retrieval() {
     let bodies: Vec<&[u8]> = got.iter().map(|p| p.1.as_slice()).collect();
     assert_eq!(bodies, [&b"one"[..], b"two", b"three"], "{}", newer.head);
     assert!(got[2].0.contains("n=3") && got[2].0.contains("cid=MEMO; oid="));
-    let all = http(port, "GET", "/channels/MEMO/products?since=0", &[], b"");
+    let all = get(port, "/channels/MEMO/products?since=0");
     assert_eq!(parts(&all).len(), 3);
     // ?since= is exact: after the pubTime given, with its fraction
-    let listed = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let listed = get(port, "/channels/MEMO").json();
     let pub_time = listed["products"][0]["pubTime"]
         .as_str()
         .unwrap()
         .to_string();
-    let q = http(
-        port,
-        "GET",
-        &format!("/channels/MEMO/products?since={pub_time}"),
-        &[],
-        b"",
-    );
+    let q = get(port, &format!("/channels/MEMO/products?since={pub_time}"));
     let bodies: Vec<Vec<u8>> = parts(&q).into_iter().map(|p| p.1).collect();
     assert_eq!(
         bodies,
@@ -666,18 +655,9 @@ fn cut_off_retrieval() {
         "since={pub_time}"
     );
     let newest = listed["products"][2]["pubTime"].as_str().unwrap();
-    let none = http(
-        port,
-        "GET",
-        &format!("/channels/MEMO/products?since={newest}"),
-        &[],
-        b"",
-    );
+    let none = get(port, &format!("/channels/MEMO/products?since={newest}"));
     assert_eq!(none.status, 304, "nothing after the newest");
-    assert_eq!(
-        http(port, "GET", "/channels/MEMO/products?since=soon", &[], b"").status,
-        400
-    );
+    assert_eq!(get(port, "/channels/MEMO/products?since=soon").status, 400);
 }
 
 #[test]
@@ -703,7 +683,7 @@ fn a_poller_with_a_cursor_misses_nothing_of_a_burst() {
         } else {
             format!("/channels/MEMO/products?after={cursor}")
         };
-        let r = http(port, "GET", &path, &[], b"");
+        let r = get(port, &path);
         assert_eq!(r.status, 200, "round {round}: {}", r.head);
         let got = if r
             .header("Content-Type")
@@ -729,18 +709,9 @@ fn a_poller_with_a_cursor_misses_nothing_of_a_burst() {
         .collect();
     assert_eq!(seen, want, "each product once, none missed");
     assert_eq!(&cursor, oids.last().unwrap());
-    let after_last = http(
-        port,
-        "GET",
-        &format!("/channels/MEMO/products?after={cursor}"),
-        &[],
-        b"",
-    );
+    let after_last = get(port, &format!("/channels/MEMO/products?after={cursor}"));
     assert_eq!(after_last.status, 304);
-    assert_eq!(
-        http(port, "GET", "/channels/MEMO/products?after=../x", &[], b"").status,
-        400
-    );
+    assert_eq!(get(port, "/channels/MEMO/products?after=../x").status, 400);
 }
 
 #[test]
@@ -793,10 +764,7 @@ fn delete_rights() {
         http(port, "DELETE", &path, &[("Authorization", &dave)], b"").status,
         204
     );
-    assert_eq!(
-        http(port, "GET", &format!("/channels/LATEST/{oid}"), &[], b"").status,
-        404
-    );
+    assert_eq!(get(port, &format!("/channels/LATEST/{oid}")).status, 404);
     assert_eq!(
         http(port, "DELETE", &path, &[("Authorization", &dave)], b"").status,
         404
@@ -997,7 +965,7 @@ fn a_hostile_content_type_from_the_mesh_never_reaches_a_header() {
         "{}",
         node.log_text()
     );
-    let r = http(port, "GET", &format!("/channels/MEMO/{oid}"), &[], b"");
+    let r = get(port, &format!("/channels/MEMO/{oid}"));
     assert_eq!((r.status, r.body.as_slice()), (200, &b"evil\n"[..]));
     assert!(r.header("X-Evil").is_none(), "{}", r.head);
     assert_eq!(
@@ -1006,7 +974,7 @@ fn a_hostile_content_type_from_the_mesh_never_reaches_a_header() {
     );
     assert!(node.log_text().contains("contentType refused"));
     // a valid one keeps its attributes, with the cid and oid of its relPath
-    let r = http(port, "GET", &format!("/channels/MEMO/{good}"), &[], b"");
+    let r = get(port, &format!("/channels/MEMO/{good}"));
     assert_eq!(
         r.header("Content-Type").unwrap(),
         format!("text/plain; cid=MEMO; oid={good}; author=\"A. N. Other\"")
@@ -1084,7 +1052,7 @@ fn shove_through_a_proxy_and_its_exit_statuses() {
         1,
         "it went through the proxy"
     );
-    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let d = get(port, "/channels/MEMO").json();
     assert_eq!(d["products"][0]["attributes"]["fname"], "memo.txt");
     let refused = shove("text/plain; cid=NOPE");
     assert_eq!(refused.status.code(), Some(1));
@@ -1145,7 +1113,7 @@ fn a_form_upload_is_named_after_its_file() {
         body.as_bytes(),
     );
     assert!(r.status == 201 || r.status == 207, "{}", r.head);
-    let d = http(port, "GET", "/channels/MEMO", &[], b"").json();
+    let d = get(port, "/channels/MEMO").json();
     assert_eq!(d["products"][0]["attributes"]["fname"], "memo.txt", "{d}");
 }
 
@@ -1227,13 +1195,13 @@ fn a_slow_upload_overtaken_by_a_quick_one_is_the_one_kept() {
         .find_map(|l| l.strip_prefix("Location: "))
         .unwrap()
         .to_string();
-    let got = http(port, "GET", &location, &[], b"");
+    let got = get(port, &location);
     assert_eq!(
         (got.status, got.body.as_slice()),
         (200, &b"slow done!"[..]),
         "a 201's Location answers"
     );
-    let list = http(port, "GET", "/channels/LATEST", &[], b"").json();
+    let list = get(port, "/channels/LATEST").json();
     assert_eq!(
         list["products"][0]["oid"].as_str(),
         location.rsplit('/').next()
@@ -1337,6 +1305,6 @@ fn a_restricted_channel_is_read_by_its_readers_only_whichever_path_and_stays_her
 fn get_with(port: u16, path: &str, auth: Option<&str>) -> Resp {
     match auth {
         Some(a) => http(port, "GET", path, &[("Authorization", a)], b""),
-        None => http(port, "GET", path, &[], b""),
+        None => get(port, path),
     }
 }
