@@ -17,9 +17,7 @@ mod support;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::usage;
-
-const FILE_SIZE: usize = 2048;
+use support::{bulletin, usage, FILE_SIZE};
 
 struct Figures {
     mode: &'static str,
@@ -57,7 +55,7 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
             put(
                 &src,
                 &format!("2026112316/GTS/B{}/f{i}.txt", i % 50),
-                &payload(i),
+                &bulletin(i),
             );
         }
         if source == Source::Webfs {
@@ -134,7 +132,7 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
             let rel = format!("2026112316/GTS/B{}/f{i}.txt", i % 50);
             (
                 topic_of(&rel),
-                announcement(&base, &rel, &payload(i), inline),
+                announcement(&base, &rel, &bulletin(i), inline),
             )
         })
         .collect();
@@ -187,13 +185,6 @@ fn concurrency() -> String {
         .unwrap_or_else(|_| meshnode::mesh::flow::DEFAULT_CONCURRENCY.to_string())
 }
 
-fn payload(i: usize) -> Vec<u8> {
-    // text, so it can travel inline as utf-8
-    let mut p = format!("bulletin {i} ").into_bytes();
-    p.resize(FILE_SIZE, b'x');
-    p
-}
-
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without
     // it, and a test run must not spend minutes measuring a debug build
@@ -201,10 +192,7 @@ fn main() {
         println!("drain: a benchmark; run it with `cargo bench --bench drain`");
         return;
     }
-    let n: usize = std::env::var("MESHNODE_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let n = support::bench_n(20_000);
     let mut rows = Vec::new();
     // MESHNODE_BENCH_MODE=download|inline runs one mode only
     let only = std::env::var("MESHNODE_BENCH_MODE").unwrap_or_default();

@@ -146,10 +146,7 @@ fn main() {
         println!("taker: a benchmark; run it with `cargo bench --bench taker`");
         return;
     }
-    let n: usize = std::env::var("MESHNODE_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let n = support::bench_n(5000);
     let rows: Vec<Row> = ["single", "multipart", "large"]
         .into_iter()
         .map(|m| {

@@ -18,9 +18,7 @@ mod support;
 use common::*;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::usage;
-
-const FILE_SIZE: usize = 2048;
+use support::{bulletin, usage, FILE_SIZE};
 
 struct Row {
     rtt_ms: u64,
@@ -40,7 +38,7 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize, dead: bool) -> Row {
     let local = Broker::start(&s.path("local"));
     let origin = s.path("origin");
     for i in 0..n {
-        put(&origin, &rel(i), &payload(i));
+        put(&origin, &rel(i), &bulletin(i));
     }
     let web = WebServer::start(&origin, WebOptions::default());
     let one_way = Duration::from_millis(rtt_ms / 2);
@@ -82,7 +80,7 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize, dead: bool) -> Row {
     let mut items: Vec<_> = (0..n)
         .map(|i| {
             let r = rel(i);
-            (topic_of(&r), announcement(&base, &r, &payload(i), false))
+            (topic_of(&r), announcement(&base, &r, &bulletin(i), false))
         })
         .collect();
     // the bad ones spread through the backlog; only the good ones are waited for
@@ -96,7 +94,7 @@ fn drain(rtt_ms: u64, concurrency: usize, n: usize, dead: bool) -> Row {
             } else {
                 &mute.base_url()
             };
-            let a = (topic_of(&r), announcement(at, &r, &payload(k), false));
+            let a = (topic_of(&r), announcement(at, &r, &bulletin(k), false));
             items.insert((k * 50 + 7).min(items.len()), a);
         }
     }
@@ -130,21 +128,12 @@ fn rel(i: usize) -> String {
     format!("2026112912/GTS/B{}/f{i}.txt", i % 20)
 }
 
-fn payload(i: usize) -> Vec<u8> {
-    let mut p = format!("bulletin {i} ").into_bytes();
-    p.resize(FILE_SIZE, b'x');
-    p
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("wan: a benchmark; run it with `cargo bench --bench wan`");
         return;
     }
-    let n: usize = std::env::var("MESHNODE_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = support::bench_n(1000);
     // MESHNODE_BENCH_RTT / MESHNODE_BENCH_CONCURRENCY: one value each instead of all
     let pick = |var: &str, all: &[u64]| -> Vec<u64> {
         std::env::var(var)

@@ -1,4 +1,5 @@
-//! What benchmarks measure of a running process, from /proc.
+//! What the benchmarks share: what they measure of a running process (from /proc),
+//! their settings from the environment, the files they announce.
 
 use std::process::Command;
 
@@ -25,4 +26,24 @@ pub fn usage(pid: u32) -> (f64, f64, u64) {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0);
     (user, sys, hwm)
+}
+
+/// `MESHNODE_BENCH_N` (how many messages), or `default`.
+pub fn bench_n(default: usize) -> usize {
+    std::env::var("MESHNODE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Size of the files the drains announce.
+#[allow(dead_code)] // the taker bench has its own products
+pub const FILE_SIZE: usize = 2048;
+
+/// File `i` of a drain: text, so it can travel inline as utf-8.
+#[allow(dead_code)]
+pub fn bulletin(i: usize) -> Vec<u8> {
+    let mut p = format!("bulletin {i} ").into_bytes();
+    p.resize(FILE_SIZE, b'x');
+    p
 }
