@@ -2,10 +2,11 @@
 //! Each returns how it failed, and `main` maps that to an exit status.
 
 use super::args::{post_option, PeerArgs};
+use super::config::HttpOptions;
 use super::options::{self, parse_args, Scope};
 use crate::channels::credentials;
 use crate::http::files::Files;
-use crate::http::server::{ServeConfig, Server};
+use crate::http::server::Server;
 use crate::mesh::post::PostConfig;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -78,6 +79,14 @@ fn stop_on_signals() -> Arc<AtomicBool> {
             eprintln!("meshnode: cannot handle signal {sig}: {e}");
         }
     }
+    // SIGHUP (systemctl reload) never ends the process: the server reads its TLS
+    // certificate again on it, nothing else has anything to reload
+    if let Err(e) = signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(AtomicBool::new(false)),
+    ) {
+        eprintln!("meshnode: cannot handle SIGHUP: {e}");
+    }
     stop
 }
 
@@ -129,16 +138,11 @@ fn clean(args: Vec<OsString>) -> Outcome {
     Ok(())
 }
 
-fn seconds(name: &str, v: &str) -> Result<Duration, String> {
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("--{name}: {v:?} is not a number of seconds"))
-}
-
 fn serve(args: Vec<OsString>) -> Outcome {
-    let mut cfg = ServeConfig::new(SocketAddr::from(([0, 0, 0, 0], 8000)), Vec::new());
+    let mut http = HttpOptions {
+        listen: Some(SocketAddr::from(([0, 0, 0, 0], 8000))),
+        ..HttpOptions::default()
+    };
     let mut dir = PathBuf::from("data");
     let mut verbose = 1u8;
     let parsed = parse_args(
@@ -147,19 +151,8 @@ fn serve(args: Vec<OsString>) -> Outcome {
         |n, v| {
             match n {
                 "dir" => dir = v.into(),
-                "listen" => {
-                    cfg.listen = v
-                        .parse()
-                        .map_err(|_| format!("--listen: {v:?} is not ADDR:PORT"))?
-                }
-                "max-connections" => {
-                    cfg.max_connections = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        format!("--max-connections: {v:?} is not a positive number")
-                    })?
-                }
-                "header-timeout" => cfg.header_timeout = seconds(n, v)?,
-                "idle-timeout" => cfg.idle_timeout = seconds(n, v)?,
                 "verbose" => verbose = v.parse().map_err(|_| format!("--verbose: {v:?}"))?,
+                n if HttpOptions::has(n) => http.apply(n, v).map_err(|e| format!("--{e}"))?,
                 _ => return Err(options::unknown(n, Scope::SERVE)),
             }
             Ok(())
@@ -167,10 +160,12 @@ fn serve(args: Vec<OsString>) -> Outcome {
         no_positional,
     );
     parsed.map_err(not_run)?;
+    let files = Files::open(&dir).map_err(failed)?;
+    let cfg = http
+        .server(vec![Arc::new(files)])
+        .map_err(|e| not_run(format!("--{e}")))?;
     super::logger::init(verbose);
     let stop = stop_on_signals();
-    cfg.handlers
-        .push(Arc::new(Files::open(&dir).map_err(failed)?));
     let mut server = Server::start(cfg).map_err(failed)?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));

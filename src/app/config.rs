@@ -9,19 +9,20 @@
 use crate::app::args::PeerArgs;
 use crate::app::options::{self, is_flag, normalize, Scope};
 use crate::channels::{self, ChannelDef};
+use crate::http::server::ServeConfig;
+use crate::http::tls::TlsFiles;
+use crate::http::Handler;
 use crate::mesh::flow::PeerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
 pub struct NodeConfig {
     pub dir: PathBuf,
-    /// Where the HTTP server listens; `None`: no server.
-    pub listen: Option<SocketAddr>,
-    pub max_connections: usize,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
+    /// The HTTP server (`listen none` and no TLS: no server).
+    pub http: HttpOptions,
     /// Hour directories older than this are removed every hour; 0: never.
     pub retention_hours: u32,
     pub verbose: u8,
@@ -57,6 +58,157 @@ pub fn default_node_id() -> String {
 }
 
 /// One `option value` line, remembered with its line number.
+/// The HTTP server's options, the same for `serve` and `run`.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Plain HTTP; `None`: none.
+    pub listen: Option<SocketAddr>,
+    /// HTTPS; `None` with a certificate: on `listen`'s address, instead of plain HTTP.
+    pub listen_tls: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub allow_plain_credentials: bool,
+    pub max_connections: usize,
+    pub max_per_address: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        let d = ServeConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)), Vec::new());
+        HttpOptions {
+            listen: None,
+            listen_tls: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_credentials: d.allow_plain_credentials,
+            max_connections: d.max_connections,
+            max_per_address: d.max_per_address,
+            header_timeout: d.header_timeout,
+            idle_timeout: d.idle_timeout,
+        }
+    }
+}
+
+impl HttpOptions {
+    const NAMES: [&'static str; 9] = [
+        "listen",
+        "listen-tls",
+        "tls-cert",
+        "tls-key",
+        "allow-plain-credentials",
+        "max-connections",
+        "max-per-address",
+        "header-timeout",
+        "idle-timeout",
+    ];
+
+    pub fn has(name: &str) -> bool {
+        Self::NAMES.contains(&name)
+    }
+
+    pub fn apply(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let addr = |v: &str| -> Result<Option<SocketAddr>, String> {
+            match v {
+                "none" => Ok(None),
+                v => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}: {v:?} is not ADDR:PORT or none")),
+            }
+        };
+        let count = |v: &str| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name}: {v:?} is not a positive number"))
+        };
+        match name {
+            "listen" => self.listen = addr(value)?,
+            "listen-tls" => self.listen_tls = addr(value)?,
+            "tls-cert" => self.tls_cert = Some(PathBuf::from(value)),
+            "tls-key" => self.tls_key = Some(PathBuf::from(value)),
+            "allow-plain-credentials" => {
+                self.allow_plain_credentials = crate::app::args::boolean(name, value)?
+            }
+            "max-connections" => self.max_connections = count(value)?,
+            "max-per-address" => self.max_per_address = count(value)?,
+            "header-timeout" => {
+                self.header_timeout = secs(value).map_err(|e| format!("{name}: {e}"))?
+            }
+            "idle-timeout" => {
+                self.idle_timeout = secs(value).map_err(|e| format!("{name}: {e}"))?
+            }
+            _ => return Err(format!("{name}: not an option of the HTTP server")),
+        }
+        Ok(())
+    }
+
+    /// Where HTTPS is served, with its files; an error for half a TLS setup.
+    fn tls(&self) -> Result<Option<(SocketAddr, TlsFiles)>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) if self.listen_tls.is_some() => {
+                Err("listen-tls needs tls-cert and tls-key".into())
+            }
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                let at = self
+                    .listen_tls
+                    .or(self.listen)
+                    .ok_or("tls-cert: give listen-tls ADDR:PORT")?;
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                Ok(Some((at, files)))
+            }
+            (Some(_), None) => Err("tls-cert needs tls-key".into()),
+            (None, Some(_)) => Err("tls-key needs tls-cert".into()),
+        }
+    }
+
+    /// Whether a server is asked for.
+    pub fn serves(&self) -> bool {
+        self.listen.is_some() || self.listen_tls.is_some() || self.tls_cert.is_some()
+    }
+
+    /// The server's configuration, checked.
+    pub fn server(&self, handlers: Vec<Arc<dyn Handler>>) -> Result<ServeConfig, String> {
+        let tls = self.tls()?;
+        // TLS without listen-tls takes the listen address: plain HTTP is then off
+        let plain = match (&tls, self.listen_tls) {
+            (Some(_), None) => None,
+            _ => self.listen,
+        };
+        let mut s = ServeConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)), handlers);
+        s.listen = plain;
+        s.tls = tls;
+        s.allow_plain_credentials = self.allow_plain_credentials;
+        s.max_connections = self.max_connections;
+        s.max_per_address = self.max_per_address;
+        s.header_timeout = self.header_timeout;
+        s.idle_timeout = self.idle_timeout;
+        Ok(s)
+    }
+
+    /// The base URL peers download from: plain HTTP when there is one, else HTTPS.
+    pub fn base_url(&self) -> Option<String> {
+        let host = crate::sys::hostname();
+        let plain = match (&self.tls_cert, self.listen_tls) {
+            (Some(_), None) => None,
+            _ => self.listen,
+        };
+        match (plain, self.listen_tls.or(self.listen)) {
+            (Some(a), _) => Some(format!("http://{host}:{}", a.port())),
+            (None, Some(a)) if self.tls_cert.is_some() => {
+                Some(format!("https://{host}:{}", a.port()))
+            }
+            _ => None,
+        }
+    }
+}
+
 struct Line {
     no: usize,
     name: String,
@@ -75,10 +227,7 @@ fn secs(v: &str) -> Result<Duration, String> {
 pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
     let mut node = NodeConfig {
         dir: PathBuf::from("data"),
-        listen: None,
-        max_connections: 64,
-        header_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(30),
+        http: HttpOptions::default(),
         retention_hours: 0,
         verbose: 1,
         flows: Vec::new(),
@@ -153,34 +302,12 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
             )));
         }
         match name.as_str() {
-            "listen" => {
-                node.listen = match value.as_str() {
-                    "none" => None,
-                    v => Some(
-                        v.parse()
-                            .map_err(|_| at(format!("listen: {v:?} is not ADDR:PORT or none")))?,
-                    ),
-                }
-            }
             "retention" => {
                 node.retention_hours = value
                     .parse()
                     .map_err(|_| at(format!("retention: {value:?} is not a number of hours")))?
             }
-            "max-connections" => {
-                node.max_connections = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    at(format!(
-                        "max-connections: {value:?} is not a positive number"
-                    ))
-                })?
-            }
-            "header-timeout" => {
-                node.header_timeout =
-                    secs(&value).map_err(|e| at(format!("header-timeout: {e}")))?
-            }
-            "idle-timeout" => {
-                node.idle_timeout = secs(&value).map_err(|e| at(format!("idle-timeout: {e}")))?
-            }
+            n if HttpOptions::has(n) => node.http.apply(n, &value).map_err(at)?,
             "password-file" => node.password_file = Some(PathBuf::from(&value)),
             "product-max" => {
                 node.product_max =
@@ -221,9 +348,8 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
     let mut shared_args = PeerArgs::new();
     shared_args.cfg.name = "channels".into();
     shared_args.cfg.dir = node.dir.clone();
-    if let Some(addr) = node.listen {
-        shared_args.cfg.post_base_url =
-            format!("http://{}:{}", crate::sys::hostname(), addr.port());
+    if let Some(url) = node.http.base_url() {
+        shared_args.cfg.post_base_url = url;
     }
     for l in &shared {
         shared_args
@@ -244,9 +370,9 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
         let mut a = PeerArgs::new();
         a.cfg.name = name.clone();
         a.cfg.dir = node.dir.clone();
-        if let Some(addr) = node.listen {
+        if let Some(url) = node.http.base_url() {
             // peers download from this node's own server unless told otherwise
-            a.cfg.post_base_url = format!("http://{}:{}", crate::sys::hostname(), addr.port());
+            a.cfg.post_base_url = url;
             a.post_base_url_given = true;
         }
         for l in shared.iter().chain(&lines) {
@@ -291,7 +417,7 @@ lag_warn 300
     fn reads_flows_with_shared_options() {
         let n = parse(TWO_FLOWS, "node.conf").unwrap();
         assert_eq!(n.dir, PathBuf::from("/var/lib/meshnode"));
-        assert_eq!(n.listen, Some("0.0.0.0:8000".parse().unwrap()));
+        assert_eq!(n.http.listen, Some("0.0.0.0:8000".parse().unwrap()));
         assert_eq!(n.retention_hours, 12);
         assert_eq!(n.flows.len(), 2);
         let (w, r) = (&n.flows[0], &n.flows[1]);

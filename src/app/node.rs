@@ -7,7 +7,7 @@ use crate::channels::credentials::Credentials;
 use crate::channels::taker::Taker;
 use crate::channels::Channels;
 use crate::http::files::Files;
-use crate::http::server::{ServeConfig, Server};
+use crate::http::server::Server;
 use crate::http::Handler;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     let taker = if cfg.channels.is_empty() {
         None
     } else {
-        if cfg.listen.is_none() {
+        if !cfg.http.serves() {
             return Err("channels are taken on the HTTP server: give listen ADDR:PORT".into());
         }
         let t = Arc::new(taker(&cfg, stop.clone())?);
@@ -38,21 +38,17 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Some(t)
     };
-    let mut server = match cfg.listen {
-        Some(addr) => {
-            // the channel interface first: its paths are not the tree's
-            let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
-            if let Some(t) = taker {
-                handlers.push(t);
-            }
-            handlers.push(Arc::new(Files::open(&cfg.dir).map_err(|e| e.to_string())?));
-            let mut s = ServeConfig::new(addr, handlers);
-            s.max_connections = cfg.max_connections;
-            s.header_timeout = cfg.header_timeout;
-            s.idle_timeout = cfg.idle_timeout;
-            Some(Server::start(s).map_err(|e| e.to_string())?)
+    let mut server = if cfg.http.serves() {
+        // the channel interface first: its paths are not the tree's
+        let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+        if let Some(t) = taker {
+            handlers.push(t);
         }
-        None => None,
+        handlers.push(Arc::new(Files::open(&cfg.dir).map_err(|e| e.to_string())?));
+        let s = cfg.http.server(handlers)?;
+        Some(Server::start(s).map_err(|e| e.to_string())?)
+    } else {
+        None
     };
     if server.is_none() && cfg.flows.is_empty() {
         return Err("nothing to do: no flow and no listen".into());

@@ -1,15 +1,13 @@
 //! Reading channels: the list, a channel's description, products since a cut-off.
 
-use super::reply::send_json;
+use super::reply::json_reply;
 use super::taker::{product_json, readable, shown, Taker};
 use crate::channels::Reason;
 use crate::channels::{ChannelDef, Product, Refusal};
 use crate::core::time::{http_date, parse_http_date, rfc3339};
-use crate::http::Request;
+use crate::http::{Piece, Reply, Request};
 use serde_json::{json, Value};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
 
 /// A cut-off time: epoch seconds, a pubTime (`20261123T124201`) or an HTTP date.
 pub fn parse_since(v: &str) -> Option<f64> {
@@ -22,13 +20,7 @@ pub fn parse_since(v: &str) -> Option<f64> {
         .or_else(|| parse_http_date(v).map(|t| t as f64))
 }
 
-pub(super) fn read(
-    t: &Taker,
-    stream: &mut TcpStream,
-    req: &Request,
-    segs: &[&str],
-    query: &str,
-) -> Result<(u16, u64), Refusal> {
+pub(super) fn read(t: &Taker, req: &Request, segs: &[&str], query: &str) -> Result<Reply, Refusal> {
     let user = t.authenticate(req)?;
     let user = user.as_deref();
     let out = match segs {
@@ -44,63 +36,42 @@ pub(super) fn read(
                     "lastUpdate": products.last().map(|p| rfc3339(p.time)),
                 }));
             }
-            send_json(stream, req, 200, "", &Value::Array(list))
+            json_reply(200, &Value::Array(list))
         }
         ["channels", cid] => {
             let d = readable(t, cid, user)?;
             let products: Vec<Value> = t.channels.list(d)?.iter().map(product_json).collect();
-            send_json(
-                stream,
-                req,
+            json_reply(
                 200,
-                "",
                 &json!({"id": d.id, "title": d.title, "capacity": d.capacity, "products": products}),
             )
         }
         ["channels", cid, "products"] => {
             let d = readable(t, cid, user)?;
             let cursor = Cursor::of(query, req)?;
-            products_since(t, d, stream, req, &cursor)
+            products_since(t, d, &cursor)?
         }
         ["channels", cid, oid] => {
             let d = readable(t, cid, user)?;
-            let (p, mut f) = t.channels.open_product(d, oid).ok_or_else(|| {
+            let (p, f) = t.channels.open_product(d, oid).ok_or_else(|| {
                 Refusal::new(
                     Reason::NotFound,
                     format!("no product {oid} in channel {cid}"),
                 )
             })?;
-            send_product(stream, req, &p, &mut f)
+            product_reply(&p, f)
         }
         _ => return Err(Refusal::new(Reason::NotFound, "no such resource")),
     };
-    out.map_err(Refusal::from)
+    Ok(out)
 }
 
-pub(super) fn send_product(
-    stream: &mut TcpStream,
-    req: &Request,
-    p: &Product,
-    f: &mut File,
-) -> io::Result<(u16, u64)> {
-    let close = if req.keep_alive {
-        ""
-    } else {
-        "Connection: close\r\n"
-    };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n{close}\r\n",
-        http_date(crate::sys::unix_now() as i64),
-        p.meta.content_type,
-        p.size,
-        http_date(p.time as i64)
-    );
-    stream.write_all(head.as_bytes())?;
-    if req.head {
-        return Ok((200, 0));
-    }
-    let sent = io::copy(&mut f.take(p.size), stream)?;
-    Ok((200, sent))
+/// One product, as it is.
+pub(super) fn product_reply(p: &Product, f: File) -> Reply {
+    Reply::new(200)
+        .header("content-type", p.meta.content_type.clone())
+        .header("last-modified", http_date(p.time as i64))
+        .piece(Piece::File(f, p.size))
 }
 
 /// Products newer than `since` (whole seconds, as HTTP dates have): none is a 304, one a
@@ -158,13 +129,7 @@ impl Cursor {
     }
 }
 
-pub(super) fn products_since(
-    t: &Taker,
-    d: &ChannelDef,
-    stream: &mut TcpStream,
-    req: &Request,
-    cursor: &Cursor,
-) -> io::Result<(u16, u64)> {
+pub(super) fn products_since(t: &Taker, d: &ChannelDef, cursor: &Cursor) -> std::io::Result<Reply> {
     let mut open = Vec::new();
     for _ in 0..crate::channels::products::LIST_ATTEMPTS {
         open.clear();
@@ -180,66 +145,40 @@ pub(super) fn products_since(
             break;
         }
     }
-    let close = if req.keep_alive {
-        ""
-    } else {
-        "Connection: close\r\n"
-    };
-    let date = http_date(crate::sys::unix_now() as i64);
-    match open.len() {
+    Ok(match open.len() {
         // nothing newer than the condition; with no condition, an empty channel (a 304
         // answers conditions only)
-        0 => {
-            let status = if *cursor == Cursor::All {
-                "204 No Content"
-            } else {
-                "304 Not Modified"
-            };
-            let head = format!("HTTP/1.1 {status}\r\nDate: {date}\r\n{close}\r\n");
-            stream.write_all(head.as_bytes())?;
-            Ok((if *cursor == Cursor::All { 204 } else { 304 }, 0))
-        }
+        0 if *cursor == Cursor::All => Reply::empty(204),
+        0 => Reply::empty(304),
         1 => {
-            let (p, mut f) = open.pop().expect("one");
-            send_product(stream, req, &p, &mut f)
+            let (p, f) = open.pop().expect("one");
+            product_reply(&p, f)
         }
         _ => {
             let boundary = format!(
                 "meshnode-{}",
                 open.last().map_or("", |(p, _)| p.oid.as_str())
             );
-            let heads: Vec<String> = open
-                .iter()
-                .map(|(p, _)| {
-                    format!(
-                        "--{boundary}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n\r\n",
-                        p.meta.content_type,
-                        p.size,
-                        http_date(p.time as i64)
-                    )
-                })
-                .collect();
-            let end = format!("--{boundary}--\r\n");
-            let total: u64 = open.iter().map(|(p, _)| p.size + 2).sum::<u64>()
-                + heads.iter().map(|h| h.len() as u64).sum::<u64>()
-                + end.len() as u64;
             let newest = open.iter().map(|(p, _)| p.time as i64).max().unwrap_or(0);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\nContent-Length: {total}\r\nLast-Modified: {}\r\n{close}\r\n",
-                http_date(newest)
-            );
-            stream.write_all(head.as_bytes())?;
-            if req.head {
-                return Ok((200, 0));
+            let mut r = Reply::new(200)
+                .header(
+                    "content-type",
+                    format!("multipart/mixed; boundary=\"{boundary}\""),
+                )
+                .header("last-modified", http_date(newest));
+            for (p, f) in open {
+                let head = format!(
+                    "--{boundary}\r\nContent-Type: {}\r\nContent-Length: {}\r\nLast-Modified: {}\r\n\r\n",
+                    p.meta.content_type,
+                    p.size,
+                    http_date(p.time as i64)
+                );
+                r = r
+                    .piece(Piece::Bytes(head.into()))
+                    .piece(Piece::File(f, p.size))
+                    .piece(Piece::Bytes(bytes::Bytes::from_static(b"\r\n")));
             }
-            let mut sent = 0;
-            for ((p, f), h) in open.iter_mut().zip(&heads) {
-                stream.write_all(h.as_bytes())?;
-                sent += io::copy(&mut f.take(p.size), stream)?;
-                stream.write_all(b"\r\n")?;
-            }
-            stream.write_all(end.as_bytes())?;
-            Ok((200, sent))
+            r.piece(Piece::Bytes(format!("--{boundary}--\r\n").into()))
         }
-    }
+    })
 }

@@ -1,14 +1,12 @@
 //! The channel interface's routes and its HTTP answers (refusals, JSON, lingering).
 
 use super::read::read;
-use super::reply::{linger, send_refusal};
 use super::taker::Taker;
 use super::upload::{delete, take};
 use crate::channels::Reason;
 use crate::channels::Refusal;
-use crate::http::{Handler, Request};
-use std::io::{self};
-use std::net::TcpStream;
+use crate::http::{Handler, Reply, Request};
+use std::io::{self, Read};
 
 /// The paths answered here rather than from the data tree.
 pub fn handles(path: &str) -> bool {
@@ -60,13 +58,7 @@ impl Taker {
 }
 
 /// A product of a restricted channel asked for by its tree path: to its readers only.
-fn read_tree(
-    t: &Taker,
-    stream: &mut TcpStream,
-    req: &Request,
-    cid: &str,
-    rest: &[&str],
-) -> Result<(u16, u64), Refusal> {
+fn read_tree(t: &Taker, req: &Request, cid: &str, rest: &[&str]) -> Result<Reply, Refusal> {
     let user = t.authenticate(req)?;
     // read as the file server would have read it
     let decode = |s: &str| crate::core::relpath::percent_decode(s).unwrap_or_default();
@@ -75,11 +67,11 @@ fn read_tree(
         return Err(Refusal::new(Reason::NotFound, "no such file"));
     };
     let oid = decode(oid);
-    let (p, mut f) = t
+    let (p, f) = t
         .channels
         .open_product(d, &oid)
         .ok_or_else(|| Refusal::new(Reason::NotFound, format!("no product {oid}")))?;
-    super::read::send_product(stream, req, &p, &mut f).map_err(Refusal::from)
+    Ok(super::read::product_reply(&p, f))
 }
 
 impl Handler for Taker {
@@ -89,34 +81,22 @@ impl Handler for Taker {
     fn handles(&self, path: &str) -> bool {
         handles(path) || self.guards(path)
     }
-    fn answer(
-        &self,
-        stream: &mut TcpStream,
-        req: &Request,
-        pre: &[u8],
-        peer: &str,
-    ) -> io::Result<(u16, u64)> {
-        answer(self, stream, req, pre, peer)
+    fn answer(&self, req: &Request, body: &mut dyn Read, peer: &str) -> io::Result<Reply> {
+        Ok(answer(self, req, body, peer))
     }
 }
 
-/// Answers one request of the channel interface; returns (status, body bytes sent).
-pub(super) fn answer(
-    t: &Taker,
-    stream: &mut TcpStream,
-    req: &Request,
-    pre: &[u8],
-    peer: &str,
-) -> io::Result<(u16, u64)> {
+/// Answers one request of the channel interface.
+pub(super) fn answer(t: &Taker, req: &Request, body: &mut dyn Read, peer: &str) -> Reply {
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let m = req.method.as_str();
     let result = match (m, segs.as_slice()) {
-        ("POST" | "PUT", ["taker"]) => return take(t, stream, req, pre, peer, false),
-        ("POST" | "PUT", ["rest", "taker"]) => return take(t, stream, req, pre, peer, true),
-        ("DELETE", ["taker" | "rest", ..]) => delete(t, stream, req, &segs, peer),
-        ("GET" | "HEAD", ["channels", ..]) => read(t, stream, req, &segs, query),
-        ("GET" | "HEAD", ["metcast", cid, rest @ ..]) => read_tree(t, stream, req, cid, rest),
+        ("POST" | "PUT", ["taker"]) => return take(t, req, body, peer, false),
+        ("POST" | "PUT", ["rest", "taker"]) => return take(t, req, body, peer, true),
+        ("DELETE", ["taker" | "rest", ..]) => delete(t, req, &segs, peer),
+        ("GET" | "HEAD", ["channels", ..]) => read(t, req, &segs, query),
+        ("GET" | "HEAD", ["metcast", cid, rest @ ..]) => read_tree(t, req, cid, rest),
         (_, ["metcast", ..]) => Err(Refusal::new(
             Reason::WrongMethod,
             format!("{m}: use GET or HEAD"),
@@ -131,16 +111,7 @@ pub(super) fn answer(
         )),
         _ => Err(Refusal::new(Reason::NotFound, "no such resource")),
     };
-    match result {
-        Ok(done) => Ok(done),
-        Err(r) => {
-            let out = send_refusal(stream, req, &r)?;
-            if req.has_body {
-                linger(stream);
-            }
-            Ok(out)
-        }
-    }
+    result.unwrap_or_else(|r| r.reply())
 }
 #[cfg(test)]
 mod tests {

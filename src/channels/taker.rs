@@ -17,12 +17,9 @@ use crate::core::time::rfc3339;
 use crate::http::Request;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::time::Duration;
 
 /// Most parts in one multipart upload.
 pub const MAX_PARTS: usize = 1000;
-/// Between two reads of an upload.
-pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Taker {
     pub channels: Channels,

@@ -1,73 +1,60 @@
 //! Uploads into channels (whole or multipart, streamed to disk) and DELETE of a product.
 
-use super::reply::{linger, send, send_json, send_refusal};
-use super::taker::{log_outcome, Outcome, Taker, BODY_TIMEOUT, MAX_PARTS};
+use super::reply::json_reply;
+use super::taker::{log_outcome, Outcome, Taker, MAX_PARTS};
 use crate::channels::Refusal;
 use crate::channels::{Reason, ANONYMOUS};
 use crate::core::mediatype::MediaType;
-use crate::http::body::Body;
 use crate::http::multipart::Multipart;
-use crate::http::Request;
+use crate::http::{Reply, Request};
 use serde_json::{json, Value};
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io::Read;
 
+/// An upload into a channel (or several, multipart). A refusal is answered without
+/// reading the body: the server takes in (and drops) what the client still sends.
 pub(super) fn take(
     t: &Taker,
-    stream: &mut TcpStream,
     req: &Request,
-    pre: &[u8],
+    body: &mut dyn Read,
     peer: &str,
     restricted: bool,
-) -> io::Result<(u16, u64)> {
-    let refuse = |stream: &mut TcpStream, user: Option<&str>, cid: &str, r: Refusal| {
+) -> Reply {
+    let refuse = |user: Option<&str>, cid: &str, r: Refusal| {
         log_outcome(
             peer,
             user,
             &Outcome::refused(cid, req.content_length.unwrap_or(0), r.clone()),
         );
-        let out = send_refusal(stream, req, &r)?;
-        linger(stream);
-        Ok(out)
+        r.reply()
     };
     let user = match t.authenticate(req) {
         Ok(None) if restricted => {
             return refuse(
-                stream,
                 None,
                 "",
                 Refusal::new(Reason::Unauthenticated, "authentication required"),
             )
         }
         Ok(u) => u,
-        Err(r) => return refuse(stream, None, "", r),
+        Err(r) => return refuse(None, "", r),
     };
     let user = user.as_deref();
     if let Err(r) = identity_only(req.content_encoding.as_deref()) {
-        return refuse(stream, user, "", r);
+        return refuse(user, "", r);
     }
     let mt = match req.content_type.as_deref().map(MediaType::parse) {
         None => {
             return refuse(
-                stream,
                 user,
                 "",
                 Refusal::new(Reason::BadRequest, "no Content-Type"),
             )
         }
-        Some(Err(e)) => {
-            return refuse(
-                stream,
-                user,
-                "",
-                Refusal::new(Reason::BadRequest, e.to_string()),
-            )
-        }
+        Some(Err(e)) => return refuse(user, "", Refusal::new(Reason::BadRequest, e.to_string())),
         Some(Ok(mt)) => mt,
     };
     if req.content_length.is_none() && !req.chunked {
         return refuse(
-            stream,
             user,
             "",
             Refusal::new(
@@ -76,12 +63,10 @@ pub(super) fn take(
             ),
         );
     }
-    stream.set_read_timeout(Some(BODY_TIMEOUT))?;
     let mut buf = vec![0u8; 64 * 1024];
     if mt.essence.starts_with("multipart/") {
         let Some(boundary) = mt.param("boundary").map(str::to_string) else {
             return refuse(
-                stream,
                 user,
                 "",
                 Refusal::new(
@@ -90,54 +75,26 @@ pub(super) fn take(
                 ),
             );
         };
-        if req.expect_continue {
-            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        }
-        let results = {
-            let mut s2 = stream.try_clone()?;
-            let body = Body::new(&mut s2, pre, req.content_length, req.chunked);
-            take_parts(t, body, &boundary, user, peer, &mut buf)
-        };
+        let results = take_parts(t, body, &boundary, user, peer, &mut buf);
         let status = match results.as_slice() {
             [] => 400,
             r if r.iter().all(|(_, o)| o.status == 201) => 201,
             _ => 207,
         };
         let v: Vec<Value> = results.iter().map(|(n, o)| o.json(Some(*n))).collect();
-        let out = send_json(stream, req, status, "", &json!({"results": v}))?;
-        if status != 201 {
-            linger(stream);
-        }
-        return Ok(out);
+        return json_reply(status, &json!({"results": v}));
     }
     let i = match t.check(&mt, user, req.content_length) {
         Ok(i) => i,
-        Err(r) => return refuse(stream, user, mt.param("cid").unwrap_or(""), r),
+        Err(r) => return refuse(user, mt.param("cid").unwrap_or(""), r),
     };
-    if req.expect_continue {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let o = {
-        let mut s2 = stream.try_clone()?;
-        let mut body = Body::new(&mut s2, pre, req.content_length, req.chunked);
-        t.store(i, mt, user, &mut body, req.content_length, &mut buf)
-    };
+    let o = t.store(i, mt, user, body, req.content_length, &mut buf);
     log_outcome(peer, user, &o);
-    let extra = o
-        .location
-        .as_ref()
-        .map_or(String::new(), |l| format!("Location: {l}\r\n"));
-    let out = send_json(
-        stream,
-        req,
-        o.status,
-        &extra,
-        &json!({"results": [o.json(None)]}),
-    )?;
-    if o.status != 201 {
-        linger(stream);
+    let r = json_reply(o.status, &json!({"results": [o.json(None)]}));
+    match &o.location {
+        Some(l) => r.header("location", l.clone()),
+        None => r,
     }
-    Ok(out)
 }
 
 /// Refuses a content coding: a product stored as gzip bytes and served under its
@@ -181,7 +138,7 @@ fn fname_from_disposition(mt: &mut MediaType, head: &[(String, String)]) {
 /// Each part: its own Content-Type (cid and attributes), stored as it arrives.
 pub(super) fn take_parts(
     t: &Taker,
-    body: Body<'_, TcpStream>,
+    body: &mut dyn Read,
     boundary: &str,
     user: Option<&str>,
     peer: &str,
@@ -270,11 +227,10 @@ pub(super) fn take_parts(
 
 pub(super) fn delete(
     t: &Taker,
-    stream: &mut TcpStream,
     req: &Request,
     segs: &[&str],
     peer: &str,
-) -> Result<(u16, u64), Refusal> {
+) -> Result<Reply, Refusal> {
     let (cid, oid) = match segs {
         ["taker", "channels", cid, oid] | ["rest", "taker", "channels", cid, oid] => (*cid, *oid),
         _ => {
@@ -344,7 +300,7 @@ pub(super) fn delete(
         ),
     }
     result?;
-    send(stream, req, 204, "", "", b"").map_err(Refusal::from)
+    Ok(Reply::empty(204))
 }
 
 #[cfg(test)]

@@ -1,92 +1,39 @@
-//! Request bodies as they arrive: `Content-Length` or chunked.
+//! Request bodies cross from the event loop to a handler's thread. On the loop a pump
+//! reads hyper's body frames (hyper does the framing: Content-Length, chunked,
+//! `100 Continue`) and holds the client to a minimum rate; a small bounded channel takes
+//! them to the handler, which reads them as a plain `std::io::Read`. Memory per upload
+//! stays a few frames whatever the product's size.
 
+use super::server::refused;
+use bytes::Bytes;
+use http_body::Body as _;
+use hyper::body::Incoming;
+use std::future::Future;
 use std::io::{self, Read};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Longest chunk-size line or multipart header line.
 pub(super) const MAX_LINE: usize = 8 * 1024;
+/// A body must arrive at this average rate, counted after `BODY_GRACE`: a client
+/// dribbling a body cannot hold a handler thread for long.
+pub const MIN_BODY_RATE: u64 = 256;
+pub const BODY_GRACE: Duration = Duration::from_secs(10);
+/// Not one byte of the body for this long: cut off whatever the rate so far.
+pub const BODY_STALL: Duration = Duration::from_secs(30);
+/// After a refused upload, how much of its body is read (and dropped) so the client
+/// gets the answer instead of a reset connection.
+const LINGER_BYTES: u64 = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Frames in flight between the loop and the handler.
+const FRAMES: usize = 4;
 
-enum Mode {
-    Length(u64),
-    /// Bytes left in the current chunk; `None` before a chunk-size line.
-    Chunked(Option<u64>),
-    Done,
-}
-
-/// A request body: the bytes read with the head first, then the connection.
-pub struct Body<'a, R: Read> {
-    inner: &'a mut R,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
-    mode: Mode,
-}
-
-impl<'a, R: Read> Body<'a, R> {
-    /// `length`: the Content-Length; `None` with `chunked` for a chunked body.
-    pub fn new(inner: &'a mut R, pre: &[u8], length: Option<u64>, chunked: bool) -> Self {
-        let mut buf = vec![0u8; (16 * 1024).max(pre.len())];
-        buf[..pre.len()].copy_from_slice(pre);
-        let mode = match (chunked, length) {
-            (true, _) => Mode::Chunked(None),
-            (false, Some(n)) => Mode::Length(n),
-            (false, None) => Mode::Length(0),
-        };
-        Body {
-            inner,
-            buf,
-            pos: 0,
-            end: pre.len(),
-            mode,
-        }
-    }
-
-    fn fill(&mut self) -> io::Result<usize> {
-        if self.pos == self.end {
-            self.pos = 0;
-            self.end = 0;
-        }
-        if self.end == self.buf.len() {
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.end -= self.pos;
-            self.pos = 0;
-        }
-        let n = self.inner.read(&mut self.buf[self.end..])?;
-        self.end += n;
-        Ok(n)
-    }
-
-    fn line(&mut self) -> io::Result<String> {
-        loop {
-            if let Some(i) = self.buf[self.pos..self.end]
-                .iter()
-                .position(|b| *b == b'\n')
-            {
-                let l = String::from_utf8_lossy(&self.buf[self.pos..self.pos + i])
-                    .trim_end_matches('\r')
-                    .to_string();
-                self.pos += i + 1;
-                return Ok(l);
-            }
-            if self.end - self.pos > MAX_LINE {
-                return Err(bad("chunk-size line too long"));
-            }
-            if self.fill()? == 0 {
-                return Err(eof("body ends inside a chunk-size line"));
-            }
-        }
-    }
-
-    /// Raw bytes, at most `max`.
-    fn raw(&mut self, out: &mut [u8], max: u64) -> io::Result<usize> {
-        let want = (out.len() as u64).min(max) as usize;
-        if self.pos < self.end {
-            let n = want.min(self.end - self.pos);
-            out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
-        }
-        self.inner.read(&mut out[..want])
-    }
+enum Chunk {
+    Data(Bytes),
+    End,
+    Fail(io::ErrorKind, String),
 }
 
 pub(super) fn bad(why: &str) -> io::Error {
@@ -97,53 +44,125 @@ pub(super) fn eof(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, why.to_string())
 }
 
-impl<R: Read> Read for Body<'_, R> {
+/// The handler's side: the body as it arrives.
+pub struct BodyReader {
+    rx: mpsc::Receiver<Chunk>,
+    /// Tells the pump to start: the first read (so `100 Continue` goes out only once
+    /// the handler has accepted the request).
+    go: Option<oneshot::Sender<()>>,
+    cur: Bytes,
+    ended: bool,
+}
+
+/// Splits a request body into the handler's reader and the pump the loop runs.
+pub fn bridge(
+    body: Incoming,
+    expect_continue: bool,
+    peer: String,
+) -> (BodyReader, impl Future<Output = ()> + Send) {
+    let (tx, rx) = mpsc::channel(FRAMES);
+    let (go, started) = oneshot::channel();
+    let reader = BodyReader {
+        rx,
+        go: Some(go),
+        cur: Bytes::new(),
+        ended: false,
+    };
+    (reader, pump(body, tx, started, expect_continue, peer))
+}
+
+async fn next_frame(
+    body: &mut Incoming,
+) -> Option<Result<hyper::body::Frame<Bytes>, hyper::Error>> {
+    std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+}
+
+async fn pump(
+    mut body: Incoming,
+    tx: mpsc::Sender<Chunk>,
+    started: oneshot::Receiver<()>,
+    expect_continue: bool,
+    peer: String,
+) {
+    if started.await.is_err() {
+        // answered without reading (a refusal): take in what the client sends anyway,
+        // unless it waits for a go it will not get
+        if !expect_continue {
+            linger(body).await;
+        }
+        return;
+    }
+    let began = Instant::now();
+    let mut got = 0u64;
+    loop {
+        let by_rate =
+            began + BODY_GRACE + Duration::from_secs_f64(got as f64 / MIN_BODY_RATE as f64);
+        let deadline = by_rate.min(Instant::now() + BODY_STALL);
+        let chunk = match tokio::time::timeout_at(deadline, next_frame(&mut body)).await {
+            Err(_) => {
+                let why = format!("request body slower than {MIN_BODY_RATE} bytes/s");
+                refused(&peer, 408, &why);
+                Chunk::Fail(io::ErrorKind::TimedOut, why)
+            }
+            Ok(None) => Chunk::End,
+            Ok(Some(Err(e))) => {
+                Chunk::Fail(io::ErrorKind::UnexpectedEof, format!("request body: {e}"))
+            }
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(d) => {
+                    got += d.len() as u64;
+                    Chunk::Data(d)
+                }
+                Err(_) => continue, // trailers: nothing a handler reads
+            },
+        };
+        let last = !matches!(chunk, Chunk::Data(_));
+        if tx.send(chunk).await.is_err() {
+            // the handler stopped reading (a refusal mid-body)
+            linger(body).await;
+            return;
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused upload for a moment, so the client reads
+/// the answer rather than a reset.
+async fn linger(mut body: Incoming) {
+    let drain = async {
+        let mut n = 0u64;
+        while n < LINGER_BYTES {
+            match next_frame(&mut body).await {
+                Some(Ok(f)) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
         }
         loop {
-            match self.mode {
-                Mode::Done => return Ok(0),
-                Mode::Length(0) => {
-                    self.mode = Mode::Done;
-                }
-                Mode::Length(left) => {
-                    let n = self.raw(out, left)?;
-                    if n == 0 {
-                        return Err(eof("connection closed before the whole body arrived"));
-                    }
-                    self.mode = Mode::Length(left - n as u64);
-                    return Ok(n);
-                }
-                Mode::Chunked(None) => {
-                    let l = self.line()?;
-                    let hex = l.split(';').next().unwrap_or("").trim();
-                    let size =
-                        u64::from_str_radix(hex, 16).map_err(|_| bad("malformed chunk size"))?;
-                    if size == 0 {
-                        // trailer fields, up to the empty line
-                        while !self.line()?.is_empty() {}
-                        self.mode = Mode::Done;
-                    } else {
-                        self.mode = Mode::Chunked(Some(size));
-                    }
-                }
-                Mode::Chunked(Some(left)) => {
-                    let n = self.raw(out, left)?;
-                    if n == 0 {
-                        return Err(eof("connection closed inside a chunk"));
-                    }
-                    if left == n as u64 {
-                        if !self.line()?.is_empty() {
-                            return Err(bad("chunk not followed by CRLF"));
-                        }
-                        self.mode = Mode::Chunked(None);
-                    } else {
-                        self.mode = Mode::Chunked(Some(left - n as u64));
-                    }
-                    return Ok(n);
-                }
+            if !self.cur.is_empty() || out.is_empty() {
+                let n = out.len().min(self.cur.len());
+                out[..n].copy_from_slice(&self.cur[..n]);
+                let _ = self.cur.split_to(n);
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Chunk::Data(d)) => self.cur = d,
+                Some(Chunk::End) => self.ended = true,
+                Some(Chunk::Fail(kind, why)) => return Err(io::Error::new(kind, why)),
+                None => return Err(eof("connection closed before the whole body arrived")),
             }
         }
     }
@@ -168,31 +187,5 @@ pub(super) mod tests {
         let mut v = Vec::new();
         r.read_to_end(&mut v)?;
         Ok(v)
-    }
-
-    #[test]
-    fn length_and_chunked_bodies() {
-        let mut s = Trickle(b"lo world!EXTRA", 3);
-        let mut b = Body::new(&mut s, b"hel", Some(11), false);
-        assert_eq!(read_all(&mut b).unwrap(), b"hello world");
-        let wire =
-            b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
-        for step in [1, 2, 5, 100] {
-            let mut s = Trickle(&wire[3..], step);
-            let mut b = Body::new(&mut s, &wire[..3], None, true);
-            assert_eq!(read_all(&mut b).unwrap(), b"Wikipedia in \r\n\r\nchunks.");
-        }
-        let mut s = Trickle(b"short", 2);
-        let mut b = Body::new(&mut s, b"", Some(10), false);
-        assert_eq!(
-            read_all(&mut b).unwrap_err().kind(),
-            io::ErrorKind::UnexpectedEof
-        );
-        let mut s = Trickle(b"zz\r\n", 2);
-        let mut b = Body::new(&mut s, b"", None, true);
-        assert_eq!(
-            read_all(&mut b).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
     }
 }

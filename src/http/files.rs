@@ -4,12 +4,12 @@
 //! must stay under the root.
 
 use super::request::Request;
+use super::response::{Piece, Reply};
 use super::Handler;
 use crate::core::relpath;
 use crate::core::time::{http_date, parse_http_date};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -35,14 +35,12 @@ impl Handler for Files {
     fn handles(&self, _path: &str) -> bool {
         true
     }
-    fn answer(
-        &self,
-        stream: &mut TcpStream,
-        req: &Request,
-        _pre: &[u8],
-        _peer: &str,
-    ) -> io::Result<(u16, u64)> {
-        answer(stream, &self.root, req)
+    /// A file from the page cache: answered on the event loop.
+    fn blocking(&self, _req: &Request) -> bool {
+        false
+    }
+    fn answer(&self, req: &Request, _body: &mut dyn Read, _peer: &str) -> io::Result<Reply> {
+        answer(&self.root, req)
     }
 }
 
@@ -128,28 +126,20 @@ pub fn parse_range(header: &str, size: u64) -> Range {
     }
 }
 
-/// Answers one request; returns (status, body bytes sent).
-fn answer(stream: &mut TcpStream, root: &Path, req: &Request) -> io::Result<(u16, u64)> {
+/// Answers one request.
+fn answer(root: &Path, req: &Request) -> io::Result<Reply> {
     if !req.method_ok {
-        stream.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-        return Ok((405, 0));
+        return Ok(Reply::empty(405).header("allow", "GET, HEAD"));
     }
-    let not_found = |stream: &mut TcpStream, keep: bool| -> io::Result<(u16, u64)> {
-        let c = if keep { "" } else { "Connection: close\r\n" };
-        stream.write_all(
-            format!("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n{c}\r\n").as_bytes(),
-        )?;
-        Ok((404, 0))
-    };
     let Some(path) = resolve(root, &req.path) else {
-        return not_found(stream, req.keep_alive);
+        return Ok(Reply::empty(404));
     };
     let Ok(mut file) = File::open(&path) else {
-        return not_found(stream, req.keep_alive);
+        return Ok(Reply::empty(404));
     };
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return not_found(stream, req.keep_alive);
+        return Ok(Reply::empty(404));
     }
     let size = meta.len();
     let mtime = meta
@@ -157,64 +147,37 @@ fn answer(stream: &mut TcpStream, root: &Path, req: &Request) -> io::Result<(u16
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as i64);
-    let now = crate::sys::unix_now() as i64;
-    let mut head = String::with_capacity(256);
-    let conn = if req.keep_alive {
-        ""
-    } else {
-        "Connection: close\r\n"
+    let with_dates = |r: Reply| {
+        r.header("last-modified", http_date(mtime))
+            .header("accept-ranges", "bytes")
     };
-    let common = format!(
-        "Date: {}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\n{conn}",
-        http_date(now),
-        http_date(mtime)
-    );
     if let Some(ims) = req.if_modified_since.as_deref().and_then(parse_http_date) {
         if mtime <= ims {
-            head.push_str("HTTP/1.1 304 Not Modified\r\n");
-            head.push_str(&common);
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes())?;
-            return Ok((304, 0));
+            return Ok(with_dates(Reply::empty(304)));
         }
     }
-    let range = match req
+    let range = req
         .range
         .as_deref()
-        .map_or(Range::Whole, |r| parse_range(r, size))
-    {
-        Range::Whole => None,
-        Range::Part(a, b) => Some((a, b)),
+        .map_or(Range::Whole, |r| parse_range(r, size));
+    let (reply, start, len) = match range {
+        Range::Whole => (Reply::new(200), 0, size),
+        Range::Part(a, b) => (
+            Reply::new(206).header("content-range", format!("bytes {a}-{b}/{size}")),
+            a,
+            b - a + 1,
+        ),
         Range::Unsatisfiable => {
-            head.push_str(&format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\nContent-Length: 0\r\n{common}\r\n"));
-            stream.write_all(head.as_bytes())?;
-            return Ok((416, 0));
+            let r = Reply::empty(416).header("content-range", format!("bytes */{size}"));
+            return Ok(with_dates(r));
         }
     };
-    let (status, start, len) = match range {
-        Some((a, b)) => {
-            head.push_str(&format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\n"
-            ));
-            (206, a, b - a + 1)
-        }
-        None => {
-            head.push_str("HTTP/1.1 200 OK\r\n");
-            (200, 0, size)
-        }
-    };
-    head.push_str(&format!(
-        "Content-Length: {len}\r\nContent-Type: {}\r\n{common}\r\n",
-        content_type(&path)
-    ));
-    stream.write_all(head.as_bytes())?;
-    if req.head {
-        return Ok((status, 0));
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))?;
     }
-    file.seek(SeekFrom::Start(start))?;
-    // std copies File -> TcpStream with sendfile on Linux
-    let sent = io::copy(&mut file.take(len), stream)?;
-    Ok((status, sent))
+    Ok(with_dates(reply)
+        .header("content-type", content_type(&path))
+        .piece(Piece::File(file, len)))
 }
 
 #[cfg(test)]

@@ -7,11 +7,12 @@ pub mod multipart;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod tls;
 
 pub use request::Request;
+pub use response::{Piece, Reply};
 
-use std::io;
-use std::net::TcpStream;
+use std::io::{self, Read};
 
 /// Answers the requests of some paths.
 pub trait Handler: Send + Sync {
@@ -19,13 +20,12 @@ pub trait Handler: Send + Sync {
     fn name(&self) -> String;
     /// Whether requests for `path` are this handler's.
     fn handles(&self, path: &str) -> bool;
-    /// Answers one request; `pre` holds bytes read after the head (the body's start).
-    /// Returns (status, body bytes sent).
-    fn answer(
-        &self,
-        stream: &mut TcpStream,
-        req: &Request,
-        pre: &[u8],
-        peer: &str,
-    ) -> io::Result<(u16, u64)>;
+    /// Whether answering `req` may wait (a lock, a disk sync, a request body): such
+    /// requests are answered on a worker thread, the others on the event loop at once.
+    fn blocking(&self, _req: &Request) -> bool {
+        true
+    }
+    /// Answers one request; `body` is its body as it arrives (empty when it has none).
+    /// An error is answered 500 and logged.
+    fn answer(&self, req: &Request, body: &mut dyn Read, peer: &str) -> io::Result<Reply>;
 }

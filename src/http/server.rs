@@ -1,32 +1,56 @@
-//! The HTTP/1.1 server: accepts, reads request heads, hands each request to the first
-//! handler that takes its path (keep-alive and pipelining across requests).
+//! The HTTP/1.1 server: event-driven (hyper on a current-thread tokio runtime), so an
+//! idle or slow connection costs a few KB, never a thread. Each request goes to the
+//! first handler that takes its path: file answers are made on the event loop (a read
+//! from the page cache, as nginx does), the others (locks, fsync, request bodies) on a
+//! small pool of worker threads, their bodies streamed across (`body`).
 //!
-//! Bounded by construction: at most `max_connections` connections (one more gets a 503
-//! and is closed), one small thread each; headers must arrive whole within
-//! `header_timeout` of their first byte (a slowloris client loses its connection, it
-//! never holds a thread longer) and fit in `MAX_HEADER_BYTES`; an idle keep-alive
-//! connection is closed after `idle_timeout`.
+//! Bounded by construction: `max_connections` in all and `max_per_address` per client
+//! address (one more gets a 503 and is closed); a request head must arrive whole within
+//! `header_timeout` of its first byte, and fit in `MAX_HEADER_BYTES`; a connection
+//! waiting for a next request is closed after `idle_timeout`; a request body must keep
+//! a minimum rate; an answer nobody reads is dropped after `write_timeout`.
 
-use super::request::{parse_head, MAX_HEADER_BYTES};
-use super::response::respond_error;
+use super::body;
+use super::request::{Request, MAX_HEADERS, MAX_HEADER_BYTES};
+use super::response::{Reply, ReplyBody};
+use super::tls::{Tls, TlsFiles};
 use super::Handler;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
-/// Stack of a connection thread: it only parses a head and copies a file.
-const CONNECTION_STACK: usize = 128 * 1024;
+/// Stack of a worker thread: handlers parse and copy, they hold no large arrays.
+const WORKER_STACK: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
+    /// Plain HTTP; `None` with TLS only.
+    pub listen: Option<SocketAddr>,
+    /// HTTPS: its own address and the PEM files.
+    pub tls: Option<(SocketAddr, TlsFiles)>,
+    /// With TLS on, credentials over plain HTTP are refused unless this is set.
+    pub allow_plain_credentials: bool,
     pub max_connections: usize,
+    pub max_per_address: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// Threads answering the requests that may block (uploads, channel reads).
+    pub workers: usize,
     /// Asked in order: the first that handles a request's path answers it; none: 404.
     pub handlers: Vec<Arc<dyn Handler>>,
 }
@@ -34,11 +58,15 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub fn new(listen: SocketAddr, handlers: Vec<Arc<dyn Handler>>) -> ServeConfig {
         ServeConfig {
-            listen,
-            max_connections: 64,
+            listen: Some(listen),
+            tls: None,
+            allow_plain_credentials: false,
+            max_connections: 4096,
+            max_per_address: 64,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
+            workers: 16,
             handlers,
         }
     }
@@ -46,36 +74,154 @@ impl ServeConfig {
 
 /// A running server.
 pub struct Server {
+    /// The plain HTTP address (the TLS one when there is no plain listener).
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    pub tls_addr: Option<SocketAddr>,
+    stop: Arc<Notify>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
+/// What every connection shares.
+struct Shared {
+    cfg: ServeConfig,
+    tls_on: bool,
+    open: Mutex<Open>,
+}
+
+/// Connections open, in all and per client address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place under the caps, given back when it ends.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.total -= 1;
+        if let Some(n) = open.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A place for a new connection, or why there is none.
+    fn admit(self: &Arc<Shared>, ip: IpAddr) -> Result<Slot, String> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.total >= self.cfg.max_connections {
+            return Err(format!(
+                "{} connections open already",
+                self.cfg.max_connections
+            ));
+        }
+        let mine = open.by_address.entry(ip).or_insert(0);
+        if *mine >= self.cfg.max_per_address {
+            return Err(format!(
+                "{} connections open from {ip} already",
+                self.cfg.max_per_address
+            ));
+        }
+        *mine += 1;
+        open.total += 1;
+        Ok(Slot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
 impl Server {
-    /// Binds and starts accepting on a thread of its own.
+    /// Binds and starts serving on a thread of its own.
     pub fn start(cfg: ServeConfig) -> io::Result<Server> {
-        let listener = TcpListener::bind(cfg.listen)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", cfg.listen)))?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
+        let bind = |a: SocketAddr| {
+            std::net::TcpListener::bind(a)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")))
+        };
+        let plain = cfg.listen.map(bind).transpose()?;
+        let secure = match &cfg.tls {
+            Some((a, files)) => {
+                let tls = Tls::load(files.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Some((bind(*a)?, Arc::new(tls)))
+            }
+            None => None,
+        };
+        let plain_addr = plain.as_ref().map(|l| l.local_addr()).transpose()?;
+        let tls_addr = secure.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+        let addr = plain_addr
+            .or(tls_addr)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "nothing to listen on"))?;
         let names: Vec<String> = cfg.handlers.iter().map(|h| h.name()).collect();
-        log::info!("serving {} on http://{addr}/", names.join(" and "));
-        let thread = thread::Builder::new()
-            .name("http".into())
-            .spawn(move || accept_loop(listener, cfg, st))?;
+        let what = names.join(" and ");
+        if let Some(a) = plain_addr {
+            log::info!("serving {what} on http://{a}/");
+        }
+        if let Some(a) = tls_addr {
+            log::info!("serving {what} on https://{a}/");
+        }
+        // SIGHUP reads the certificate again
+        let reload = Arc::new(AtomicBool::new(false));
+        if secure.is_some() {
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(cfg.workers.max(1))
+            .thread_stack_size(WORKER_STACK)
+            .thread_name("http-worker")
+            .build()?;
+        let stop = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            tls_on: secure.is_some(),
+            cfg,
+            open: Mutex::new(Open::default()),
+        });
+        let st = stop.clone();
+        let thread = thread::Builder::new().name("http".into()).spawn(move || {
+            runtime.block_on(async move {
+                if let Some(l) = plain {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => drop(tokio::spawn(accept(l, shared.clone(), None))),
+                        Err(e) => log::error!("http: {e}"),
+                    }
+                }
+                if let Some((l, tls)) = secure {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => {
+                            drop(tokio::spawn(watch_reload(tls.clone(), reload)));
+                            drop(tokio::spawn(accept(l, shared.clone(), Some(tls))));
+                        }
+                        Err(e) => log::error!("http: {e}"),
+                    }
+                }
+                st.notified().await;
+            });
+            // connections in progress get a moment to finish
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
         Ok(Server {
             addr,
+            tls_addr,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Stops accepting; connections in progress finish on their own.
+    /// Stops serving.
     pub fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // wake the blocking accept
-        let _ = TcpStream::connect(self.addr);
+        self.stop.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -88,71 +234,462 @@ impl Drop for Server {
     }
 }
 
-fn accept_loop(listener: TcpListener, cfg: ServeConfig, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
+async fn watch_reload(tls: Arc<Tls>, reload: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if reload.swap(false, Ordering::Relaxed) {
+            tls.reload();
         }
-        let mut stream = match conn {
-            Ok(s) => s,
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, tls: Option<Arc<Tls>>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
             Err(e) => {
                 // EMFILE and friends: pause rather than spin
                 log::warn!("http: accept: {e}");
-                thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= cfg.max_connections {
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = stream.write_all(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n",
-            );
-            let peer = stream
-                .peer_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string());
-            refused(
-                &peer,
-                503,
-                &format!("{} connections open already", cfg.max_connections),
-            );
-            continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let (cfg2, active2) = (cfg.clone(), active.clone());
-        let spawned = thread::Builder::new()
-            .name("http-conn".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                let peer = stream
-                    .peer_addr()
-                    .map_or_else(|_| "?".into(), |a| a.to_string());
-                if let Err(e) = connection(stream, &cfg2, &peer) {
-                    log::trace!("http {peer}: {e}");
+        match shared.admit(peer.ip()) {
+            Ok(slot) => {
+                let acceptor = tls.as_ref().map(|t| t.acceptor());
+                drop(tokio::spawn(connection(
+                    tcp,
+                    peer,
+                    shared.clone(),
+                    acceptor,
+                    slot,
+                )));
+            }
+            Err(why) => {
+                if tls.is_none() {
+                    // one non-blocking try: a refusal never waits on its client
+                    let _ = tcp.try_write(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n",
+                    );
                 }
-                active2.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::SeqCst);
-            log::error!("http: cannot start a connection thread: {e}");
+                refused(&peer.to_string(), 503, &why);
+            }
         }
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    _slot: Slot,
+) {
+    let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = tls else {
+        return serve(tcp, peer, shared, false).await;
+    };
+    match tokio::time::timeout(shared.cfg.header_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve(stream, peer, shared, true).await,
+        // scanners and wrong clients: not worth a line at the default level
+        Ok(Err(e)) => log::debug!("http {peer}: TLS handshake: {e}"),
+        Err(_) => refused(&peer.to_string(), 408, "TLS handshake not done in time"),
+    }
+}
+
+async fn serve<T>(io: T, peer: SocketAddr, shared: Arc<Shared>, tls: bool)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::new(ConnState::new());
+    let quiet = watchdog(
+        state.clone(),
+        shared.cfg.idle_timeout.max(shared.cfg.header_timeout),
+    );
+    let timed = Deadlines::new(io, state.clone(), &shared.cfg, peer.to_string());
+    let svc_shared = shared.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        answer(svc_shared.clone(), state.clone(), req, peer, tls)
+    });
+    let conn = http1::Builder::new()
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(timed), svc);
+    let done = tokio::select! {
+        r = conn => r,
+        () = quiet => {
+            log::debug!("http {peer}: closed, idle");
+            return;
+        }
+    };
+    if let Err(e) = done {
+        let p = peer.to_string();
+        if e.is_parse_too_large() {
+            refused(&p, 431, "request head too large");
+        } else if e.is_parse() || e.is_parse_status() {
+            refused(&p, 400, &format!("malformed request: {e}"));
+        } else {
+            // timeouts were logged where they struck; resets are the client's affair
+            log::debug!("http {peer}: {e}");
+        }
+    }
+}
+
+/// Where a connection is in its request/answer cycle, shared by the service (which
+/// sees requests start and answers end) and the socket's deadlines.
+struct ConnState {
+    /// Requests whose head has been read.
+    started: AtomicU32,
+    /// A request is being answered.
+    busy: AtomicBool,
+    /// Milliseconds from `opened` to the last byte read or written.
+    last_io: AtomicU64,
+    opened: tokio::time::Instant,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            started: AtomicU32::new(0),
+            busy: AtomicBool::new(false),
+            last_io: AtomicU64::new(0),
+            opened: tokio::time::Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_io.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_io(&self) -> tokio::time::Instant {
+        self.opened + Duration::from_millis(self.last_io.load(Ordering::Relaxed))
+    }
+}
+
+/// Ends a connection that has been quiet for `idle` while no request was being
+/// answered, whatever hyper waits for (it does not always poll a keep-alive
+/// connection's socket after a request body it drained).
+async fn watchdog(state: Arc<ConnState>, idle: Duration) {
+    loop {
+        let deadline = state.last_io() + idle;
+        let now = tokio::time::Instant::now();
+        if now >= deadline && !state.busy.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep_until(deadline.max(now + Duration::from_secs(1))).await;
+    }
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    hreq: http::Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Result<http::Response<ReplyBody>, Infallible> {
+    state.started.fetch_add(1, Ordering::SeqCst);
+    state.busy.store(true, Ordering::SeqCst);
+    let (parts, incoming) = hreq.into_parts();
+    let req = Request::of(&parts, tls);
+    let who = peer.to_string();
+    let handler = shared.cfg.handlers.iter().find(|h| h.handles(&req.path));
+    let (req, reply) = if !req.tls
+        && shared.tls_on
+        && !shared.cfg.allow_plain_credentials
+        && req.authorization.is_some()
+    {
+        let why = "credentials over plain HTTP refused: use https";
+        refused(&who, 403, why);
+        let body = format!("{{\"status\": 403, \"error\": \"{why}\"}}\n");
+        let r = Reply::new(403).bytes("application/json", body);
+        (req, Ok(r))
+    } else {
+        match handler {
+            None => (req, Ok(Reply::empty(404))),
+            Some(h) if !req.has_body && !h.blocking(&req) => {
+                let r = h.answer(&req, &mut io::empty(), &who);
+                (req, r)
+            }
+            Some(h) => {
+                let h = h.clone();
+                let (mut reader, pump) = body::bridge(incoming, req.expect_continue, who.clone());
+                drop(tokio::spawn(pump));
+                let peer_s = who.clone();
+                let work = tokio::task::spawn_blocking(move || {
+                    let r = h.answer(&req, &mut reader, &peer_s);
+                    (req, r)
+                });
+                match work.await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // a handler that panicked: its request only
+                        log::error!("http {who}: handler failed: {e}");
+                        return Ok(response(Reply::empty(500), false, state));
+                    }
+                }
+            }
+        }
+    };
+    let mut reply = reply.unwrap_or_else(|e| {
+        log::warn!("http {who}: \"{} {}\": {e}", req.method, req.path);
+        Reply::empty(500)
+    });
+    if req.has_body && reply.status >= 400 {
+        // what is left of a refused body is drained a moment, then the connection
+        // ends: the client's next request would have to wait behind it
+        reply.headers.push(("connection", "close".into()));
+    }
+    log::debug!(
+        "http {who} \"{} {}\" {} {}",
+        req.method,
+        req.path,
+        reply.status,
+        if req.head { 0 } else { reply.len() }
+    );
+    Ok(response(reply, req.head, state))
+}
+
+/// Frames a reply; its body, when dropped (sent, or the connection gone), marks the
+/// connection idle again.
+fn response(reply: Reply, head: bool, state: Arc<ConnState>) -> http::Response<ReplyBody> {
+    let len = reply.len();
+    let bodiless = matches!(reply.status, 100..=199 | 204 | 304);
+    let mut b = http::Response::builder().status(reply.status);
+    for (k, v) in &reply.headers {
+        match http::HeaderValue::from_str(v) {
+            Ok(v) => b = b.header(*k, v),
+            Err(_) => log::warn!("http: header {k} not sent: {v:?} is not a header value"),
+        }
+    }
+    if !bodiless {
+        b = b.header(http::header::CONTENT_LENGTH, len);
+    }
+    let pieces = if head || bodiless {
+        Vec::new()
+    } else {
+        reply.body
+    };
+    let body = ReplyBody::new(pieces).on_end(move || state.busy.store(false, Ordering::SeqCst));
+    b.body(body).unwrap_or_else(|e| {
+        log::error!("http: cannot frame an answer: {e}");
+        let mut r = http::Response::new(ReplyBody::new(Vec::new()));
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+/// The socket with the server's deadlines: before a request's first byte
+/// `idle_timeout` (`header_timeout` for a new connection), from its first byte until its
+/// head is read `header_timeout` (answered 408), and `write_timeout` for an answer the
+/// client does not read. hyper's own header timer runs from when it starts waiting, not
+/// from the first byte: one timer cannot be both.
+struct Deadlines<T> {
+    io: T,
+    state: Arc<ConnState>,
+    header: Duration,
+    idle: Duration,
+    write: Duration,
+    peer: String,
+    /// Requests started when last looked.
+    seen: u32,
+    phase: Phase,
+    read_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    write_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Waiting for a request's first byte, until then.
+    Idle(tokio::time::Instant),
+    /// A head has begun: whole by then.
+    Head(tokio::time::Instant),
+    /// A request is being answered: its handler and body rules hold.
+    Busy,
+}
+
+impl<T> Deadlines<T> {
+    fn new(io: T, state: Arc<ConnState>, cfg: &ServeConfig, peer: String) -> Self {
+        Deadlines {
+            io,
+            state,
+            header: cfg.header_timeout,
+            idle: cfg.idle_timeout,
+            write: cfg.write_timeout,
+            peer,
+            seen: 0,
+            phase: Phase::Idle(tokio::time::Instant::now() + cfg.header_timeout),
+            read_timer: None,
+            write_timer: None,
+        }
+    }
+
+    fn update_phase(&mut self) {
+        let started = self.state.started.load(Ordering::SeqCst);
+        if self.state.busy.load(Ordering::SeqCst) {
+            self.phase = Phase::Busy;
+            self.seen = started;
+        } else if started != self.seen || self.phase == Phase::Busy {
+            self.seen = started;
+            self.phase = Phase::Idle(tokio::time::Instant::now() + self.idle);
+        }
+    }
+}
+
+/// Waits on `timer` (set to `deadline`): true when it has passed.
+fn expired(
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: tokio::time::Instant,
+    cx: &mut Context<'_>,
+) -> bool {
+    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if t.deadline() != deadline {
+        t.as_mut().reset(deadline);
+    }
+    t.as_mut().poll(cx).is_ready()
+}
+
+fn timed_out(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, why.to_string())
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.update_phase();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.state.touch();
+                }
+                if let Phase::Idle(_) = this.phase {
+                    if buf.filled().len() > before {
+                        this.phase = Phase::Head(tokio::time::Instant::now() + this.header);
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let (deadline, head) = match this.phase {
+                    Phase::Busy => return Poll::Pending,
+                    Phase::Idle(d) => (d, false),
+                    Phase::Head(d) => (d, true),
+                };
+                if !expired(&mut this.read_timer, deadline, cx) {
+                    return Poll::Pending;
+                }
+                if !head {
+                    return Poll::Ready(Err(timed_out("idle")));
+                }
+                let why = "request head not received in time";
+                refused(&this.peer, 408, why);
+                // no answer is under way between requests: a best-effort 408
+                let msg = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                if let Poll::Ready(Ok(_)) = Pin::new(&mut this.io).poll_write(cx, msg) {
+                    let _ = Pin::new(&mut this.io).poll_flush(cx);
+                }
+                Poll::Ready(Err(timed_out(why)))
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Deadlines<T> {
+    fn wrote(&mut self, done: &Poll<io::Result<usize>>) {
+        self.write_timer = None;
+        if let Poll::Ready(Ok(n)) = done {
+            if *n > 0 {
+                self.state.touch();
+            }
+        }
+    }
+
+    /// A write that cannot go on for `write_timeout`: the client is not reading.
+    fn write_waits(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let deadline = self.write_timer.as_ref().map_or_else(
+            || tokio::time::Instant::now() + self.write,
+            |t| t.deadline(),
+        );
+        if expired(&mut self.write_timer, deadline, cx) {
+            log::debug!("http {}: answer not read by the client in time", self.peer);
+            return Poll::Ready(timed_out("answer not read in time"));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, data) {
+            Poll::Pending => this.write_waits(cx).map(Err),
+            done => {
+                this.wrote(&done);
+                done
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.write_waits(cx).map(Err),
+            done => {
+                this.wrote(&done);
+                done
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.write_waits(cx).map(Err),
+            done => {
+                this.write_timer = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
 /// Clients whose last refusal was logged, and when: at most one line a second each, so
 /// a flood of bad requests cannot flood the log.
-static LAST_LOGGED: std::sync::Mutex<Option<std::collections::HashMap<String, Instant>>> =
-    std::sync::Mutex::new(None);
+static LAST_LOGGED: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 /// Clients remembered at most; beyond, the old ones are forgotten.
 const LOG_MEMORY: usize = 4096;
 
-/// Logs a refusal at the HTTP layer (400, 408, 431, 503) with the client's address, at
-/// most once a second per client address.
+/// Logs a refusal at the HTTP layer (400, 403, 408, 431, 503) with the client's
+/// address, at most once a second per client address.
 pub fn refused(peer: &str, status: u16, why: &str) {
     let addr = peer.rsplit_once(':').map_or(peer, |(a, _)| a).to_string();
     let now = Instant::now();
     let mut last = LAST_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
-    let map = last.get_or_insert_with(std::collections::HashMap::new);
+    let map = last.get_or_insert_with(HashMap::new);
     if map
         .get(&addr)
         .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
@@ -167,92 +704,4 @@ pub fn refused(peer: &str, status: u16, why: &str) {
     }
     map.insert(addr, now);
     log::warn!("http {peer}: {status} {why}");
-}
-
-fn connection(mut stream: TcpStream, cfg: &ServeConfig, peer: &str) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(cfg.write_timeout))?;
-    let mut buf = vec![0u8; MAX_HEADER_BYTES];
-    let mut filled = 0;
-    loop {
-        // read one request head: the idle timeout until its first byte, then the whole
-        // head must arrive before the header deadline
-        let mut deadline: Option<Instant> = None;
-        let (used, req) = loop {
-            if filled > 0 {
-                match parse_head(&buf[..filled]) {
-                    Ok(Some(r)) => break r,
-                    Ok(None) => {}
-                    Err(why) => {
-                        refused(peer, 400, why);
-                        respond_error(&mut stream, 400, why)?;
-                        return Ok(());
-                    }
-                }
-                if filled == buf.len() {
-                    let why = "request head too large";
-                    refused(peer, 431, why);
-                    respond_error(&mut stream, 431, why)?;
-                    return Ok(());
-                }
-            }
-            let wait = match deadline {
-                None if filled == 0 => cfg.idle_timeout,
-                None => {
-                    deadline = Some(Instant::now() + cfg.header_timeout);
-                    cfg.header_timeout
-                }
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            if wait.is_zero() {
-                let why = "request head not received in time";
-                refused(peer, 408, why);
-                respond_error(&mut stream, 408, why)?;
-                return Ok(());
-            }
-            stream.set_read_timeout(Some(wait))?;
-            match stream.read(&mut buf[filled..]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    if filled == 0 {
-                        deadline = Some(Instant::now() + cfg.header_timeout);
-                    }
-                    filled += n;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if filled > 0 {
-                        let why = "request head not received in time";
-                        refused(peer, 408, why);
-                        respond_error(&mut stream, 408, why)?;
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        };
-        let (status, bytes) = match cfg.handlers.iter().find(|h| h.handles(&req.path)) {
-            Some(h) => h.answer(&mut stream, &req, &buf[used..filled], peer)?,
-            None => {
-                respond_error(&mut stream, 404, "no handler")?;
-                (404, 0)
-            }
-        };
-        log::debug!(
-            "http {peer} \"{} {}\" {status} {bytes}",
-            req.method,
-            req.path
-        );
-        // a request body is not read: the connection cannot be reused after it
-        if !req.keep_alive || req.has_body || status >= 400 && status != 404 && status != 416 {
-            return Ok(());
-        }
-        buf.copy_within(used..filled, 0);
-        filled -= used;
-    }
 }
