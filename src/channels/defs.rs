@@ -251,6 +251,8 @@ pub enum Reason {
     Storage,
     /// A feed's disk is below its min-free.
     DiskFull,
+    /// A body that came too slowly (the server's minimum rate).
+    TooSlow,
 }
 
 /// A refusal: the reason, and one line saying what was wrong.

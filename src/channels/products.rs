@@ -85,6 +85,12 @@ pub fn copy_limited(
             Ok(0) => return Ok(n),
             Ok(g) => g,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Refusal::new(
+                    Reason::TooSlow,
+                    format!("upload too slow: {e}"),
+                ))
+            }
             Err(e) => {
                 return Err(Refusal::new(
                     Reason::BadRequest,

@@ -18,6 +18,7 @@ impl Refusal {
             Reason::UnsupportedEncoding => 415,
             Reason::Storage => 500,
             Reason::DiskFull => 507,
+            Reason::TooSlow => 408,
         }
     }
 }

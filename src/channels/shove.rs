@@ -18,6 +18,9 @@ pub struct ShoveConfig {
     pub proxy: Option<String>,
     /// `user:password` when AUTH_ENABLE is true.
     pub credential: Option<String>,
+    /// `CA_FILE`: PEM certificates trusted for https instead of the public roots (a
+    /// node with its own or a private CA's certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 fn truthy(v: &str) -> bool {
@@ -28,7 +31,7 @@ impl ShoveConfig {
     /// `KEY = VALUE` lines, `#` comments; errors name file:line.
     pub fn parse(text: &str, file: &str) -> Result<ShoveConfig, String> {
         let (mut url, mut proxy_on, mut proxy_name, mut proxy_port) = (None, false, None, None);
-        let (mut auth_on, mut credential) = (false, None);
+        let (mut auth_on, mut credential, mut ca_file) = (false, None, None);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -51,6 +54,7 @@ impl ShoveConfig {
                 }
                 "AUTH_ENABLE" => auth_on = truthy(&v),
                 "AUTH_CREDENTIAL" => credential = Some(v),
+                "CA_FILE" => ca_file = Some(PathBuf::from(v)),
                 other => return Err(at(format!("unknown key {other}"))),
             }
         }
@@ -81,8 +85,27 @@ impl ShoveConfig {
             server_url,
             proxy,
             credential,
+            ca_file,
         })
     }
+}
+
+/// TLS that trusts the certificates of a PEM file only.
+fn trusting(ca: &Path) -> Result<ureq::tls::TlsConfig, String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("CA_FILE {}: {e}", ca.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| format!("CA_FILE {}: {e}", ca.display()))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c),
+            _ => {}
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("CA_FILE {}: no CERTIFICATE in it", ca.display()));
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build())
 }
 
 /// The Content-Type of one file: the one given, with `fname=` added when absent.
@@ -154,6 +177,9 @@ pub fn run(config: &Path, content_type: &str, files: &[PathBuf]) -> Result<usize
         )),
         None => builder.proxy(None),
     };
+    if let Some(ca) = &cfg.ca_file {
+        builder = builder.tls_config(trusting(ca)?);
+    }
     let agent = builder.build().new_agent();
     let mut req = agent.post(&cfg.server_url);
     if let Some(c) = &cfg.credential {

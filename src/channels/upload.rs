@@ -210,10 +210,11 @@ pub(super) fn take_parts(
         };
         log_outcome(peer, user, &o);
         // a part cut off by the connection: nothing after it can be read
-        let broken = o.status == 400
-            && o.error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("upload interrupted"));
+        let broken = o.status == 408
+            || o.status == 400
+                && o.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("upload interrupted"));
         results.push((n, o));
         if broken {
             break;

@@ -148,6 +148,7 @@ impl Server {
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")))
         };
+        raise_file_limit(cfg.max_connections);
         let plain = cfg.listen.map(bind).transpose()?;
         let secure = match &cfg.tls {
             Some((a, files)) => {
@@ -231,6 +232,29 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Descriptors the process may hold: each connection takes one, and systemd's soft
+/// default (1,024) is below the connection cap. Raised up to the hard limit.
+fn raise_file_limit(connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let want = connections as u64 + 1024;
+    let cur = lim.current.unwrap_or(u64::MAX);
+    if cur >= want {
+        return;
+    }
+    let new = lim.maximum.map_or(want, |max| want.min(max));
+    if new <= cur {
+        log::warn!(
+            "http: {connections} connections allowed but only {cur} descriptors (hard limit)"
+        );
+        return;
+    }
+    lim.current = Some(new);
+    if let Err(e) = setrlimit(Resource::Nofile, lim) {
+        log::warn!("http: cannot raise the descriptor limit from {cur} to {new}: {e}");
     }
 }
 

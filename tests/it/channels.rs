@@ -1308,3 +1308,46 @@ fn get_with(port: u16, path: &str, auth: Option<&str>) -> Resp {
         None => get(port, path),
     }
 }
+
+#[test]
+fn a_body_sent_at_ten_bytes_a_second_is_cut_off() {
+    let s = Scratch::new("ch-slow-body");
+    let port = free_port();
+    let node = start_node(&s, "n1", port, "");
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    slow.write_all(
+        b"POST /taker HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain; cid=MEMO\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .unwrap();
+    let mut w = slow.try_clone().unwrap();
+    // the whole body at this pace would take 100 s
+    let dribble = std::thread::spawn(move || {
+        for _ in 0..100 {
+            if w.write_all(b"0123456789").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // others are taken meanwhile
+    assert_eq!(
+        publish(port, "text/plain; cid=MEMO", None, b"quick").status,
+        201
+    );
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("too slow"), "{answer}");
+    assert!(
+        node.log_text()
+            .contains("408 request body slower than 256 bytes/s"),
+        "{}",
+        node.log_text()
+    );
+    let d = get(port, "/channels/MEMO").json();
+    let products = d["products"].as_array().unwrap();
+    assert_eq!(products.len(), 1, "only the quick one: {d}");
+    dribble.join().unwrap();
+}

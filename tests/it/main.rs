@@ -8,3 +8,4 @@ mod deploy;
 mod mesh;
 mod run;
 mod serve;
+mod tls;

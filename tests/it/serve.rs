@@ -334,3 +334,113 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
         node.log_text()
     );
 }
+
+/// A connection from a chosen loopback address (all of 127.0.0.0/8 is local).
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &std::net::SocketAddr::from((from, 0)))?;
+    connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
+#[test]
+fn two_thousand_dribbling_clients_keep_no_one_waiting() {
+    let s = Scratch::new("serve-dribble");
+    let srv = server(&s, |c| c.header_timeout = Duration::from_secs(4));
+    // 2,000 clients from 40 addresses (50 each: under the per-address cap), each
+    // sending its request head a byte a second
+    let mut dribblers: Vec<TcpStream> = (0..2000)
+        .map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % 40) as u8);
+            let c = connect_from(from, srv.addr).unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    let head = b"GET /2026112310/GTS/SA.txt HTTP/1.1\r\nHost: x\r\n";
+    let addr = srv.addr;
+    // meanwhile 20 ordinary clients fetch, one request after another
+    let normal: Vec<_> = (0..20)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                let mut statuses = Vec::new();
+                let end = Instant::now() + Duration::from_secs(6);
+                while Instant::now() < end && statuses.len() < 200 {
+                    let t = Instant::now();
+                    statuses.push(get(addr, "/2026112310/GTS/SA.txt", "").status);
+                    worst = worst.max(t.elapsed());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                (statuses, worst)
+            })
+        })
+        .collect();
+    for b in head.iter().take(7) {
+        for c in &mut dribblers {
+            let _ = c.write(&[*b]);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut asked = 0;
+    for n in normal {
+        let (statuses, worst) = n.join().unwrap();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        asked += statuses.len();
+        // a liveness bound, not a speed figure: a starved client waits for seconds
+        assert!(worst < Duration::from_secs(2), "a GET waited {worst:?}");
+    }
+    assert!(asked >= 20 * 10, "{asked} GETs");
+    // every dribbler was cut off at the header deadline (4 s after its first byte)
+    let mut cut = 0;
+    for c in &mut dribblers {
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        match c.read_to_end(&mut answer) {
+            Ok(_) if answer.is_empty() || answer.starts_with(b"HTTP/1.1 408") => cut += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => cut += 1,
+            other => panic!("{other:?} {:?}", String::from_utf8_lossy(&answer)),
+        }
+    }
+    assert_eq!(cut, 2000);
+}
+
+#[test]
+fn one_address_cannot_take_the_server() {
+    let s = Scratch::new("serve-per-address");
+    let srv = server(&s, |_| {});
+    let greedy = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut conns: Vec<TcpStream> = (0..500)
+        .map(|_| connect_from(greedy, srv.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = 0;
+    for c in &mut conns {
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = c.read(&mut buf) {
+            if buf[..n].starts_with(b"HTTP/1.1 503") {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 500 - 64, "over 64 from one address: 503");
+    // another address is served at once
+    assert_eq!(get(srv.addr, "/2026112310/GTS/SA.txt", "").status, 200);
+    drop(conns);
+    // and the greedy one again once its connections are gone
+    assert!(wait_until(10, || {
+        let Ok(mut c) = connect_from(greedy, srv.addr) else {
+            return false;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = c.write_all(
+            b"GET /2026112310/GTS/SA.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        answer.starts_with(b"HTTP/1.1 200")
+    }));
+}
