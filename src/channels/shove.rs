@@ -95,9 +95,9 @@ fn trusting(ca: &Path) -> Result<ureq::tls::TlsConfig, String> {
     let pem = std::fs::read(ca).map_err(|e| format!("CA_FILE {}: {e}", ca.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| format!("CA_FILE {}: {e}", ca.display()))? {
-            ureq::tls::PemItem::Certificate(c) => certs.push(c),
-            _ => {}
+        let item = item.map_err(|e| format!("CA_FILE {}: {e}", ca.display()))?;
+        if let ureq::tls::PemItem::Certificate(c) = item {
+            certs.push(c);
         }
     }
     if certs.is_empty() {
