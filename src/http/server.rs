@@ -144,9 +144,7 @@ impl Server {
     /// Binds and starts serving on a thread of its own.
     pub fn start(cfg: ServeConfig) -> io::Result<Server> {
         let bind = |a: SocketAddr| {
-            std::net::TcpListener::bind(a)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")))
+            listen_on(a).map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")))
         };
         raise_file_limit(cfg.max_connections);
         let plain = cfg.listen.map(bind).transpose()?;
@@ -233,6 +231,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Connections the kernel completes before they are accepted: std's 128 overflows
+/// when hundreds of clients connect at once (their SYNs are then retried a second
+/// later, and later again).
+const BACKLOG: i32 = 1024;
+
+fn listen_on(a: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if a.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &a)?;
+    rustix::net::listen(&fd, BACKLOG)?;
+    let l = std::net::TcpListener::from(fd);
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Descriptors the process may hold: each connection takes one, and systemd's soft
