@@ -90,14 +90,6 @@ fn load(port: u16, pid: u32, n: usize) -> (f64, f64) {
     (done as f64 / secs, (u1 - u0 + s1 - s0) * 1e6 / done as f64)
 }
 
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
-    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
-    bind(&fd, &SocketAddr::from((from, 0))).unwrap();
-    connect(&fd, &to).unwrap();
-    TcpStream::from(fd)
-}
-
 fn wait_up(port: u16) {
     assert!(wait_until(10, || TcpStream::connect(("127.0.0.1", port)).is_ok()));
 }
@@ -164,7 +156,7 @@ fn main() {
     let before = rss_now_kb(node_pid);
     let to: SocketAddr = format!("127.0.0.1:{node_port}").parse().unwrap();
     let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|i| connect_from(Ipv4Addr::new(127, 0, 2, 1 + (i % 40) as u8), to))
+        .map(|i| connect_from(Ipv4Addr::new(127, 0, 2, 1 + (i % 40) as u8), to).unwrap())
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     // still open (not refused): each answers nothing yet

@@ -335,15 +335,6 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
     );
 }
 
-/// A connection from a chosen loopback address (all of 127.0.0.0/8 is local).
-fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
-    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    bind(&fd, &std::net::SocketAddr::from((from, 0)))?;
-    connect(&fd, &to)?;
-    Ok(TcpStream::from(fd))
-}
-
 #[test]
 fn two_thousand_dribbling_clients_keep_no_one_waiting() {
     let s = Scratch::new("serve-dribble");

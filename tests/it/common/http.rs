@@ -75,3 +75,16 @@ pub fn exchange(
         body: raw[end + 4..].to_vec(),
     }
 }
+
+/// A connection from a chosen loopback address (all of 127.0.0.0/8 is local): one
+/// machine plays many clients.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &std::net::SocketAddr::from((from, 0)))?;
+    connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
