@@ -148,8 +148,8 @@ pub(super) fn products_since(t: &Taker, d: &ChannelDef, cursor: &Cursor) -> std:
     Ok(match open.len() {
         // nothing newer than the condition; with no condition, an empty channel (a 304
         // answers conditions only)
-        0 if *cursor == Cursor::All => Reply::empty(204),
-        0 => Reply::empty(304),
+        0 if *cursor == Cursor::All => Reply::new(204),
+        0 => Reply::new(304),
         1 => {
             let (p, f) = open.pop().expect("one");
             product_reply(&p, f)

@@ -301,7 +301,7 @@ pub(super) fn delete(
         ),
     }
     result?;
-    Ok(Reply::empty(204))
+    Ok(Reply::new(204))
 }
 
 #[cfg(test)]

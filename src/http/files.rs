@@ -129,17 +129,17 @@ pub fn parse_range(header: &str, size: u64) -> Range {
 /// Answers one request.
 fn answer(root: &Path, req: &Request) -> io::Result<Reply> {
     if !req.method_ok {
-        return Ok(Reply::empty(405).header("allow", "GET, HEAD"));
+        return Ok(Reply::new(405).header("allow", "GET, HEAD"));
     }
     let Some(path) = resolve(root, &req.path) else {
-        return Ok(Reply::empty(404));
+        return Ok(Reply::new(404));
     };
     let Ok(mut file) = File::open(&path) else {
-        return Ok(Reply::empty(404));
+        return Ok(Reply::new(404));
     };
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Ok(Reply::empty(404));
+        return Ok(Reply::new(404));
     }
     let size = meta.len();
     let mtime = meta
@@ -153,7 +153,7 @@ fn answer(root: &Path, req: &Request) -> io::Result<Reply> {
     };
     if let Some(ims) = req.if_modified_since.as_deref().and_then(parse_http_date) {
         if mtime <= ims {
-            return Ok(with_dates(Reply::empty(304)));
+            return Ok(with_dates(Reply::new(304)));
         }
     }
     let range = req
@@ -168,7 +168,7 @@ fn answer(root: &Path, req: &Request) -> io::Result<Reply> {
             b - a + 1,
         ),
         Range::Unsatisfiable => {
-            let r = Reply::empty(416).header("content-range", format!("bytes */{size}"));
+            let r = Reply::new(416).header("content-range", format!("bytes */{size}"));
             return Ok(with_dates(r));
         }
     };

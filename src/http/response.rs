@@ -37,17 +37,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A bodiless answer until a piece is added.
     pub fn new(status: u16) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
         }
-    }
-
-    /// A bodiless answer.
-    pub fn empty(status: u16) -> Reply {
-        Reply::new(status)
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {

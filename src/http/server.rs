@@ -451,7 +451,7 @@ async fn answer(
         (req, Ok(r))
     } else {
         match handler {
-            None => (req, Ok(Reply::empty(404))),
+            None => (req, Ok(Reply::new(404))),
             Some(h) if !req.has_body && !h.blocking(&req) => {
                 let r = h.answer(&req, &mut io::empty(), &who);
                 (req, r)
@@ -470,7 +470,7 @@ async fn answer(
                     Err(e) => {
                         // a handler that panicked: its request only
                         log::error!("http {who}: handler failed: {e}");
-                        return Ok(response(Reply::empty(500), false, state));
+                        return Ok(response(Reply::new(500), false, state));
                     }
                 }
             }
@@ -478,7 +478,7 @@ async fn answer(
     };
     let mut reply = reply.unwrap_or_else(|e| {
         log::warn!("http {who}: \"{} {}\": {e}", req.method, req.path);
-        Reply::empty(500)
+        Reply::new(500)
     });
     if req.has_body && reply.status >= 400 {
         // what is left of a refused body is drained a moment, then the connection

@@ -175,13 +175,14 @@ fn https_get_range_upload_shove_and_a_renewed_certificate() {
     assert!(node
         .log_text()
         .contains("403 credentials over plain HTTP refused"));
+    let reader = [("Authorization", auth.as_str())];
     // plain HTTP without credentials still serves the mesh
     assert_eq!(http(plain, "GET", "/a/obs.txt", &[], b"").status, 200);
     let list = exchange(
         &mut connect(tls, root.clone()),
         "GET",
         "/channels/MEMO",
-        &[("Authorization", auth.as_str())],
+        &reader,
         b"",
     );
     assert_eq!(
@@ -217,7 +218,7 @@ fn https_get_range_upload_shove_and_a_renewed_certificate() {
         &mut connect(tls, root.clone()),
         "GET",
         "/channels/MEMO",
-        &[("Authorization", auth.as_str())],
+        &reader,
         b"",
     );
     assert_eq!(
