@@ -346,10 +346,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::new(ConnState::new());
-    let quiet = watchdog(
-        state.clone(),
-        shared.cfg.idle_timeout.max(shared.cfg.header_timeout),
-    );
+    let quiet = watchdog(state.clone(), shared.cfg.idle_timeout);
     let timed = Deadlines::new(io, state.clone(), &shared.cfg, peer.to_string());
     let svc_shared = shared.clone();
     let svc = hyper::service::service_fn(move |req| {
@@ -413,16 +410,21 @@ impl ConnState {
 }
 
 /// Ends a connection that has been quiet for `idle` while no request was being
-/// answered, whatever hyper waits for (it does not always poll a keep-alive
-/// connection's socket after a request body it drained).
+/// answered: the idle timeout between requests, kept outside the socket because hyper
+/// reads it only when it is ready (measured: a deadline armed in a read started seconds
+/// late, when a stale timer happened to wake the connection).
 async fn watchdog(state: Arc<ConnState>, idle: Duration) {
     loop {
         let deadline = state.last_io() + idle;
         let now = tokio::time::Instant::now();
-        if now >= deadline && !state.busy.load(Ordering::SeqCst) {
+        if now < deadline {
+            tokio::time::sleep_until(deadline).await;
+        } else if state.busy.load(Ordering::SeqCst) {
+            // an answer under way (a handler, a body): its own limits hold
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else {
             return;
         }
-        tokio::time::sleep_until(deadline.max(now + Duration::from_secs(1))).await;
     }
 }
 
@@ -524,16 +526,15 @@ fn response(reply: Reply, head: bool, state: Arc<ConnState>) -> http::Response<R
     })
 }
 
-/// The socket with the server's deadlines: before a request's first byte
-/// `idle_timeout` (`header_timeout` for a new connection), from its first byte until its
-/// head is read `header_timeout` (answered 408), and `write_timeout` for an answer the
-/// client does not read. hyper's own header timer runs from when it starts waiting, not
-/// from the first byte: one timer cannot be both.
+/// The socket with the server's deadlines: a new connection's first byte within
+/// `header_timeout`, from a head's first byte until it is read `header_timeout`
+/// (answered 408), and `write_timeout` for an answer the client does not read. hyper's
+/// own header timer runs from when it starts waiting, not from the first byte. Between
+/// requests the `watchdog` keeps the idle timeout.
 struct Deadlines<T> {
     io: T,
     state: Arc<ConnState>,
     header: Duration,
-    idle: Duration,
     write: Duration,
     peer: String,
     /// Requests started when last looked.
@@ -545,8 +546,10 @@ struct Deadlines<T> {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Phase {
-    /// Waiting for a request's first byte, until then.
-    Idle(tokio::time::Instant),
+    /// Waiting for a request's first byte: on a new connection until then; between
+    /// requests without a deadline here (hyper polls the socket only when it is ready,
+    /// so a timer armed in a read could not start when an answer ends: the watchdog's).
+    Idle(Option<tokio::time::Instant>),
     /// A head has begun: whole by then.
     Head(tokio::time::Instant),
     /// A request is being answered: its handler and body rules hold.
@@ -559,11 +562,10 @@ impl<T> Deadlines<T> {
             io,
             state,
             header: cfg.header_timeout,
-            idle: cfg.idle_timeout,
             write: cfg.write_timeout,
             peer,
             seen: 0,
-            phase: Phase::Idle(tokio::time::Instant::now() + cfg.header_timeout),
+            phase: Phase::Idle(Some(tokio::time::Instant::now() + cfg.header_timeout)),
             read_timer: None,
             write_timer: None,
         }
@@ -576,7 +578,7 @@ impl<T> Deadlines<T> {
             self.seen = started;
         } else if started != self.seen || self.phase == Phase::Busy {
             self.seen = started;
-            self.phase = Phase::Idle(tokio::time::Instant::now() + self.idle);
+            self.phase = Phase::Idle(None);
         }
     }
 }
@@ -622,8 +624,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let (deadline, head) = match this.phase {
-                    Phase::Busy => return Poll::Pending,
-                    Phase::Idle(d) => (d, false),
+                    Phase::Busy | Phase::Idle(None) => return Poll::Pending,
+                    Phase::Idle(Some(d)) => (d, false),
                     Phase::Head(d) => (d, true),
                 };
                 if !expired(&mut this.read_timer, deadline, cx) {

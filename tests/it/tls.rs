@@ -176,15 +176,18 @@ fn https_get_range_upload_shove_and_a_renewed_certificate() {
         .log_text()
         .contains("403 credentials over plain HTTP refused"));
     let reader = [("Authorization", auth.as_str())];
+    let memo = || {
+        exchange(
+            &mut connect(tls, root.clone()),
+            "GET",
+            "/channels/MEMO",
+            &reader,
+            b"",
+        )
+    };
     // plain HTTP without credentials still serves the mesh
     assert_eq!(http(plain, "GET", "/a/obs.txt", &[], b"").status, 200);
-    let list = exchange(
-        &mut connect(tls, root.clone()),
-        "GET",
-        "/channels/MEMO",
-        &reader,
-        b"",
-    );
+    let list = memo();
     assert_eq!(
         list.json()["products"].as_array().unwrap().len(),
         1,
@@ -214,13 +217,7 @@ fn https_get_range_upload_shove_and_a_renewed_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let list = exchange(
-        &mut connect(tls, root.clone()),
-        "GET",
-        "/channels/MEMO",
-        &reader,
-        b"",
-    );
+    let list = memo();
     assert_eq!(
         list.json()["products"][1]["attributes"]["fname"],
         "memo.txt"
