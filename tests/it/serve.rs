@@ -435,3 +435,36 @@ fn one_address_cannot_take_the_server() {
         answer.starts_with(b"HTTP/1.1 200")
     }));
 }
+
+#[test]
+fn an_idle_keep_alive_connection_closes_after_the_idle_timeout() {
+    let s = Scratch::new("serve-idle");
+    let srv = server(&s, |c| {
+        c.idle_timeout = Duration::from_secs(2);
+        c.header_timeout = Duration::from_secs(20);
+    });
+    let stream = TcpStream::connect(srv.addr).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /2026112310/GTS/SA.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    let answered = Instant::now();
+    // kept alive a moment...
+    std::thread::sleep(Duration::from_millis(500));
+    w.write_all(b"GET /2026112310/GTS/SA.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    // ...then closed by the idle timeout (2 s), long before the header one (20 s)
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        answered.elapsed() < Duration::from_secs(10),
+        "closed after {:?}",
+        answered.elapsed()
+    );
+}
