@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod logger;
+pub mod metrics;
 pub mod mosquitto;
 pub mod node;
 pub mod options;

@@ -1,6 +1,7 @@
 //! `meshnode run`: everything a Pi node needs but the broker, in one process: the HTTP
 //! server on its own thread, one thread per flow, and hourly retention.
 
+use super::metrics::Metrics;
 use crate::app::config::NodeConfig;
 use crate::channels::announcer::Announcer;
 use crate::channels::credentials::Credentials;
@@ -9,6 +10,7 @@ use crate::channels::Channels;
 use crate::http::files::Files;
 use crate::http::server::Server;
 use crate::http::Handler;
+use crate::mesh::stats::Board;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -38,9 +40,15 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Some(t)
     };
+    // where the flows post their counters, for /metrics
+    let board = Board::default();
     let mut server = if cfg.http.serves() {
         // the channel interface first: its paths are not the tree's
-        let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+        let mut handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(Metrics {
+            board: board.clone(),
+            taker: taker.clone(),
+            dir: cfg.dir.clone(),
+        })];
         if let Some(t) = taker {
             handlers.push(t);
         }
@@ -54,7 +62,8 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         return Err("nothing to do: no flow and no listen".into());
     }
     let mut flows = Vec::new();
-    for flow in cfg.flows {
+    for mut flow in cfg.flows {
+        flow.board = Some(board.clone());
         let name = flow.name.clone();
         let st = stop.clone();
         let t = thread::Builder::new()

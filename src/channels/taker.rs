@@ -26,6 +26,9 @@ pub struct Taker {
     pub(super) credentials: Option<Credentials>,
     pub(super) verified: VerifiedCache,
     pub(super) announcer: Option<Announcer>,
+    /// Per channel id (of a defined channel; "" for the others): products taken and
+    /// uploads refused, for the metrics.
+    tally: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for Taker {
@@ -87,7 +90,45 @@ impl Taker {
             credentials,
             verified: VerifiedCache::new(VERIFIED_CAPACITY, VERIFIED_TTL),
             announcer,
+            tally: Default::default(),
         }
+    }
+
+    /// Logs an upload's outcome and counts it.
+    pub(super) fn log_outcome(&self, peer: &str, user: Option<&str>, o: &Outcome) {
+        let key = if self.channels.find(&o.cid).is_some() {
+            o.cid.as_str()
+        } else {
+            "" // a name from the client: not a label of its own
+        };
+        {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            let e = t.entry(key.to_string()).or_default();
+            if o.status < 300 {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        let what = o.oid.as_deref().or(o.error.as_deref()).unwrap_or("");
+        let line = format!(
+            "taker {peer}: user={} channel={} size={} {} {what}",
+            user.unwrap_or(ANONYMOUS),
+            if o.cid.is_empty() { "-" } else { &o.cid },
+            o.size,
+            o.status
+        );
+        if o.status < 300 {
+            log::info!("{line}");
+        } else {
+            log::warn!("{line}");
+        }
+    }
+
+    /// Products taken and uploads refused per channel id ("" for unknown channels).
+    pub fn tally(&self) -> Vec<(String, u64, u64)> {
+        let t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.iter().map(|(k, (a, r))| (k.clone(), *a, *r)).collect()
     }
 
     /// Announces again every product this node published that it still holds (see
@@ -208,22 +249,6 @@ impl Taker {
             }
             Err(r) => Outcome::refused(&cid, length.unwrap_or(0), r),
         }
-    }
-}
-
-pub(super) fn log_outcome(peer: &str, user: Option<&str>, o: &Outcome) {
-    let what = o.oid.as_deref().or(o.error.as_deref()).unwrap_or("");
-    let line = format!(
-        "taker {peer}: user={} channel={} size={} {} {what}",
-        user.unwrap_or(ANONYMOUS),
-        if o.cid.is_empty() { "-" } else { &o.cid },
-        o.size,
-        o.status
-    );
-    if o.status < 300 {
-        log::info!("{line}");
-    } else {
-        log::warn!("{line}");
     }
 }
 

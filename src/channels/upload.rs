@@ -1,7 +1,7 @@
 //! Uploads into channels (whole or multipart, streamed to disk) and DELETE of a product.
 
 use super::reply::json_reply;
-use super::taker::{log_outcome, Outcome, Taker, MAX_PARTS};
+use super::taker::{Outcome, Taker, MAX_PARTS};
 use crate::channels::Refusal;
 use crate::channels::{Reason, ANONYMOUS};
 use crate::core::mediatype::MediaType;
@@ -20,7 +20,7 @@ pub(super) fn take(
     restricted: bool,
 ) -> Reply {
     let refuse = |user: Option<&str>, cid: &str, r: Refusal| {
-        log_outcome(
+        t.log_outcome(
             peer,
             user,
             &Outcome::refused(cid, req.content_length.unwrap_or(0), r.clone()),
@@ -89,7 +89,7 @@ pub(super) fn take(
         Err(r) => return refuse(user, mt.param("cid").unwrap_or(""), r),
     };
     let o = t.store(i, mt, user, body, req.content_length, &mut buf);
-    log_outcome(peer, user, &o);
+    t.log_outcome(peer, user, &o);
     let r = json_reply(o.status, &json!({"results": [o.json(None)]}));
     match &o.location {
         Some(l) => r.header("location", l.clone()),
@@ -165,7 +165,7 @@ pub(super) fn take_parts(
                     0,
                     Refusal::new(Reason::BadRequest, format!("multipart: {e}")),
                 );
-                log_outcome(peer, user, &o);
+                t.log_outcome(peer, user, &o);
                 results.push((n, o));
                 break;
             }
@@ -176,7 +176,7 @@ pub(super) fn take_parts(
                 0,
                 Refusal::new(Reason::TooLarge, format!("more than {MAX_PARTS} parts")),
             );
-            log_outcome(peer, user, &o);
+            t.log_outcome(peer, user, &o);
             results.push((n, o));
             break;
         }
@@ -208,7 +208,7 @@ pub(super) fn take_parts(
                 Outcome::refused(&cid, 0, r)
             }
         };
-        log_outcome(peer, user, &o);
+        t.log_outcome(peer, user, &o);
         // a part cut off by the connection: nothing after it can be read
         let broken = o.status == 408
             || o.status == 400

@@ -95,6 +95,13 @@ struct Open {
     by_address: HashMap<IpAddr, usize>,
 }
 
+/// Connections open in this process's servers, for the metrics.
+static OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn open_connections() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
 /// A connection's place under the caps, given back when it ends.
 struct Slot {
     shared: Arc<Shared>,
@@ -105,6 +112,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
         open.total -= 1;
+        OPEN.fetch_sub(1, Ordering::Relaxed);
         if let Some(n) = open.by_address.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -133,6 +141,7 @@ impl Shared {
         }
         *mine += 1;
         open.total += 1;
+        OPEN.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             shared: self.clone(),
             ip,

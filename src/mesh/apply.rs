@@ -131,6 +131,7 @@ impl Flow {
         let stopping = self.stop.load(Ordering::Relaxed);
         if d.stored.is_some() {
             w.server_ok(&d.job.origin);
+            self.servers.note_success(&d.job.origin);
         } else if d.transient.is_some() && !d.diverted {
             w.server_failed(&d.job.origin);
         }
@@ -261,8 +262,7 @@ impl Flow {
         match (d.lag, &d.msg) {
             _ if !first => {}
             (Some(lag), _) => {
-                self.stats.lag_sum += lag;
-                self.stats.lag_count += 1;
+                self.stats.record_lag(lag);
                 if lag > self.cfg.lag_drop {
                     log::warn!(
                         "{raw_rel}: dropped, lag {lag:.0}s over lag-drop {}s",

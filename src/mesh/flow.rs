@@ -84,6 +84,8 @@ pub struct PeerConfig {
     pub timeouts: Timeouts,
     pub stats_interval: Duration,
     pub recent_capacity: usize,
+    /// Where the flow posts its counters about once a second (the node's metrics).
+    pub board: Option<super::stats::Board>,
 }
 
 impl Default for PeerConfig {
@@ -127,6 +129,7 @@ impl Default for PeerConfig {
             timeouts: Timeouts::default(),
             stats_interval: Duration::from_secs(60),
             recent_capacity: RECENT_CAPACITY,
+            board: None,
         }
     }
 }
@@ -246,6 +249,9 @@ pub(super) struct Stall {
 
 /// Longest pause between two attempts to store while the disk refuses files.
 pub const MAX_STALL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How often a flow posts its counters on the node's board.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Publications and acks handed over at once while the flow is busy.
 pub const BATCH: usize = 32;
@@ -403,6 +409,7 @@ impl Flow {
             }
         };
         let mut last_stats = Instant::now();
+        let mut last_report = Instant::now();
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
         let mut since_release = 0usize;
@@ -513,6 +520,10 @@ impl Flow {
                 since_release = 0;
                 outbox_since = None;
             }
+            if last_report.elapsed() >= REPORT_INTERVAL {
+                self.post_report(&window, &subs);
+                last_report = Instant::now();
+            }
             if last_stats.elapsed() >= self.cfg.stats_interval {
                 self.stats.downloading = window.downloads();
                 self.stats.retry_depth = self.retry.len();
@@ -607,6 +618,35 @@ impl Flow {
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
         Outcome::Done(poster.issued() + self.outbox.len() as u64)
+    }
+
+    /// Posts the flow's counters on the node's board (when there is one).
+    fn post_report(&mut self, window: &Window, subs: &[Subscriber]) {
+        let Some(board) = &self.cfg.board else {
+            return;
+        };
+        let now = Instant::now();
+        self.stats.downloading = window.downloads();
+        self.stats.retry_depth = self.retry.len();
+        self.stats.servers_down = self.servers.down(now);
+        let brokers = self
+            .cfg
+            .brokers
+            .iter()
+            .zip(subs)
+            .map(|(b, s)| {
+                let l = &s.link;
+                let connects = l.connects.load(Ordering::Relaxed);
+                (b.redacted(), l.connected.load(Ordering::Relaxed), connects)
+            })
+            .collect();
+        let report = super::stats::FlowReport {
+            stats: self.stats.clone(),
+            brokers,
+            servers: self.servers.report(now),
+        };
+        let mut b = board.lock().unwrap_or_else(|p| p.into_inner());
+        b.insert(self.cfg.name.clone(), report);
     }
 
     /// Hands batched publications to the post connection, then acknowledges upstream

@@ -203,8 +203,18 @@ pub struct Subscriber {
     /// Messages the broker sent beyond the receive maximum, left unacknowledged since the
     /// flow's queue was full: a new connection has the broker deliver them again.
     pub overflowed: Arc<AtomicU64>,
+    /// The connection's state, for the metrics.
+    pub link: Arc<Link>,
     pub thread: JoinHandle<()>,
     name: String,
+}
+
+/// An upstream connection as the metrics show it.
+#[derive(Debug, Default)]
+pub struct Link {
+    pub connected: AtomicBool,
+    /// Connections made (CONNACKs), the first included.
+    pub connects: AtomicU64,
 }
 
 impl Subscriber {
@@ -232,15 +242,16 @@ pub fn spawn_subscriber(
     let (client, connection) = Client::new(mqtt_options(url, session), REQUEST_CAPACITY);
     let epoch = Arc::new(AtomicU32::new(0));
     let overflowed = Arc::new(AtomicU64::new(0));
+    let link = Arc::new(Link::default());
     let name = url.redacted();
     let keepalive = session.keepalive;
     let thread = {
         let client = client.clone();
-        let (epoch, overflowed) = (epoch.clone(), overflowed.clone());
+        let (epoch, overflowed, link) = (epoch.clone(), overflowed.clone(), link.clone());
         thread::Builder::new()
             .name(connection_thread_name(&format!("sub{index}")))
             .spawn(move || {
-                let counters = (epoch, overflowed);
+                let counters = (epoch, overflowed, link);
                 subscriber_loop(
                     index, name, client, connection, filters, tx, counters, keepalive, stop,
                 )
@@ -251,6 +262,7 @@ pub fn spawn_subscriber(
         client,
         epoch,
         overflowed,
+        link,
         thread,
         name: url.redacted(),
     }
@@ -264,7 +276,7 @@ fn subscriber_loop(
     mut connection: Connection,
     filters: Vec<String>,
     tx: Sender<Inbound>,
-    (epoch, overflowed): (Arc<AtomicU32>, Arc<AtomicU64>),
+    (epoch, overflowed, link): (Arc<AtomicU32>, Arc<AtomicU64>, Arc<Link>),
     keepalive: Duration,
     stop: Arc<AtomicBool>,
 ) {
@@ -281,6 +293,8 @@ fn subscriber_loop(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 current = epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                link.connected.store(true, Ordering::Relaxed);
+                link.connects.fetch_add(1, Ordering::Relaxed);
                 // a new connection: the broker delivers again what was left
                 overflowed.store(0, Ordering::SeqCst);
                 log::info!(
@@ -350,6 +364,7 @@ fn subscriber_loop(
             }
             Ok(_) => {}
             Err(_) if reconnecting => {
+                link.connected.store(false, Ordering::Relaxed);
                 reconnecting = false;
                 epoch.fetch_add(1, Ordering::SeqCst);
                 overflowed.store(0, Ordering::SeqCst);
@@ -359,6 +374,7 @@ fn subscriber_loop(
                 // ack queued now would go out on the next connection, where its packet
                 // id names another message); the broker redelivers those messages, and
                 // those it sent beyond the receive maximum
+                link.connected.store(false, Ordering::Relaxed);
                 epoch.fetch_add(1, Ordering::SeqCst);
                 overflowed.store(0, Ordering::SeqCst);
                 if !back_off(&format!("upstream {name}"), &e, &stop, &mut backoff) {

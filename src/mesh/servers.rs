@@ -34,7 +34,12 @@ pub enum Standing {
 #[derive(Debug, Default)]
 pub struct Servers {
     map: HashMap<String, Health>,
+    /// Unix seconds of each server's last download, for the metrics.
+    last_success: HashMap<String, u64>,
 }
+
+/// Servers whose last success is remembered at most: beyond, the oldest is forgotten.
+pub const REMEMBERED: usize = 256;
 
 impl Servers {
     /// A download from `origin` failed after its attempts.
@@ -66,8 +71,27 @@ impl Servers {
         }
     }
 
-    /// A download from `origin` succeeded; true when the server was down.
+    /// A file came from `origin`: when, for the metrics (no allocation once known).
+    pub fn note_success(&mut self, origin: &str) {
+        let now = crate::sys::unix_now() as u64;
+        match self.last_success.get_mut(origin) {
+            Some(t) => *t = now,
+            None => {
+                if self.last_success.len() >= REMEMBERED {
+                    let oldest = self.last_success.iter().min_by_key(|(_, t)| **t);
+                    if let Some(o) = oldest.map(|(o, _)| o.clone()) {
+                        self.last_success.remove(&o);
+                    }
+                }
+                self.last_success.insert(origin.to_string(), now);
+            }
+        }
+    }
+
+    /// A download of a queued file from `origin` succeeded; true when the server was
+    /// down.
     pub fn succeeded(&mut self, origin: &str) -> bool {
+        self.note_success(origin);
         self.map
             .remove(origin)
             .is_some_and(|h| h.failures >= DOWN_AFTER)
@@ -104,6 +128,23 @@ impl Servers {
         }
     }
 
+    /// Every server known (failing or with a success), for the metrics.
+    pub fn report(&self, now: Instant) -> Vec<super::stats::ServerReport> {
+        let mut origins: Vec<&String> = self.map.keys().chain(self.last_success.keys()).collect();
+        origins.sort();
+        origins.dedup();
+        let mut r: Vec<_> = origins
+            .into_iter()
+            .map(|o| super::stats::ServerReport {
+                origin: without_credentials(o),
+                up: !self.is_down(o, now),
+                last_success: self.last_success.get(o).copied(),
+            })
+            .collect();
+        r.sort_by(|a, b| a.origin.cmp(&b.origin));
+        r
+    }
+
     /// Servers marked down now.
     pub fn down(&self, now: Instant) -> usize {
         self.map
@@ -113,9 +154,43 @@ impl Servers {
     }
 }
 
+/// `scheme://host:port` without a `user:password@`: what may be shown.
+pub fn without_credentials(origin: &str) -> String {
+    match origin.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{host}")
+        }
+        None => origin.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_shown_without_credentials() {
+        assert_eq!(
+            without_credentials("https://u:p@w@h:8443"),
+            "https://h:8443"
+        );
+        assert_eq!(without_credentials("http://h:80"), "http://h:80");
+        let mut s = Servers::default();
+        s.succeeded("http://u:secret@a:1");
+        let now = Instant::now();
+        for _ in 0..DOWN_AFTER {
+            s.failed("http://b:2", now);
+        }
+        let r = s.report(now);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].origin.as_str(), r[0].up), ("http://a:1", true));
+        assert!(r[0].last_success.is_some());
+        assert_eq!(
+            (r[1].origin.as_str(), r[1].up, r[1].last_success),
+            ("http://b:2", false, None)
+        );
+    }
 
     #[test]
     fn down_after_failures_probed_then_back() {

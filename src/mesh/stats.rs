@@ -1,4 +1,11 @@
-//! Counters of one flow, and the stats line they make.
+//! Counters of one flow, the stats line they make, and the board where each flow
+//! posts them for the node's metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Upper bounds (seconds) of the lag histogram's buckets; one more counts the rest.
+pub const LAG_BUCKETS: [f64; 9] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// Counters of one flow.
 #[derive(Debug, Default, Clone)]
@@ -30,9 +37,40 @@ pub struct Stats {
     /// Downloads running or waiting for a worker, when the line is made (a level, not a
     /// count).
     pub downloading: usize,
+    /// Lags seen per bucket of `LAG_BUCKETS` (not cumulative), the last for the rest.
+    pub lag_buckets: [u64; LAG_BUCKETS.len() + 1],
 }
 
+/// One download server as a flow sees it.
+#[derive(Debug, Clone)]
+pub struct ServerReport {
+    /// scheme://host:port, without credentials.
+    pub origin: String,
+    pub up: bool,
+    /// Unix seconds of its last download, if any.
+    pub last_success: Option<u64>,
+}
+
+/// What a flow posts on the board.
+#[derive(Debug, Clone, Default)]
+pub struct FlowReport {
+    pub stats: Stats,
+    /// Per upstream broker (URL without credentials): connected, connections made.
+    pub brokers: Vec<(String, bool, u64)>,
+    pub servers: Vec<ServerReport>,
+}
+
+/// Where the flows of a node post their reports (about once a second), by flow name.
+pub type Board = Arc<Mutex<BTreeMap<String, FlowReport>>>;
+
 impl Stats {
+    pub fn record_lag(&mut self, lag: f64) {
+        self.lag_sum += lag;
+        self.lag_count += 1;
+        let i = LAG_BUCKETS.partition_point(|b| *b < lag);
+        self.lag_buckets[i] += 1;
+    }
+
     pub fn line(&self, since: &Stats, secs: f64) -> String {
         let n = self.messages - since.messages;
         let lag_n = self.lag_count - since.lag_count;

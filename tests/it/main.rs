@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod deploy;
 mod mesh;
+mod metrics;
 mod run;
 mod serve;
 mod tls;

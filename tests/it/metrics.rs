@@ -1,0 +1,182 @@
+//! `GET /metrics` of a running node: the text format passes `promtool check metrics`
+//! (Debian's prometheus package), the counters move as a drain proceeds, and no
+//! credentials show in labels.
+
+use crate::common::*;
+
+const WAIT: u64 = 60;
+
+fn metrics(port: u16) -> String {
+    let r = http(port, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    String::from_utf8(r.body).unwrap()
+}
+
+/// The value of the sample `line_start` (name and labels as written).
+fn value(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_move_with_a_drain() {
+    let s = Scratch::new("metrics");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    let port = free_port();
+    let conf = s.path("n.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "dir {dir}\nlisten 127.0.0.1:{port}\nverbose 2\npost-broker {post}\n\
+             flow main\nbroker {up}\nsubtopic #\n\
+             channel MEMO\naccess open\n",
+            dir = s.path("data").display(),
+            post = local.url(),
+            up = up.url()
+        ),
+    )
+    .unwrap();
+    let node = Node::start(
+        &s.path("n.log"),
+        &["run".into(), "--config".into(), conf.display().to_string()],
+    );
+    assert!(
+        wait_until(WAIT, || node.log_text().contains("subscribed")),
+        "{}",
+        node.log_text()
+    );
+    let main = "meshnode_downloaded_total{flow=\"main\"}";
+    assert!(wait_until(WAIT, || value(&metrics(port), main) == Some(0.0)));
+    let before = metrics(port);
+    promtool_check(&before);
+    assert_eq!(
+        value(&before, "meshnode_broker_connected{flow=\"main\""),
+        None,
+        "labels: flow, broker"
+    );
+    assert!(before.contains("meshnode_broker_connected{flow=\"main\",broker="));
+
+    // a drain: 20 files from a server whose base URL carries credentials
+    let base = web.base_url().replace("http://", "http://reader:s3cret@");
+    let mut msgs = Vec::new();
+    for i in 0..20 {
+        let rel = format!("2026112912/M/f{i}.txt");
+        let data = format!("file {i}\n").into_bytes();
+        put(&origin, &rel, &data);
+        msgs.push((
+            "xpublic/v03/post/2026112912/M".to_string(),
+            announcement(&base, &rel, &data, false),
+        ));
+    }
+    publish_raw(&up, &msgs);
+    assert!(
+        wait_until(WAIT, || value(&metrics(port), main) == Some(20.0)),
+        "{}",
+        metrics(port)
+    );
+    // an upload taken, one refused
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/taker",
+            &[("Content-Type", "text/plain; cid=MEMO")],
+            b"memo"
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/taker",
+            &[("Content-Type", "text/plain; cid=NOPE")],
+            b"x"
+        )
+        .status,
+        404
+    );
+    let after = metrics(port);
+    promtool_check(&after);
+    assert_eq!(
+        value(&after, "meshnode_messages_total{flow=\"main\"}"),
+        Some(20.0)
+    );
+    assert_eq!(
+        value(&after, "meshnode_downloaded_bytes_total{flow=\"main\"}"),
+        Some((0..20).map(|i| format!("file {i}\n").len()).sum::<usize>() as f64)
+    );
+    assert_eq!(
+        value(&after, "meshnode_lag_seconds_count{flow=\"main\"}"),
+        Some(20.0)
+    );
+    assert_eq!(
+        value(&after, "meshnode_channel_products{channel=\"MEMO\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &after,
+            "meshnode_channel_publications_total{channel=\"MEMO\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &after,
+            "meshnode_channel_refusals_total{channel=\"(unknown)\"}"
+        ),
+        Some(1.0)
+    );
+    // the server's origin: scheme://host:port of its base URL
+    let server = web
+        .base_url()
+        .splitn(4, '/')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(
+        value(
+            &after,
+            &format!("meshnode_dataserver_status_flag{{flow=\"main\",server=\"{server}\"}}")
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(value(&after, &format!("meshnode_dataserver_last_download_timestamp_seconds{{flow=\"main\",server=\"{server}\"}}")).unwrap() > 1.7e9);
+    assert!(value(&after, "meshnode_process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(value(&after, "meshnode_tree_free_bytes").unwrap() > 0.0);
+    assert!(!after.contains("s3cret"), "no credentials in labels");
+}
