@@ -66,6 +66,7 @@ pub fn run(name: &str, args: Vec<OsString>) -> Option<Outcome> {
         "shove" => shove(args),
         "serve" => serve(args),
         "run" => node(args),
+        "status" => status(args),
         "demo" => demo(args),
         _ => return None,
     })
@@ -174,6 +175,72 @@ fn serve(args: Vec<OsString>) -> Outcome {
     Ok(())
 }
 
+/// Where a node's config says its server is, as this machine reaches it.
+fn status_url(http: &HttpOptions) -> Option<String> {
+    let local = |a: SocketAddr| {
+        if a.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+        } else {
+            a
+        }
+    };
+    let plain = http
+        .listen
+        .filter(|_| http.tls_cert.is_none() || http.listen_tls.is_some());
+    match (plain, http.listen_tls.or(http.listen)) {
+        (Some(a), _) => Some(format!("http://{}/status.json", local(a))),
+        (None, Some(a)) => Some(format!("https://{}/status.json", local(a))),
+        _ => None,
+    }
+}
+
+/// `meshnode status`: one line per flow of the running node, like `sr3 status`; exit 1
+/// when a flow is disconnected or lagging beyond its lag-warn (or the node is not there).
+fn status(args: Vec<OsString>) -> Outcome {
+    let mut file = "/etc/meshnode/meshnode.conf".to_string();
+    let parsed = parse_args(
+        args,
+        Scope::RUN,
+        |_, v| {
+            file = v.to_string();
+            Ok(())
+        },
+        no_positional,
+    );
+    parsed.map_err(not_run)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| not_run(format!("{file}: {e}")))?;
+    let cfg = super::config::parse(&text, &file).map_err(not_run)?;
+    let url = status_url(&cfg.http)
+        .ok_or_else(|| not_run(format!("{file}: the node has no HTTP server (listen)")))?;
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let body = agent
+        .get(&url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .map_err(|e| failed(format!("{url}: {e} (is the node running?)")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| failed(format!("{url}: {e}")))?;
+    print!("{}", super::status::lines(&v));
+    let troubled: Vec<&str> = v["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| matches!(f["state"].as_str(), Some("disconnected" | "lagging")))
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    if troubled.is_empty() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "flows disconnected or lagging: {}",
+            troubled.join(", ")
+        )))
+    }
+}
+
 fn node(args: Vec<OsString>) -> Outcome {
     let mut file = None;
     let parsed = parse_args(
@@ -254,4 +321,28 @@ fn passwd(args: Vec<OsString>) -> Outcome {
         std::fs::rename(&tmp, file)
     });
     written.map_err(|e| failed(format!("{}: {e}", file.display())))
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn status_asks_the_server_where_this_machine_reaches_it() {
+        let mut h = HttpOptions {
+            listen: Some("0.0.0.0:8000".parse().unwrap()),
+            ..HttpOptions::default()
+        };
+        assert_eq!(status_url(&h).unwrap(), "http://127.0.0.1:8000/status.json");
+        h.tls_cert = Some("c.pem".into());
+        h.tls_key = Some("k.pem".into());
+        assert_eq!(
+            status_url(&h).unwrap(),
+            "https://127.0.0.1:8000/status.json"
+        );
+        h.listen_tls = Some("10.0.0.1:8443".parse().unwrap());
+        assert_eq!(status_url(&h).unwrap(), "http://127.0.0.1:8000/status.json");
+        h.listen = None;
+        assert_eq!(status_url(&h).unwrap(), "https://10.0.0.1:8443/status.json");
+    }
 }

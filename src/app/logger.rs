@@ -42,11 +42,55 @@ impl Log for Logger {
             line.push_str(name);
             line.push_str("] ");
         }
-        line.push_str(&r.args().to_string());
+        let text = r.args().to_string();
+        if r.level() <= Level::Warn {
+            remember(r.level(), &text);
+        }
+        line.push_str(&text);
         line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
     fn flush(&self) {}
+}
+
+/// One warning or error, kept for the status page.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Unix seconds.
+    pub time: f64,
+    pub level: &'static str,
+    /// The thread (a flow's name, `http`...).
+    pub thread: String,
+    pub text: String,
+}
+
+/// Problems kept, the newest last.
+pub const PROBLEMS_KEPT: usize = 20;
+static PROBLEMS: std::sync::Mutex<std::collections::VecDeque<Problem>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+fn remember(level: Level, text: &str) {
+    let p = Problem {
+        time: crate::sys::unix_now(),
+        level: if level == Level::Error {
+            "error"
+        } else {
+            "warning"
+        },
+        thread: std::thread::current().name().unwrap_or("main").to_string(),
+        text: text.chars().take(300).collect(),
+    };
+    let mut q = PROBLEMS.lock().unwrap_or_else(|e| e.into_inner());
+    if q.len() >= PROBLEMS_KEPT {
+        q.pop_front();
+    }
+    q.push_back(p);
+}
+
+/// The last warnings and errors logged, oldest first.
+pub fn problems() -> Vec<Problem> {
+    let q = PROBLEMS.lock().unwrap_or_else(|e| e.into_inner());
+    q.iter().cloned().collect()
 }
 
 /// Installs the logger; verbose 0 = warnings and errors, 1 = +info, 2 = +each file,

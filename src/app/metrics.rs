@@ -314,12 +314,6 @@ impl Metrics {
     }
 
     fn process(&self, o: &mut Out) {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let rss_kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0.0);
         o.family(
             "meshnode_process_resident_memory_bytes",
             "gauge",
@@ -328,31 +322,14 @@ impl Metrics {
         o.sample(
             "meshnode_process_resident_memory_bytes",
             &[],
-            rss_kb * 1024.0,
+            rss_bytes() as f64,
         );
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, r)| r)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let hz = rustix::param::clock_ticks_per_second() as f64;
         o.family(
             "meshnode_process_cpu_seconds_total",
             "counter",
             "user and system CPU time of the node",
         );
-        o.sample(
-            "meshnode_process_cpu_seconds_total",
-            &[],
-            (ticks(11) + ticks(12)) / hz.max(1.0),
-        );
+        o.sample("meshnode_process_cpu_seconds_total", &[], cpu_seconds());
         o.family(
             "meshnode_http_connections",
             "gauge",
@@ -363,17 +340,49 @@ impl Metrics {
             &[],
             crate::http::server::open_connections() as f64,
         );
-        if let Ok(v) = rustix::fs::statvfs(&self.dir) {
+        if let Some(free) = free_bytes(&self.dir) {
             o.family(
                 "meshnode_tree_free_bytes",
                 "gauge",
                 "free space of the data tree's file system (for its user)",
             );
-            o.sample(
-                "meshnode_tree_free_bytes",
-                &[],
-                (v.f_bavail * v.f_frsize) as f64,
-            );
+            o.sample("meshnode_tree_free_bytes", &[], free as f64);
         }
     }
+}
+
+/// Resident memory of this process.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    kb * 1024
+}
+
+/// User and system CPU seconds of this process.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// Free space (for this user) of the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|v| v.f_bavail * v.f_frsize)
 }

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod node;
 pub mod options;
+pub mod status;

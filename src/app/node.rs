@@ -2,6 +2,7 @@
 //! server on its own thread, one thread per flow, and hourly retention.
 
 use super::metrics::Metrics;
+use super::status::Status;
 use crate::app::config::NodeConfig;
 use crate::channels::announcer::Announcer;
 use crate::channels::credentials::Credentials;
@@ -44,11 +45,18 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     let board = Board::default();
     let mut server = if cfg.http.serves() {
         // the channel interface first: its paths are not the tree's
-        let mut handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(Metrics {
-            board: board.clone(),
-            taker: taker.clone(),
-            dir: cfg.dir.clone(),
-        })];
+        let mut handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(Metrics {
+                board: board.clone(),
+                taker: taker.clone(),
+                dir: cfg.dir.clone(),
+            }),
+            Arc::new(Status {
+                board: board.clone(),
+                taker: taker.clone(),
+                dir: cfg.dir.clone(),
+            }),
+        ];
         if let Some(t) = taker {
             handlers.push(t);
         }

@@ -345,6 +345,14 @@ pub static COMMANDS: &[Command] = &[
         scope: Some(Scope::RUN),
     },
     Command {
+        name: "status",
+        usage: "meshnode status [--config FILE]   (default /etc/meshnode/meshnode.conf)",
+        about: "ask the node running with this config how it is: one line per flow (state, \
+                msgs/s, lag, retry queue, last message); exit 1 when a flow is disconnected \
+                or lagging beyond its lag-warn",
+        scope: Some(Scope::RUN),
+    },
+    Command {
         name: "serve",
         usage: "meshnode serve --dir DIR --listen ADDR:PORT [options]",
         about: "the data tree over HTTP/1.1 for peers (GET, HEAD, Range, If-Modified-Since)",

@@ -239,6 +239,9 @@ impl Flow {
         window: &Window,
     ) -> Outcome {
         self.stats.messages += u64::from(first);
+        if first {
+            self.last_message = Some(crate::sys::unix_now());
+        }
         let rules = Rules {
             message_max: self.cfg.message_max as usize,
             lag_warn: self.cfg.lag_warn,

@@ -236,6 +236,9 @@ pub struct Flow {
     /// window slot -> retry-queue entry.
     pub(super) spilled: std::collections::HashMap<u64, u64>,
     pub(super) servers: Servers,
+    /// When the last message came, and the status window: for the board.
+    pub(super) last_message: Option<f64>,
+    status_window: super::stats::Window,
 }
 
 /// The flow's pause while the local disk refuses files.
@@ -304,6 +307,8 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         retry_next: Instant::now(),
         spilled: std::collections::HashMap::new(),
         servers: Servers::default(),
+        last_message: None,
+        status_window: super::stats::Window::new(&Stats::default()),
     };
     loop {
         match flow.run_once() {
@@ -640,11 +645,15 @@ impl Flow {
                 (b.redacted(), l.connected.load(Ordering::Relaxed), connects)
             })
             .collect();
-        let report = super::stats::FlowReport {
-            stats: self.stats.clone(),
+        let mut report = super::stats::FlowReport {
             brokers,
             servers: self.servers.report(now),
+            last_message: self.last_message,
+            lag_warn: self.cfg.lag_warn,
+            ..Default::default()
         };
+        self.status_window.fill(&mut self.stats, &mut report);
+        report.stats = self.stats.clone();
         let mut b = board.lock().unwrap_or_else(|p| p.into_inner());
         b.insert(self.cfg.name.clone(), report);
     }

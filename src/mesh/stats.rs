@@ -39,6 +39,8 @@ pub struct Stats {
     pub downloading: usize,
     /// Lags seen per bucket of `LAG_BUCKETS` (not cumulative), the last for the rest.
     pub lag_buckets: [u64; LAG_BUCKETS.len() + 1],
+    /// Largest lag since the flow's status window last rolled.
+    pub lag_peak: f64,
 }
 
 /// One download server as a flow sees it.
@@ -55,9 +57,77 @@ pub struct ServerReport {
 #[derive(Debug, Clone, Default)]
 pub struct FlowReport {
     pub stats: Stats,
+    /// Over the last status window (one to two minutes): messages/s, mean and largest
+    /// lag.
+    pub rate: f64,
+    pub lag_mean: f64,
+    pub lag_max: f64,
+    /// Unix seconds of the last message, if any.
+    pub last_message: Option<f64>,
+    /// The flow's lag-warn: beyond it, the flow is lagging.
+    pub lag_warn: f64,
     /// Per upstream broker (URL without credentials): connected, connections made.
     pub brokers: Vec<(String, bool, u64)>,
     pub servers: Vec<ServerReport>,
+}
+
+impl FlowReport {
+    /// The flow's state as `meshnode status` and the status page say it.
+    pub fn state(&self) -> &'static str {
+        if self.brokers.iter().any(|(_, connected, _)| !connected) {
+            "disconnected"
+        } else if self.lag_mean > self.lag_warn {
+            "lagging"
+        } else if self.stats.retry_depth > 0 {
+            "retrying"
+        } else if self.rate > 0.0 || self.stats.downloading > 0 {
+            "running"
+        } else {
+            "idle"
+        }
+    }
+}
+
+/// The status window of a flow: counters at its start, rolled every `WINDOW`.
+#[derive(Debug, Clone)]
+pub struct Window {
+    start: std::time::Instant,
+    base: Stats,
+    /// The largest lag of the window before.
+    peak_before: f64,
+}
+
+/// A status window spans one to two of these.
+pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Window {
+    pub fn new(stats: &Stats) -> Window {
+        Window {
+            start: std::time::Instant::now(),
+            base: stats.clone(),
+            peak_before: 0.0,
+        }
+    }
+
+    /// Fills the report's window figures from `stats` (rolling the window when due,
+    /// which resets `stats.lag_peak`).
+    pub fn fill(&mut self, stats: &mut Stats, r: &mut FlowReport) {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        let lags = stats.lag_count - self.base.lag_count;
+        r.rate = (stats.messages - self.base.messages) as f64 / secs;
+        r.lag_mean = if lags > 0 {
+            (stats.lag_sum - self.base.lag_sum) / lags as f64
+        } else {
+            0.0
+        };
+        r.lag_max = stats.lag_peak.max(self.peak_before);
+        if self.start.elapsed() >= WINDOW {
+            self.peak_before = stats.lag_peak;
+            stats.lag_peak = 0.0;
+            self.base = stats.clone();
+            self.start = std::time::Instant::now();
+        }
+    }
 }
 
 /// Where the flows of a node post their reports (about once a second), by flow name.
@@ -67,6 +137,7 @@ impl Stats {
     pub fn record_lag(&mut self, lag: f64) {
         self.lag_sum += lag;
         self.lag_count += 1;
+        self.lag_peak = self.lag_peak.max(lag);
         let i = LAG_BUCKETS.partition_point(|b| *b < lag);
         self.lag_buckets[i] += 1;
     }

@@ -180,3 +180,142 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
     assert!(value(&after, "meshnode_tree_free_bytes").unwrap() > 0.0);
     assert!(!after.contains("s3cret"), "no credentials in labels");
 }
+
+fn status_cmd(conf: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(["status", "--config"])
+        .arg(conf)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn meshnode_status_and_the_status_page_show_every_flow_and_its_state() {
+    let s = Scratch::new("status");
+    let mut up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let port = free_port();
+    let conf = s.path("n.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "dir {dir}\nlisten 127.0.0.1:{port}\nverbose 1\npost-broker {post}\n\
+             flow obs\nbroker {up}\nsubtopic obs/#\nflow warnings\nbroker {up}\nsubtopic warn/#\n\
+             channel MEMO\naccess open\n",
+            dir = s.path("data").display(),
+            post = local.url(),
+            up = up.url()
+        ),
+    )
+    .unwrap();
+    let node = Node::start(
+        &s.path("n.log"),
+        &["run".into(), "--config".into(), conf.display().to_string()],
+    );
+    assert!(
+        wait_until(WAIT, || node.log_text().contains("serving")),
+        "{}",
+        node.log_text()
+    );
+    let json = || {
+        serde_json::from_slice::<serde_json::Value>(
+            &http(port, "GET", "/status.json", &[], b"").body,
+        )
+        .unwrap()
+    };
+    assert!(
+        wait_until(WAIT, || json()["flows"].as_array().is_some_and(|f| f.len()
+            == 2
+            && f.iter().all(|f| f["state"] == "idle"))),
+        "{}\n{}",
+        json(),
+        node.log_text()
+    );
+    let out = status_cmd(&conf);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for flow in ["obs", "warnings"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(flow))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("idle"), "{line}");
+    }
+    assert!(text.starts_with("node: memory "), "{text}");
+
+    // the upstream broker goes away: both flows disconnected, status says so and fails
+    up.stop();
+    assert!(
+        wait_until(WAIT, || json()["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["state"] == "disconnected")),
+        "{}",
+        json()
+    );
+    let out = status_cmd(&conf);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("disconnected")).count() == 2,
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("obs, warnings"));
+
+    // the page: every flow with its state, and the last problems
+    let page = http(port, "GET", "/status", &[], b"");
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    for want in [
+        "<td>obs</td>",
+        "<td>warnings</td>",
+        "class=\"disconnected\">disconnected",
+        "Last problems",
+        "<td>MEMO</td>",
+    ] {
+        assert!(html.contains(want), "{want} in {html}");
+    }
+    let dom = headless_dom(&format!("http://127.0.0.1:{port}/status"));
+    for want in [
+        "<td>obs</td>",
+        "<td>warnings</td>",
+        ">disconnected<",
+        "<td>MEMO</td>",
+    ] {
+        assert!(dom.contains(want), "{want} in the browser's DOM: {dom}");
+    }
+
+    // a node that is not running: a clear error
+    drop(node);
+    up.restart(std::time::Duration::ZERO);
+    let out = status_cmd(&conf);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the node running?"));
+}
+
+/// The page as a real browser renders it (Debian's chromium, headless; scripts/test
+/// installs it).
+fn headless_dom(url: &str) -> String {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .expect("chromium (Debian package chromium)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
