@@ -210,8 +210,14 @@ fn status(args: Vec<OsString>) -> Outcome {
     parsed.map_err(not_run)?;
     let text = std::fs::read_to_string(&file).map_err(|e| not_run(format!("{file}: {e}")))?;
     let cfg = super::config::parse(&text, &file).map_err(not_run)?;
-    let url = status_url(&cfg.http)
-        .ok_or_else(|| not_run(format!("{file}: the node has no HTTP server (listen)")))?;
+    let url = match cfg.metrics_listen {
+        Some(a) => status_url(&HttpOptions {
+            listen: Some(a),
+            ..HttpOptions::default()
+        }),
+        None => status_url(&cfg.http),
+    }
+    .ok_or_else(|| not_run(format!("{file}: the node has no HTTP server (listen)")))?;
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .build()

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub product_max: u64,
     /// In OIDs: unique across the mesh.
     pub node_id: String,
+    /// Where /metrics and /status are served; `None`: on the node's server.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where and how channel products are announced: the options before the first
     /// section (post-broker, post-exchange, format, inline...). `None`: not announced.
     pub channel_post: Option<PeerConfig>,
@@ -235,6 +237,7 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
         password_file: None,
         product_max: DEFAULT_PRODUCT_MAX,
         node_id: default_node_id(),
+        metrics_listen: None,
         channel_post: None,
     };
     // the section lines are in: none yet (node), a flow's, or a channel's
@@ -312,6 +315,14 @@ pub fn parse(text: &str, file: &str) -> Result<NodeConfig, String> {
             "product-max" => {
                 node.product_max =
                     channels::parse_size(&value).map_err(|e| at(format!("product-max: {e}")))?
+            }
+            "metrics-listen" => {
+                node.metrics_listen = match value.as_str() {
+                    "none" => None,
+                    v => Some(v.parse().map_err(|_| {
+                        at(format!("metrics-listen: {v:?} is not ADDR:PORT or none"))
+                    })?),
+                }
             }
             "node-id" => {
                 if !crate::store::sidecar::valid_id(&value) || value.contains('.') {

@@ -9,7 +9,7 @@ use crate::channels::credentials::Credentials;
 use crate::channels::taker::Taker;
 use crate::channels::Channels;
 use crate::http::files::Files;
-use crate::http::server::Server;
+use crate::http::server::{ServeConfig, Server};
 use crate::http::Handler;
 use crate::mesh::stats::Board;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,22 +41,35 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Some(t)
     };
-    // where the flows post their counters, for /metrics
+    // where the flows post their counters, for /metrics and /status
     let board = Board::default();
+    let operators: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(Metrics {
+            board: board.clone(),
+            taker: taker.clone(),
+            dir: cfg.dir.clone(),
+        }),
+        Arc::new(Status {
+            board: board.clone(),
+            taker: taker.clone(),
+            dir: cfg.dir.clone(),
+        }),
+    ];
+    // their own server (a loopback address, say), or the node's
+    let mut operators_server = match cfg.metrics_listen {
+        Some(addr) => {
+            let s = ServeConfig::new(addr, operators.clone());
+            Some(Server::start(s).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut server = if cfg.http.serves() {
-        // the channel interface first: its paths are not the tree's
-        let mut handlers: Vec<Arc<dyn Handler>> = vec![
-            Arc::new(Metrics {
-                board: board.clone(),
-                taker: taker.clone(),
-                dir: cfg.dir.clone(),
-            }),
-            Arc::new(Status {
-                board: board.clone(),
-                taker: taker.clone(),
-                dir: cfg.dir.clone(),
-            }),
-        ];
+        let mut handlers = if operators_server.is_some() {
+            Vec::new()
+        } else {
+            operators
+        };
+        // the channel interface before the tree: its paths are not the tree's
         if let Some(t) = taker {
             handlers.push(t);
         }
@@ -103,7 +116,10 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
             Err(_) => failed.push(name),
         }
     }
-    if let Some(s) = server.as_mut() {
+    for s in [server.as_mut(), operators_server.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         s.shutdown();
     }
     if failed.is_empty() {

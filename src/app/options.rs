@@ -200,6 +200,8 @@ pub static OPTIONS: &[Opt] = &[
         "largest product a taker accepts"),
     opt("node-id", "ID", "the host name", NODE,
         "in OIDs: unique across the mesh"),
+    opt("metrics-listen", "ADDR:PORT", "none (on the node's server)", NODE,
+        "serve /metrics, /status and /status.json here instead of on listen (e.g. loopback only)"),
     // a channel section
     opt("title", "TEXT", "the channel id", CH,
         "the channel's description"),

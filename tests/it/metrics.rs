@@ -53,12 +53,12 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
     let local = Broker::start(&s.path("local"));
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
-    let port = free_port();
+    let (port, mport) = (free_port(), free_port());
     let conf = s.path("n.conf");
     std::fs::write(
         &conf,
         format!(
-            "dir {dir}\nlisten 127.0.0.1:{port}\nverbose 2\npost-broker {post}\n\
+            "dir {dir}\nlisten 127.0.0.1:{port}\nmetrics-listen 127.0.0.1:{mport}\nverbose 2\npost-broker {post}\n\
              flow main\nbroker {up}\nsubtopic #\n\
              channel MEMO\naccess open\n",
             dir = s.path("data").display(),
@@ -77,8 +77,10 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
         node.log_text()
     );
     let main = "meshnode_downloaded_total{flow=\"main\"}";
-    assert!(wait_until(WAIT, || value(&metrics(port), main) == Some(0.0)));
-    let before = metrics(port);
+    assert!(wait_until(WAIT, || value(&metrics(mport), main) == Some(0.0)));
+    let before = metrics(mport);
+    // on their own server (metrics-listen), not on the node's
+    assert_eq!(http(port, "GET", "/metrics", &[], b"").status, 404);
     promtool_check(&before);
     assert_eq!(
         value(&before, "meshnode_broker_connected{flow=\"main\""),
@@ -101,9 +103,9 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
     }
     publish_raw(&up, &msgs);
     assert!(
-        wait_until(WAIT, || value(&metrics(port), main) == Some(20.0)),
+        wait_until(WAIT, || value(&metrics(mport), main) == Some(20.0)),
         "{}",
-        metrics(port)
+        metrics(mport)
     );
     // an upload taken, one refused
     assert_eq!(
@@ -128,7 +130,7 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
         .status,
         404
     );
-    let after = metrics(port);
+    let after = metrics(mport);
     promtool_check(&after);
     assert_eq!(
         value(&after, "meshnode_messages_total{flow=\"main\"}"),
