@@ -149,6 +149,44 @@ fn prepare(
     })
 }
 
+/// A progress line on a terminal (standard error), redrawn at most five times a second:
+/// posting thousands of files (each read for its checksum) shows how far it is.
+struct Progress {
+    on: bool,
+    total: usize,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    /// Shown for this many files or more, on a terminal only (never in a log).
+    const FROM: usize = 50;
+
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            on: total >= Self::FROM && std::io::stderr().is_terminal(),
+            total,
+            last: None,
+        }
+    }
+
+    fn show(&mut self, what: &str, n: usize) {
+        if !self.on
+            || (n < self.total
+                && self
+                    .last
+                    .is_some_and(|t| t.elapsed() < Duration::from_millis(200)))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        eprint!("\r{what} {n}/{}", self.total);
+        if n == self.total {
+            eprintln!();
+        }
+    }
+}
+
 /// Announces every file; returns how many could not be announced.
 pub fn run(a: &PostConfig) -> Result<usize, Error> {
     let Some(url) = &a.post_broker else {
@@ -169,7 +207,9 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
     }
     let mut failed = 0;
     let mut ready = Vec::new();
-    for f in &a.files {
+    let mut progress = Progress::new(a.files.len());
+    for (i, f) in a.files.iter().enumerate() {
+        progress.show("read", i + 1);
         match prepare(a, f, &headers) {
             Ok(p) => ready.push(p),
             Err(e) => {
@@ -196,7 +236,9 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut poster = Poster::spawn(url, &session, tx, stop.clone());
     let deadline = Instant::now() + ACK_TIMEOUT;
-    for p in &ready {
+    let mut progress = Progress::new(ready.len());
+    for (i, p) in ready.iter().enumerate() {
+        progress.show("sent", i + 1);
         let published =
             poster.publish_waiting(&p.topic, p.payload.clone(), || Instant::now() >= deadline);
         if let Err(e) = published {

@@ -194,3 +194,66 @@ fn a_bad_config_is_refused_with_file_and_line() {
         "{log}"
     );
 }
+
+#[test]
+fn post_of_many_files_shows_progress_on_a_terminal_only() {
+    let s = Scratch::new("post-progress");
+    let broker = Broker::start(&s.path("b"));
+    let watch = Watcher::start(&broker, "xpublic/#");
+    let dir = s.path("data");
+    let files: Vec<String> = (0..60)
+        .map(|i| {
+            let rel = format!("2026112918/P/f{i}.txt");
+            put(&dir, &rel, format!("file {i}\n").as_bytes());
+            dir.join(rel).display().to_string()
+        })
+        .collect();
+    let args = |files: &[String]| {
+        let mut a = vec![
+            env!("CARGO_BIN_EXE_meshnode").to_string(),
+            "post".into(),
+            "--post-broker".into(),
+            broker.url(),
+            "--post-baseUrl".into(),
+            "http://127.0.0.1:9/".into(),
+            "--post-baseDir".into(),
+            dir.display().to_string(),
+        ];
+        a.extend_from_slice(files);
+        a
+    };
+    // on a terminal (script(1) gives the command one): the progress lines
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &args(&files[..30]).join(" "), "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&tty.stdout).to_string();
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        !shown.contains("read 30/30"),
+        "under 50 files: no progress: {shown}"
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &args(&files).join(" "), "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout).to_string();
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("read 60/60") && shown.contains("sent 60/60"),
+        "{shown}"
+    );
+    // in a log (no terminal): none
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(&args(&files)[1..])
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(!err.contains("60/60") && !err.contains('\r'), "{err}");
+    assert!(
+        wait_until(WAIT, || watch.count() == 150),
+        "{}",
+        watch.count()
+    );
+}
