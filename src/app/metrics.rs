@@ -77,64 +77,101 @@ impl Metrics {
     fn flows(&self, o: &mut Out) {
         let board = self.board.lock().unwrap_or_else(|p| p.into_inner()).clone();
         type Get = fn(&crate::mesh::stats::Stats) -> f64;
-        let counters: [(&str, &str, Get); 12] = [
-            ("meshnode_messages_total", "announcements received", |s| {
-                s.messages as f64
-            }),
-            ("meshnode_downloaded_total", "files downloaded", |s| {
-                s.downloads as f64
-            }),
+        // one sample per flow: (kind, name, help, value)
+        let per_flow: [(&str, &str, &str, Get); 15] = [
             (
+                "counter",
+                "meshnode_messages_total",
+                "announcements received",
+                |s| s.messages as f64,
+            ),
+            (
+                "counter",
+                "meshnode_downloaded_total",
+                "files downloaded",
+                |s| s.downloads as f64,
+            ),
+            (
+                "counter",
                 "meshnode_inline_total",
                 "files written from inline content",
                 |s| s.inline_writes as f64,
             ),
-            ("meshnode_downloaded_bytes_total", "bytes downloaded", |s| {
-                s.bytes as f64
-            }),
             (
+                "counter",
+                "meshnode_downloaded_bytes_total",
+                "bytes downloaded",
+                |s| s.bytes as f64,
+            ),
+            (
+                "counter",
                 "meshnode_duplicates_total",
                 "announcements of files already held",
                 |s| s.duplicates as f64,
             ),
             (
+                "counter",
                 "meshnode_failures_total",
                 "files not obtained (after their attempts)",
                 |s| s.failures as f64,
             ),
             (
+                "counter",
                 "meshnode_checksum_mismatches_total",
                 "downloads whose bytes did not match their integrity",
                 |s| s.mismatches as f64,
             ),
             (
+                "counter",
                 "meshnode_removes_total",
                 "files removed as announced",
                 |s| s.removes as f64,
             ),
             (
+                "counter",
                 "meshnode_published_total",
                 "announcements published on the local broker",
                 |s| s.published as f64,
             ),
             (
+                "counter",
                 "meshnode_retry_queued_total",
                 "messages put in the retry queue",
                 |s| s.queued as f64,
             ),
             (
+                "counter",
                 "meshnode_retried_total",
                 "downloads tried again from the retry queue",
                 |s| s.retried as f64,
             ),
             (
+                "counter",
                 "meshnode_retry_expired_total",
                 "messages dropped from the retry queue unfinished",
                 |s| s.expired as f64,
             ),
+            (
+                "gauge",
+                "meshnode_retry_queue_depth",
+                "messages in the retry queue",
+                |s| s.retry_depth as f64,
+            ),
+            (
+                "gauge",
+                "meshnode_in_progress",
+                "downloads running or waiting for a worker",
+                |s| s.downloading as f64,
+            ),
+            (
+                "gauge",
+                "meshnode_servers_down",
+                "download servers marked down",
+                |s| s.servers_down as f64,
+            ),
         ];
-        for (name, help, get) in counters {
-            o.family(name, "counter", help);
+        for (kind, name, help, get) in per_flow {
+            o.family(name, kind, help);
             for (flow, r) in &board {
                 o.sample(name, &[("flow", flow)], get(&r.stats));
             }
@@ -156,30 +193,6 @@ impl Metrics {
                 &[("flow", flow), ("reason", "lag")],
                 s.lag_dropped as f64,
             );
-        }
-        type Level = fn(&crate::mesh::stats::Stats) -> f64;
-        let gauges: [(&str, &str, Level); 3] = [
-            (
-                "meshnode_retry_queue_depth",
-                "messages in the retry queue",
-                |s| s.retry_depth as f64,
-            ),
-            (
-                "meshnode_in_progress",
-                "downloads running or waiting for a worker",
-                |s| s.downloading as f64,
-            ),
-            (
-                "meshnode_servers_down",
-                "download servers marked down",
-                |s| s.servers_down as f64,
-            ),
-        ];
-        for (name, help, get) in gauges {
-            o.family(name, "gauge", help);
-            for (flow, r) in &board {
-                o.sample(name, &[("flow", flow)], get(&r.stats));
-            }
         }
         let h = "meshnode_lag_seconds";
         o.family(h, "histogram", "age of announcements when received");

@@ -22,6 +22,22 @@ fn value(text: &str, line_start: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
 }
 
+/// A node from `options` (before its sections), with an open channel MEMO.
+fn start(s: &Scratch, options: &str) -> (Node, std::path::PathBuf) {
+    let conf = s.path("n.conf");
+    let dir = s.path("data");
+    let text = format!(
+        "dir {}\n{options}channel MEMO\naccess open\n",
+        dir.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let node = Node::start(
+        &s.path("n.log"),
+        &["run".into(), "--config".into(), conf.display().to_string()],
+    );
+    (node, conf)
+}
+
 fn promtool_check(text: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new("promtool")
@@ -54,22 +70,14 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
     let (port, mport) = (free_port(), free_port());
-    let conf = s.path("n.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "dir {dir}\nlisten 127.0.0.1:{port}\nmetrics-listen 127.0.0.1:{mport}\nverbose 2\npost-broker {post}\n\
-             flow main\nbroker {up}\nsubtopic #\n\
-             channel MEMO\naccess open\n",
-            dir = s.path("data").display(),
-            post = local.url(),
-            up = up.url()
+    let (node, _) = start(
+        &s,
+        &format!(
+            "listen 127.0.0.1:{port}\nmetrics-listen 127.0.0.1:{mport}\nverbose 2\n\
+             post-broker {}\nflow main\nbroker {}\nsubtopic #\n",
+            local.url(),
+            up.url()
         ),
-    )
-    .unwrap();
-    let node = Node::start(
-        &s.path("n.log"),
-        &["run".into(), "--config".into(), conf.display().to_string()],
     );
     assert!(
         wait_until(WAIT, || node.log_text().contains("subscribed")),
@@ -197,22 +205,14 @@ fn meshnode_status_and_the_status_page_show_every_flow_and_its_state() {
     let mut up = Broker::start(&s.path("up"));
     let local = Broker::start(&s.path("local"));
     let port = free_port();
-    let conf = s.path("n.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "dir {dir}\nlisten 127.0.0.1:{port}\nverbose 1\npost-broker {post}\n\
-             flow obs\nbroker {up}\nsubtopic obs/#\nflow warnings\nbroker {up}\nsubtopic warn/#\n\
-             channel MEMO\naccess open\n",
-            dir = s.path("data").display(),
-            post = local.url(),
+    let (node, conf) = start(
+        &s,
+        &format!(
+            "listen 127.0.0.1:{port}\nverbose 1\npost-broker {}\n\
+             flow obs\nbroker {up}\nsubtopic obs/#\nflow warnings\nbroker {up}\nsubtopic warn/#\n",
+            local.url(),
             up = up.url()
         ),
-    )
-    .unwrap();
-    let node = Node::start(
-        &s.path("n.log"),
-        &["run".into(), "--config".into(), conf.display().to_string()],
     );
     assert!(
         wait_until(WAIT, || node.log_text().contains("serving")),
