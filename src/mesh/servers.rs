@@ -71,8 +71,13 @@ impl Servers {
         }
     }
 
-    /// A file came from `origin`: when, for the metrics (no allocation once known).
+    /// A file came from `origin`: its failures are no longer in a row (unless it is
+    /// marked down: its probe decides), and when, for the metrics (no allocation once
+    /// known).
     pub fn note_success(&mut self, origin: &str) {
+        if self.map.get(origin).is_some_and(|h| h.down_until.is_none()) {
+            self.map.remove(origin);
+        }
         let now = crate::sys::unix_now() as u64;
         match self.last_success.get_mut(origin) {
             Some(t) => *t = now,
@@ -168,6 +173,23 @@ pub fn without_credentials(origin: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_success_between_failures_breaks_the_row() {
+        let mut s = Servers::default();
+        let now = Instant::now();
+        for _ in 0..DOWN_AFTER - 1 {
+            s.failed("http://a:1", now);
+        }
+        s.note_success("http://a:1");
+        assert_eq!(s.failed("http://a:1", now), Standing::Unchanged);
+        assert!(!s.is_down("http://a:1", now), "not three in a row");
+        s.failed("http://a:1", now);
+        assert_eq!(s.failed("http://a:1", now), Standing::MarkedDown);
+        // marked down: a late success of a file under way does not lift it, its probe does
+        s.note_success("http://a:1");
+        assert!(s.is_down("http://a:1", now));
+    }
 
     #[test]
     fn origins_shown_without_credentials() {
