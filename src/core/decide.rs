@@ -31,6 +31,9 @@ pub trait LocalCopy {
     fn exists(&mut self, rel: &str) -> bool;
     /// Whether this dispatcher forwarded `rel` with `key` lately.
     fn forwarded(&mut self, rel: &str, key: &[u8]) -> bool;
+    /// Whether the announcement of `rel` with `digest` was acknowledged by this node's
+    /// broker (the journal kept across restarts).
+    fn announced(&mut self, rel: &str, digest: &Digest) -> bool;
 }
 
 /// Why a message is refused: acknowledged, counted, logged, nothing else done.
@@ -85,8 +88,8 @@ pub enum Verdict {
     LagDrop,
     /// Already here with the same checksum: acknowledged, not announced again.
     Duplicate,
-    /// Already here, but the message is a redelivery: its announcement may have died
-    /// with the node, so it is announced again.
+    /// Already here, but the message is a redelivery and its announcement is not known
+    /// to have been acknowledged (it may have died with the node): announced again.
     Reannounce {
         method: Method,
         digest: Digest,
@@ -218,7 +221,8 @@ fn file(
     }
     match expected {
         Some(want) if local.matches(rel, integrity.method, want) => {
-            if redelivered {
+            // a redelivery whose announcement is known acknowledged: exactly once
+            if redelivered && !local.announced(rel, want) {
                 Verdict::Reannounce {
                     method: integrity.method,
                     digest: want.clone(),
@@ -275,6 +279,7 @@ mod tests {
         same: bool,
         exists: bool,
         forwarded: bool,
+        announced: bool,
         asked: Vec<&'static str>,
     }
 
@@ -290,6 +295,10 @@ mod tests {
         fn forwarded(&mut self, _: &str, _: &[u8]) -> bool {
             self.asked.push("forwarded");
             self.forwarded
+        }
+        fn announced(&mut self, _: &str, _: &Digest) -> bool {
+            self.asked.push("announced");
+            self.announced
         }
     }
 
@@ -360,6 +369,9 @@ mod tests {
                 digest: md5_hello().unwrap()
             }
         );
+        // its announcement acknowledged before the crash: not announced twice
+        f.announced = true;
+        assert_eq!(judge(DOWNLOAD, true, PUB, &mut f), Verdict::Duplicate);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 struct Local<'f> {
     store: &'f mut Store,
     recent: &'f mut Recent,
+    announced: &'f super::announced::Announced,
 }
 
 impl LocalCopy for Local<'_> {
@@ -49,6 +50,9 @@ impl LocalCopy for Local<'_> {
         let seen = self.recent.contains(rel, key);
         self.recent.insert(rel, key);
         seen
+    }
+    fn announced(&mut self, rel: &str, digest: &Digest) -> bool {
+        self.announced.contains(rel, &digest.to_base64())
     }
 }
 
@@ -253,6 +257,7 @@ impl Flow {
         let mut local = Local {
             store: &mut self.store,
             recent: &mut self.recent,
+            announced: &self.announced,
         };
         let d = decide(
             payload,

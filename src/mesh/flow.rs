@@ -162,6 +162,15 @@ impl PeerConfig {
         self.state_root().join("retry").join(id)
     }
 
+    /// Where the flow keeps the announcements its broker acknowledged.
+    pub fn announced_dir(&self) -> PathBuf {
+        let id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.default_client_id());
+        self.state_root().join("announced").join(id)
+    }
+
     pub fn post_prefix(&self) -> &str {
         self.post_topic_prefix
             .as_deref()
@@ -239,6 +248,10 @@ pub struct Flow {
     /// When the last message came, and the status window: for the board.
     pub(super) last_message: Option<f64>,
     status_window: super::stats::Window,
+    /// Announcements acknowledged by the post broker, kept across restarts.
+    pub(super) announced: super::announced::Announced,
+    /// Announcements queued, not yet acknowledged: (sequence number, journal key).
+    unacked: std::collections::VecDeque<(u64, (u64, u64))>,
 }
 
 /// The flow's pause while the local disk refuses files.
@@ -280,6 +293,12 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
             dir: retry_dir.clone(),
             source,
         })?;
+    let announced_dir = cfg.announced_dir();
+    let announced = super::announced::Announced::open(&announced_dir, super::announced::CAPACITY)
+        .map_err(|source| Error::StateDir {
+        dir: announced_dir.clone(),
+        source,
+    })?;
     let settings = Settings {
         dir: cfg.dir.clone(),
         xattr: cfg.format.xattr_name(),
@@ -309,6 +328,8 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         servers: Servers::default(),
         last_message: None,
         status_window: super::stats::Window::new(&Stats::default()),
+        announced,
+        unacked: std::collections::VecDeque::new(),
     };
     loop {
         match flow.run_once() {
@@ -361,6 +382,9 @@ impl Flow {
                 }
             })
             .collect();
+        // a new post session numbers its publications from the start: what was queued
+        // on the old one is not known acknowledged
+        self.unacked.clear();
         let mut poster = self.cfg.post_broker.clone().map(|url| {
             let mut s = self.session("-post");
             // rumqttc re-sends unacknowledged publications on a resumed session
@@ -622,7 +646,10 @@ impl Flow {
         self.outbox.push((self.topic.clone(), self.out.clone()));
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
-        Outcome::Done(poster.issued() + self.outbox.len() as u64)
+        let seq = poster.issued() + self.outbox.len() as u64;
+        let key = super::announced::Announced::key(rel, integrity_value);
+        self.unacked.push_back((seq, key));
+        Outcome::Done(seq)
     }
 
     /// Posts the flow's counters on the node's board (when there is one).
@@ -675,6 +702,16 @@ impl Flow {
             return true;
         }
         let acked = poster.map_or(0, |p| p.acked());
+        // what the broker acknowledged is in the journal before the upstream acks: a
+        // redelivery after a crash is then not announced twice
+        while self.unacked.front().is_some_and(|(seq, _)| *seq <= acked) {
+            let (_, key) = self.unacked.pop_front().expect("a front");
+            self.announced.record(key);
+        }
+        if let Err(e) = self.announced.sync() {
+            log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
+            return true;
+        }
         window.release(subs, acked);
         let retry = &mut self.retry;
         self.retry_done.retain(|&(seq, id)| {

@@ -1,6 +1,7 @@
 //! The mesh: flows that follow upstream brokers, fetch, store, re-announce and
 //! acknowledge; `post` for local files.
 
+pub mod announced;
 mod apply;
 pub mod fetch;
 pub mod flow;

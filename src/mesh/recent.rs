@@ -15,7 +15,7 @@ pub struct Recent {
     capacity: usize,
 }
 
-fn fingerprint(bytes: &[u8]) -> u64 {
+pub(super) fn fingerprint(bytes: &[u8]) -> u64 {
     // DefaultHasher::new() has fixed keys: the same input gives the same value
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
@@ -37,8 +37,12 @@ impl Recent {
     }
 
     pub fn insert(&mut self, rel: &str, digest: &[u8]) {
-        let key = fingerprint(rel.as_bytes());
-        if self.map.insert(key, fingerprint(digest)).is_none() {
+        self.insert_fingerprints(fingerprint(rel.as_bytes()), fingerprint(digest));
+    }
+
+    /// `insert` with the fingerprints made already (the announcement journal's records).
+    pub fn insert_fingerprints(&mut self, key: u64, value: u64) {
+        if self.map.insert(key, value).is_none() {
             if self.order.len() == self.capacity {
                 if let Some(old) = self.order.pop_front() {
                     self.map.remove(&old);
