@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::fmt;
 
-/// A digest: 16 bytes for md5, 64 for sha512.
+/// A digest: 16 bytes for md5, up to 64 for the sha families.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Digest {
     len: u8,
@@ -38,12 +38,18 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// The methods of the dialects. Only md5 and sha512 describe the content and can be
-/// verified; the others are carried but say nothing checkable about the bytes.
+/// The methods of the dialects. md5 and the sha families describe the content and can
+/// be verified; the others are carried but say nothing checkable about the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Md5,
     Sha512,
+    /// WIS2's (WNM) methods beside sha512.
+    Sha256,
+    Sha384,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
     /// md5 of the file name (`n` in the array form).
     Md5Name,
     /// arbitrary, random, cod, `z`, `0`: nothing to verify against.
@@ -60,6 +66,11 @@ impl Method {
         Some(match name.to_ascii_lowercase().as_str() {
             "md5" => Method::Md5,
             "sha512" => Method::Sha512,
+            "sha256" => Method::Sha256,
+            "sha384" => Method::Sha384,
+            "sha3-256" => Method::Sha3_256,
+            "sha3-384" => Method::Sha3_384,
+            "sha3-512" => Method::Sha3_512,
             "md5name" => Method::Md5Name,
             "arbitrary" | "random" | "cod" | "unknown" => Method::Unverifiable,
             "remove" => Method::Remove,
@@ -85,6 +96,11 @@ impl Method {
         match self {
             Method::Md5 => "md5",
             Method::Sha512 => "sha512",
+            Method::Sha256 => "sha256",
+            Method::Sha384 => "sha384",
+            Method::Sha3_256 => "sha3-256",
+            Method::Sha3_384 => "sha3-384",
+            Method::Sha3_512 => "sha3-512",
             Method::Md5Name => "md5name",
             Method::Unverifiable => "arbitrary",
             Method::Remove => "remove",
@@ -95,14 +111,30 @@ impl Method {
     pub fn digest_len(self) -> Option<usize> {
         match self {
             Method::Md5 | Method::Md5Name => Some(16),
-            Method::Sha512 => Some(64),
+            Method::Sha256 | Method::Sha3_256 => Some(32),
+            Method::Sha384 | Method::Sha3_384 => Some(48),
+            Method::Sha512 | Method::Sha3_512 => Some(64),
             _ => None,
         }
     }
 
     /// True when the method describes the file's bytes.
     pub fn verifies_content(self) -> bool {
-        matches!(self, Method::Md5 | Method::Sha512)
+        matches!(
+            self,
+            Method::Md5
+                | Method::Sha512
+                | Method::Sha256
+                | Method::Sha384
+                | Method::Sha3_256
+                | Method::Sha3_384
+                | Method::Sha3_512
+        )
+    }
+
+    /// True for the methods a WIS2 notification message may name (not md5).
+    pub fn is_wis2(self) -> bool {
+        self.verifies_content() && self != Method::Md5
     }
 }
 
@@ -145,17 +177,26 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
 /// A running checksum over bytes written.
 pub enum Hasher {
     Md5(md5::Context),
-    Sha512(ring::digest::Context),
+    /// sha256, sha384, sha512 (ring's assembly where it has it).
+    Sha2(Method, ring::digest::Context),
+    Sha3_256(sha3::Sha3_256),
+    Sha3_384(sha3::Sha3_384),
+    Sha3_512(sha3::Sha3_512),
 }
 
 impl Hasher {
-    /// A hasher for a content method; the others fall back to `fallback`.
+    /// A hasher for a content method; `None` for the others.
     pub fn new(method: Method) -> Option<Hasher> {
+        use sha3::Digest as _;
+        let sha2 = |alg| Some(Hasher::Sha2(method, ring::digest::Context::new(alg)));
         match method {
             Method::Md5 => Some(Hasher::Md5(md5::Context::new())),
-            Method::Sha512 => Some(Hasher::Sha512(ring::digest::Context::new(
-                &ring::digest::SHA512,
-            ))),
+            Method::Sha256 => sha2(&ring::digest::SHA256),
+            Method::Sha384 => sha2(&ring::digest::SHA384),
+            Method::Sha512 => sha2(&ring::digest::SHA512),
+            Method::Sha3_256 => Some(Hasher::Sha3_256(sha3::Sha3_256::new())),
+            Method::Sha3_384 => Some(Hasher::Sha3_384(sha3::Sha3_384::new())),
+            Method::Sha3_512 => Some(Hasher::Sha3_512(sha3::Sha3_512::new())),
             _ => None,
         }
     }
@@ -163,21 +204,33 @@ impl Hasher {
     pub fn method(&self) -> Method {
         match self {
             Hasher::Md5(_) => Method::Md5,
-            Hasher::Sha512(_) => Method::Sha512,
+            Hasher::Sha2(m, _) => *m,
+            Hasher::Sha3_256(_) => Method::Sha3_256,
+            Hasher::Sha3_384(_) => Method::Sha3_384,
+            Hasher::Sha3_512(_) => Method::Sha3_512,
         }
     }
 
     pub fn update(&mut self, data: &[u8]) {
+        use sha3::Digest as _;
         match self {
             Hasher::Md5(c) => c.consume(data),
-            Hasher::Sha512(c) => c.update(data),
+            Hasher::Sha2(_, c) => c.update(data),
+            Hasher::Sha3_256(c) => c.update(data),
+            Hasher::Sha3_384(c) => c.update(data),
+            Hasher::Sha3_512(c) => c.update(data),
         }
     }
 
     pub fn finish(self) -> Digest {
+        use sha3::Digest as _;
+        let d = |s: &[u8]| Digest::from_slice(s).expect("at most 64 bytes");
         match self {
-            Hasher::Md5(c) => Digest::from_slice(&c.finalize().0).expect("16 bytes"),
-            Hasher::Sha512(c) => Digest::from_slice(c.finish().as_ref()).expect("64 bytes"),
+            Hasher::Md5(c) => d(&c.finalize().0),
+            Hasher::Sha2(_, c) => d(c.finish().as_ref()),
+            Hasher::Sha3_256(c) => d(&c.finalize()),
+            Hasher::Sha3_384(c) => d(&c.finalize()),
+            Hasher::Sha3_512(c) => d(&c.finalize()),
         }
     }
 }
@@ -201,6 +254,35 @@ mod tests {
         assert!(d
             .to_base64()
             .starts_with("z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8"));
+    }
+
+    #[test]
+    fn the_wis2_methods_known_values() {
+        // FIPS 180-4 / 202 values of "abc", as hex
+        let abc = |m| {
+            let d = digest_of(m, b"abc").unwrap();
+            d.as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert!(abc(Method::Sha256).starts_with("ba7816bf8f01cfea414140de5dae2223"));
+        assert!(abc(Method::Sha384).starts_with("cb00753f45a35e8bb5a03d699ac65007"));
+        assert!(abc(Method::Sha3_256).starts_with("3a985da74fe225b2045c172d6bd390bd"));
+        assert!(abc(Method::Sha3_384).starts_with("ec01498288516fc926459f58e2c6ad8d"));
+        assert!(abc(Method::Sha3_512).starts_with("b751850b1a57168a5693cd924b6b096e"));
+        assert_eq!(
+            digest_of(Method::Sha3_384, b"").unwrap().as_bytes().len(),
+            48
+        );
+        for m in [
+            "sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512",
+        ] {
+            let method = Method::from_name(m).unwrap();
+            assert_eq!(method.name(), m);
+            assert!(method.is_wis2());
+        }
+        assert!(!Method::Md5.is_wis2());
     }
 
     #[test]

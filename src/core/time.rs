@@ -1,8 +1,12 @@
 //! The calendar, pure: pubTimes (`YYYYMMDDTHHMMSS.frac`), HTTP dates (IMF-fixdate),
 //! RFC 3339. Proleptic Gregorian, UTC, no leap seconds; no clock is read here.
 
-/// Seconds since the Unix epoch of a pubTime (`YYYYMMDD[T]HHMMSS[.frac][Z]`, UTC).
+/// Seconds since the Unix epoch of a pubTime (`YYYYMMDD[T]HHMMSS[.frac][Z]`, UTC) or of
+/// an RFC 3339 time (WIS2's `pubtime`).
 pub fn parse_time(s: &str) -> Option<f64> {
+    if s.as_bytes().get(4) == Some(&b'-') {
+        return parse_rfc3339(s);
+    }
     let s = s.strip_suffix('Z').unwrap_or(s);
     let (main, frac) = match s.split_once('.') {
         Some((m, f)) => (m, Some(f)),
@@ -31,6 +35,101 @@ pub fn parse_time(s: &str) -> Option<f64> {
         secs += num(f.as_bytes()) as f64 / 10f64.powi(f.len() as i32);
     }
     Some(secs)
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 date-time:
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)` (`t` and `z` allowed, as the RFC says).
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let (head, zone) = split_zone(s)?;
+    let b = head.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    // the same digits in pubTime order, read by the one parser
+    let mut compact = String::with_capacity(24);
+    for (i, c) in head.char_indices() {
+        match i {
+            4 | 7 | 13 | 16 => {}
+            10 => compact.push('T'),
+            _ => compact.push(c),
+        }
+    }
+    Some(parse_time(&compact)? - f64::from(zone))
+}
+
+/// Splits an RFC 3339 time into its local part and its offset east of UTC in seconds.
+fn split_zone(s: &str) -> Option<(&str, i32)> {
+    if let Some(h) = s.strip_suffix(['Z', 'z']) {
+        return Some((h, 0));
+    }
+    let at = s.len().checked_sub(6)?;
+    let (head, zone) = s.split_at_checked(at)?;
+    let z = zone.as_bytes();
+    let sign = match z[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    if z[3] != b':' || !z[1..3].iter().chain(&z[4..]).all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |d: &[u8]| i32::from(d[0] - b'0') * 10 + i32::from(d[1] - b'0');
+    Some((head, sign * (n(&z[1..3]) * 3600 + n(&z[4..6]) * 60)))
+}
+
+/// A pubTime (`YYYYMMDD[T]HHMMSS[.frac][Z]`) as RFC 3339 UTC, its fraction digits kept:
+/// `20190130T033822.95188` -> `2019-01-30T03:38:22.95188Z`.
+pub fn pub_time_to_rfc3339(p: &str) -> Option<String> {
+    parse_time(p)?;
+    if p.as_bytes().get(4) == Some(&b'-') {
+        return Some(p.to_string());
+    }
+    let p = p.strip_suffix('Z').unwrap_or(p);
+    let (main, frac) = p.split_once('.').map_or((p, None), |(m, f)| (m, Some(f)));
+    let digits: String = main.chars().filter(char::is_ascii_digit).collect();
+    let d = |r: std::ops::Range<usize>| &digits[r];
+    let mut out = format!(
+        "{}-{}-{}T{}:{}:{}",
+        d(0..4),
+        d(4..6),
+        d(6..8),
+        d(8..10),
+        d(10..12),
+        d(12..14)
+    );
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out.push('Z');
+    Some(out)
+}
+
+/// An RFC 3339 time as a v03 pubTime (`YYYYMMDDTHHMMSS[.frac]`), its fraction digits kept
+/// when it is UTC; another offset is converted (to the millisecond).
+pub fn rfc3339_to_pub_time(r: &str) -> Option<String> {
+    let t = parse_rfc3339(r)?;
+    let (head, zone) = split_zone(r)?;
+    if zone != 0 {
+        let mut out = String::new();
+        format_time(&mut out, t);
+        return Some(out);
+    }
+    let mut out = String::with_capacity(24);
+    for (i, c) in head.char_indices() {
+        match i {
+            4 | 7 | 13 | 16 => {}
+            10 => out.push('T'),
+            _ => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -160,5 +259,43 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(784111777.9), "1994-11-06T08:49:37Z");
+        assert_eq!(parse_time("1994-11-06T08:49:37Z"), Some(784111777.0));
+        let t = parse_time("2022-03-20T04:50:18.314854383Z").unwrap();
+        assert!((t - 1647751818.314854383).abs() < 1e-5);
+        assert_eq!(
+            parse_rfc3339("1994-11-06T10:49:37+02:00"),
+            Some(784111777.0)
+        );
+        assert_eq!(
+            parse_rfc3339("1994-11-06T03:49:37-05:00"),
+            Some(784111777.0)
+        );
+        for bad in [
+            "1994-11-06T08:49:37",
+            "1994-11-06 08:49",
+            "1994-13-06T08:49:37Z",
+            "1994-11-06T08:49:37+2:00",
+            "",
+            "Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            pub_time_to_rfc3339("20190130T033822.951880").as_deref(),
+            Some("2019-01-30T03:38:22.951880Z")
+        );
+        assert_eq!(
+            pub_time_to_rfc3339("20190130033822").as_deref(),
+            Some("2019-01-30T03:38:22Z")
+        );
+        assert_eq!(pub_time_to_rfc3339("2019013"), None);
+        assert_eq!(
+            rfc3339_to_pub_time("2019-01-30T03:38:22.951880Z").as_deref(),
+            Some("20190130T033822.951880")
+        );
+        assert_eq!(
+            rfc3339_to_pub_time("2019-01-30T04:38:22+01:00").as_deref(),
+            Some("20190130T033822.000")
+        );
     }
 }
