@@ -48,7 +48,7 @@ pub fn encoding(v: &str) -> Result<Encoding, String> {
 }
 
 pub fn format(v: &str) -> Result<Format, String> {
-    Format::parse(v).ok_or_else(|| format!("--format: {v:?} is not wmo_mesh or sr3"))
+    Format::parse(v).ok_or_else(|| format!("--format: {v:?} is not wmo_mesh, sr3 or wis2"))
 }
 
 /// Raw peer options, collected before validation.
@@ -202,10 +202,11 @@ pub fn post_option(a: &mut PostConfig, name: &str, v: &str) -> Result<(), String
                 a.headers.push((k.to_string(), val.to_string()));
             }
             "integrity" => {
-                a.integrity = match v {
-                    "md5" => Some(Method::Md5),
-                    "sha512" => Some(Method::Sha512),
-                    _ => return Err(format!("--integrity: {v:?} is not md5 or sha512")),
+                a.integrity = match Method::from_name(v).filter(|m| m.verifies_content()) {
+                    Some(m) => Some(m),
+                    None => return Err(format!(
+                        "--integrity: {v:?} is not md5, sha256, sha384, sha512, sha3-256, sha3-384 or sha3-512"
+                    )),
                 }
             }
             "format" => a.format = format(v)?,

@@ -160,7 +160,26 @@ impl Announcer {
 
     /// `product`, waiting for room in the queue when `wait`.
     pub fn product_with(&self, root: &Path, p: &Published, wait: bool) {
-        let value = p.digest.to_base64();
+        let (method, value) = if self.cfg.format.announces(p.method) {
+            (p.method, p.digest.to_base64())
+        } else {
+            // WIS2 forbids md5: the format's own checksum of the stored product
+            let m = self.cfg.format.default_method();
+            let digest = std::fs::read(root.join(&p.rel))
+                .ok()
+                .and_then(|data| crate::core::integrity::digest_of(m, &data));
+            match digest {
+                Some(d) => (m, d.to_base64()),
+                None => {
+                    log::error!(
+                        "{}: cannot read it to compute its {}: not announced",
+                        p.rel,
+                        m.name()
+                    );
+                    return;
+                }
+            }
+        };
         let inline = if self.cfg.inline && p.size as usize <= self.cfg.inline_max {
             std::fs::read(root.join(&p.rel)).ok()
         } else {
@@ -185,13 +204,14 @@ impl Announcer {
         let held = Held {
             rel: &p.rel,
             pub_time: &p.meta.pub_time,
-            method: p.method,
+            method,
             value: &value,
             size: p.size,
             inline: inline.as_deref(),
         };
         let mut payload = Vec::with_capacity(512);
-        self.cfg.voice().file(&mut payload, &held, Some(&msg));
+        let id = crate::sys::uuid_v4();
+        self.cfg.voice(&id).file(&mut payload, &held, Some(&msg));
         self.queue(&p.rel, payload, wait);
         for old in &p.evicted {
             self.removal(old, &p.meta.pub_time);
@@ -228,7 +248,8 @@ fn job(cfg: &PeerConfig, rel: &str, payload: Vec<u8>) -> Job {
 
 fn removal_message(cfg: &PeerConfig, rel: &str, pub_time: &str) -> Vec<u8> {
     let mut payload = Vec::with_capacity(256);
-    cfg.voice()
+    let id = crate::sys::uuid_v4();
+    cfg.voice(&id)
         .file_op(&mut payload, rel, pub_time, message::FILEOP_REMOVE, None);
     payload
 }

@@ -3,9 +3,14 @@
 //! dispatcher's forward. The caller reads the file; this writes the message.
 
 use crate::core::integrity::Method;
-use crate::core::message::{write_v03, Format, Message, Outgoing};
+use crate::core::message::{
+    write_v03, write_wnm, Format, Message, Outgoing, Relation, WnmOut, FILEOP_REMOVE,
+};
+use crate::core::relpath;
+use crate::core::time;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use std::borrow::Cow;
 
 /// How inline content is encoded in this node's announcements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,28 @@ pub struct Voice<'a> {
     pub format: Format,
     pub base_url: &'a str,
     pub encoding: Encoding,
+    /// The id of the message written (WIS2: a new UUID each; v03 has none).
+    pub id: &'a str,
+}
+
+/// A pubTime as `format` writes it: RFC 3339 in WIS2, `YYYYMMDDTHHMMSS.f` in v03. An
+/// unreadable one is written as it came (the receiver says so).
+fn pub_time_for(format: Format, t: &str) -> Cow<'_, str> {
+    let converted = match format {
+        Format::Wis2 => time::pub_time_to_rfc3339(t),
+        _ if t.as_bytes().get(4) == Some(&b'-') => time::rfc3339_to_pub_time(t),
+        _ => None,
+    };
+    converted.map_or(Cow::Borrowed(t), Cow::Owned)
+}
+
+/// The relation a WIS2 announcement keeps: an update stays one; anything else held
+/// here is data (canonical).
+fn relation_of(fields: Option<&Message<'_>>) -> Relation {
+    match fields.and_then(|m| m.wis2.as_ref()).map(|w| w.relation) {
+        Some(Relation::Update) => Relation::Update,
+        _ => Relation::Canonical,
+    }
 }
 
 /// A file this node holds.
@@ -60,6 +87,23 @@ impl Voice<'_> {
     /// `fields` (the upstream message, or one of the node's own making) go along.
     pub fn file(&self, out: &mut Vec<u8>, h: &Held<'_>, fields: Option<&Message<'_>>) {
         let content = h.inline.map(|d| encode(d, self.encoding));
+        let pub_time = pub_time_for(self.format, h.pub_time);
+        if self.format == Format::Wis2 {
+            let mut href = String::with_capacity(128);
+            relpath::join_url(&mut href, self.base_url, h.rel);
+            let o = WnmOut {
+                id: self.id,
+                pub_time: &pub_time,
+                href: &href,
+                relation: relation_of(fields),
+                data_id: h.rel,
+                integrity: Some((h.method, h.value)),
+                size: Some(h.size),
+                content: content.as_ref().map(|(e, v)| (*e, v.as_str())),
+            };
+            write_wnm(out, fields, &o);
+            return;
+        }
         let o = Outgoing {
             format: self.format,
             base_url: self.base_url,
@@ -67,12 +111,14 @@ impl Voice<'_> {
             integrity: Some((h.method, h.value)),
             size: Some(h.size),
             content: content.as_ref().map(|(e, v)| (*e, v.as_str())),
+            ret_path: None,
             file_op: None,
         };
-        write_v03(out, h.pub_time, fields, &o);
+        write_v03(out, &pub_time, fields, &o);
     }
 
-    /// Announces a file operation (`FILEOP_REMOVE`...) on `rel`.
+    /// Announces a file operation (`FILEOP_REMOVE`...) on `rel`. False when the format
+    /// cannot say it (WIS2 has deletion only, no directories): nothing written.
     pub fn file_op(
         &self,
         out: &mut Vec<u8>,
@@ -80,27 +126,106 @@ impl Voice<'_> {
         pub_time: &str,
         op: &str,
         fields: Option<&Message<'_>>,
-    ) {
+    ) -> bool {
+        let pub_time = pub_time_for(self.format, pub_time);
+        if self.format == Format::Wis2 {
+            if op != FILEOP_REMOVE {
+                return false;
+            }
+            let mut href = String::with_capacity(128);
+            relpath::join_url(&mut href, self.base_url, rel);
+            let o = WnmOut {
+                id: self.id,
+                pub_time: &pub_time,
+                href: &href,
+                relation: Relation::Deletion,
+                data_id: rel,
+                integrity: None,
+                size: None,
+                content: None,
+            };
+            write_wnm(out, fields, &o);
+            return true;
+        }
         let o = Outgoing::file_op(self.format, self.base_url, rel, op);
-        write_v03(out, pub_time, fields, &o);
+        write_v03(out, &pub_time, fields, &o);
+        true
     }
 }
 
-/// A dispatcher's forward: the upstream baseUrl and content kept, written in `format`.
-pub fn forward(out: &mut Vec<u8>, format: Format, msg: &Message<'_>, rel: &str, value: &str) {
+/// `scheme://host[:port]` and the rest of a URL (path and query), for v03's baseUrl and
+/// retPath.
+fn split_url(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => url.split_at(after_scheme + i),
+        None => (url, "/"),
+    }
+}
+
+/// A dispatcher's forward: the upstream download URL and content kept, written in
+/// `format` (`id`: the new message's id, for WIS2).
+pub fn forward(
+    out: &mut Vec<u8>,
+    format: Format,
+    msg: &Message<'_>,
+    rel: &str,
+    value: &str,
+    id: &str,
+) {
+    let pub_time = pub_time_for(format, &msg.pub_time);
+    let content = msg
+        .content
+        .as_ref()
+        .map(|c| (c.encoding.as_ref(), c.value.as_ref()));
+    let integrity = msg
+        .integrity
+        .as_ref()
+        .filter(|i| format.announces(i.method))
+        .map(|i| (i.method, value));
+    if format == Format::Wis2 {
+        let mut href = String::with_capacity(128);
+        match &msg.url {
+            Some(u) => href.push_str(u),
+            None => relpath::join_url(
+                &mut href,
+                &msg.base_url,
+                msg.ret_path.as_deref().unwrap_or(rel),
+            ),
+        }
+        let o = WnmOut {
+            id,
+            pub_time: &pub_time,
+            href: &href,
+            relation: relation_of(Some(msg)),
+            data_id: rel,
+            integrity,
+            size: msg.size,
+            // WIS2 knows no latin1: such content stays behind, the link serves
+            content: content.filter(|(e, _)| matches!(*e, "utf-8" | "base64" | "gzip")),
+        };
+        write_wnm(out, Some(msg), &o);
+        return;
+    }
+    // a WIS2 link is a whole URL: v03 says it as baseUrl + retPath
+    let (base_url, ret_path) = match &msg.url {
+        Some(u) => {
+            let (b, r) = split_url(u);
+            (b, Some(r))
+        }
+        None => (msg.base_url.as_ref(), None),
+    };
     let o = Outgoing {
         format,
-        base_url: &msg.base_url,
+        base_url,
         rel_path: rel,
-        integrity: msg.integrity.as_ref().map(|i| (i.method, value)),
+        integrity,
         size: msg.size,
-        content: msg
-            .content
-            .as_ref()
-            .map(|c| (c.encoding.as_ref(), c.value.as_ref())),
+        content: content.filter(|(e, _)| *e != "gzip"),
+        ret_path,
         file_op: None,
     };
-    write_v03(out, &msg.pub_time, Some(msg), &o);
+    write_v03(out, &pub_time, Some(msg), &o);
 }
 
 #[cfg(test)]
@@ -123,6 +248,7 @@ mod tests {
             format: Format::Sr3,
             base_url: "http://me:8000",
             encoding: Encoding::Guess,
+            id: "",
         };
         let mut out = Vec::new();
         let held = Held {
@@ -156,6 +282,7 @@ mod tests {
             format: Format::WmoMesh,
             base_url: "http://me:8000",
             encoding: Encoding::Text,
+            id: "",
         };
         let mut out = Vec::new();
         v.file_op(&mut out, "a/b.txt", "20261123T000000", FILEOP_REMOVE, None);
@@ -169,10 +296,187 @@ mod tests {
             &m,
             "a/b.txt",
             "XUFAKrxLKna5cZ2REBfFkg==",
+            "",
         );
         let j = text(&out);
         assert_eq!(j["baseUrl"], "http://up:8000");
         assert_eq!(j["content"]["value"], "hello");
         assert_eq!(encode(b"caf\xc3\xa9", Encoding::Binary).0, "base64");
+    }
+
+    static WNM_IN: &str = r#"{"id":"6f5a1c9e-0000-4000-8000-000000000001",
+        "conformsTo":["http://wis.wmo.int/spec/wnm/1/conf/core"],"type":"Feature",
+        "geometry":{"type":"Point","coordinates":[6.14,46.22]},
+        "properties":{"pubtime":"2026-11-23T06:51:46.406Z","datetime":"2026-11-23T06:45:00Z",
+          "data_id":"ca-eccc-msc/data/core/weather/synop/71628_1200",
+          "metadata_id":"urn:wmo:md:ca-eccc-msc:synop","global-cache":"de-dwd-gc",
+          "producer":"x","integrity":{"method":"sha256","value":"LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="}},
+        "links":[{"href":"https://gc.example/cache/71628_1200.bufr4","rel":"update",
+          "type":"application/bufr","length":5,"title":"t"},
+          {"href":"https://x/item","rel":"item"}],
+        "custom":{"a":[1,2]}}"#;
+
+    fn wis2_voice(id: &str) -> Voice<'_> {
+        Voice {
+            format: Format::Wis2,
+            base_url: "http://me:8000/data",
+            encoding: Encoding::Guess,
+            id,
+        }
+    }
+
+    #[test]
+    fn a_wis2_message_is_written_back_with_our_link_and_a_new_id() {
+        let m = parse(WNM_IN.as_bytes()).unwrap();
+        let held = Held {
+            rel: &m.rel_path,
+            pub_time: &m.pub_time,
+            method: Method::Sha256,
+            value: "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
+            size: 5,
+            inline: Some(b"hello"),
+        };
+        let mut out = Vec::new();
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000002").file(&mut out, &held, Some(&m));
+        let j = text(&out);
+        assert_eq!(j["id"], "6f5a1c9e-0000-4000-8000-000000000002");
+        assert_eq!(j["geometry"]["coordinates"][0], 6.14);
+        let p = &j["properties"];
+        assert_eq!(
+            p["pubtime"], "2026-11-23T06:51:46.406Z",
+            "pubtime unchanged"
+        );
+        assert_eq!(
+            p["data_id"],
+            "ca-eccc-msc/data/core/weather/synop/71628_1200"
+        );
+        assert_eq!(p["metadata_id"], "urn:wmo:md:ca-eccc-msc:synop");
+        assert_eq!(p["datetime"], "2026-11-23T06:45:00Z");
+        assert_eq!(p["producer"], "x");
+        assert!(p.get("global-cache").is_none(), "never global-cache");
+        assert_eq!(p["integrity"]["method"], "sha256");
+        assert_eq!(p["content"]["value"], "hello");
+        assert_eq!(p["content"]["size"], 5);
+        let l = &j["links"];
+        assert_eq!(
+            l[0]["href"],
+            "http://me:8000/data/ca-eccc-msc/data/core/weather/synop/71628_1200.bufr4"
+        );
+        assert_eq!(l[0]["rel"], "update", "an update stays an update");
+        assert_eq!(l[0]["type"], "application/bufr");
+        assert_eq!(l[0]["length"], 5);
+        assert_eq!(l[0]["title"], "t");
+        assert_eq!(l[1]["rel"], "item");
+        assert_eq!(j["custom"]["a"][1], 2, "unknown members forwarded");
+        // and it reads back
+        let again = parse(&out).unwrap();
+        assert_eq!(again.rel_path, m.rel_path);
+    }
+
+    #[test]
+    fn v03_and_wis2_convert_both_ways_keeping_what_wis2_needs() {
+        // WNM in, v03 out: the WIS2 fields travel as v03 fields
+        let m = parse(WNM_IN.as_bytes()).unwrap();
+        let v03 = Voice {
+            format: Format::Sr3,
+            base_url: "http://me:8000",
+            encoding: Encoding::Guess,
+            id: "",
+        };
+        let held = Held {
+            rel: &m.rel_path,
+            pub_time: &m.pub_time,
+            method: Method::Sha512,
+            value: "z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==",
+            size: 5,
+            inline: None,
+        };
+        let mut out = Vec::new();
+        v03.file(&mut out, &held, Some(&m));
+        let j = text(&out);
+        assert_eq!(j["pubTime"], "20261123T065146.406");
+        assert_eq!(
+            j["data_id"],
+            "ca-eccc-msc/data/core/weather/synop/71628_1200"
+        );
+        assert_eq!(j["contentType"], "application/bufr");
+        // and back to WIS2 at the next node
+        let m2 = parse(&out).unwrap();
+        let mut back = Vec::new();
+        let held2 = Held {
+            rel: &m2.rel_path,
+            pub_time: &m2.pub_time,
+            ..held
+        };
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000003").file(&mut back, &held2, Some(&m2));
+        let j = text(&back);
+        let p = &j["properties"];
+        assert_eq!(p["pubtime"], "2026-11-23T06:51:46.406Z");
+        assert_eq!(
+            p["data_id"],
+            "ca-eccc-msc/data/core/weather/synop/71628_1200"
+        );
+        assert_eq!(p["metadata_id"], "urn:wmo:md:ca-eccc-msc:synop");
+        assert_eq!(p["datetime"], "2026-11-23T06:45:00Z");
+        assert_eq!(j["geometry"]["type"], "Point");
+        assert_eq!(j["links"][0]["type"], "application/bufr");
+        assert!(p.get("contentType").is_none() && p.get("geometry").is_none());
+        // a demo v03 message: data_id from relPath, pubtime converted, datetime null
+        let up = parse(UPSTREAM).unwrap();
+        let held3 = Held {
+            rel: "a/b.txt",
+            pub_time: &up.pub_time,
+            method: Method::Sha512,
+            value: held.value,
+            size: 5,
+            inline: Some(b"hello"),
+        };
+        let mut w = Vec::new();
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000004").file(&mut w, &held3, Some(&up));
+        let j = text(&w);
+        assert_eq!(j["properties"]["data_id"], "a/b.txt");
+        assert_eq!(j["properties"]["pubtime"], "2026-11-23T06:51:46.406Z");
+        assert!(j["properties"]["datetime"].is_null());
+        assert_eq!(
+            j["properties"]["source"], "up",
+            "v03 fields become properties"
+        );
+        assert_eq!(j["links"][0]["href"], "http://me:8000/data/a/b.txt");
+        assert_eq!(j["links"][0]["rel"], "canonical");
+        assert_eq!(j["conformsTo"][0], crate::core::message::CONFORMS_TO);
+    }
+
+    #[test]
+    fn wis2_removals_are_deletions_and_directories_are_not_said() {
+        let mut out = Vec::new();
+        let v = wis2_voice("6f5a1c9e-0000-4000-8000-000000000005");
+        assert!(v.file_op(&mut out, "a/b.txt", "20261123T000000", FILEOP_REMOVE, None));
+        let j = text(&out);
+        assert_eq!(j["links"][0]["rel"], "deletion");
+        assert_eq!(j["properties"]["pubtime"], "2026-11-23T00:00:00Z");
+        assert_eq!(
+            parse(&out).unwrap().file_op,
+            Some(crate::core::message::FileOp::Remove)
+        );
+        out.clear();
+        assert!(!v.file_op(
+            &mut out,
+            "a",
+            "20261123T000000",
+            crate::core::message::FILEOP_MKDIR,
+            None
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_dispatcher_forwards_wis2_as_v03_with_the_whole_url() {
+        let m = parse(WNM_IN.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        forward(&mut out, Format::WmoMesh, &m, &m.rel_path, "x", "");
+        let j = text(&out);
+        assert_eq!(j["baseUrl"], "https://gc.example");
+        assert_eq!(j["retPath"], "/cache/71628_1200.bufr4");
+        assert!(j.get("integrity").is_none(), "sha256 is not said in v03");
     }
 }

@@ -34,6 +34,11 @@ pub trait LocalCopy {
     /// Whether the announcement of `rel` with `digest` was acknowledged by this node's
     /// broker (the journal kept across restarts).
     fn announced(&mut self, rel: &str, digest: &Digest) -> bool;
+    /// The pubtime of the local copy of `rel` (epoch seconds), when known: a file stored
+    /// from a WIS2 message keeps its pubtime as its modification time.
+    fn pub_time(&mut self, rel: &str) -> Option<f64>;
+    /// Whether a WIS2 message `id` was seen lately (at least 24 h); records it.
+    fn seen_id(&mut self, id: &str) -> bool;
 }
 
 /// Why a message is refused: acknowledged, counted, logged, nothing else done.
@@ -150,7 +155,8 @@ pub fn decide<'a>(
         Ok(m) => m,
         Err(e) => return Decision::refuse(Refusal::Malformed(e.to_string())),
     };
-    let lag = crate::core::time::parse_time(&msg.pub_time).map(|t| now - t);
+    let published = crate::core::time::parse_time(&msg.pub_time);
+    let lag = published.map(|t| now - t);
     let mut d = Decision {
         msg: None,
         rel: None,
@@ -172,8 +178,19 @@ pub fn decide<'a>(
             return d;
         }
     };
-    d.verdict = if !rules.select.accepts(&rel) {
+    // WIS2: the same message id again (from another global broker, say) is done with;
+    // not a redelivery, which may be a message whose work died with the node
+    let seen = match &msg.wis2 {
+        Some(w) if !redelivered => local.seen_id(&w.id),
+        _ => false,
+    };
+    d.verdict = if seen {
+        Verdict::Duplicate
+    } else if !rules.select.accepts(&rel) {
         Verdict::Refuse(Refusal::NotSelected)
+    } else if msg.wis2.is_some() && stale(published, &rel, redelivered, local) {
+        // WIS2 by data_id: a copy here as new as the message (its pubtime) stands
+        Verdict::Duplicate
     } else {
         match &msg.file_op {
             Some(op) => file_op(op),
@@ -183,6 +200,18 @@ pub fn decide<'a>(
     d.msg = Some(msg);
     d.rel = Some(rel);
     d
+}
+
+/// Whether a message published at `published` is no newer than the copy of `rel` here
+/// (the copy's pubtime; 1 ms of slack for the file system's rounding). A redelivery of
+/// the same version is not stale: its announcement may have died with the node, and the
+/// checks of the file decide. False when either time is unknown.
+fn stale(published: Option<f64>, rel: &str, redelivered: bool, local: &mut dyn LocalCopy) -> bool {
+    match (published, local.pub_time(rel)) {
+        (Some(t), Some(here)) if redelivered => t < here - 0.001,
+        (Some(t), Some(here)) => t <= here + 0.001,
+        _ => false,
+    }
 }
 
 fn file_op(op: &FileOp<'_>) -> Verdict {
@@ -202,14 +231,14 @@ fn file(
     rules: &Rules<'_>,
     local: &mut dyn LocalCopy,
 ) -> Verdict {
-    let Some(integrity) = &msg.integrity else {
-        // the parser refuses this already; kept so no path can skip the check
+    // v03 without integrity is refused by the parser already (kept so no path can skip
+    // the check); in WIS2 integrity is optional
+    let integrity = msg.integrity.as_ref();
+    if integrity.is_none() && msg.wis2.is_none() {
         return Verdict::Refuse(Refusal::Malformed("no integrity and no fileOp".into()));
-    };
-    let expected = integrity
-        .digest
-        .as_ref()
-        .filter(|_| integrity.method.verifies_content());
+    }
+    let expected =
+        integrity.and_then(|i| i.digest.as_ref().filter(|_| i.method.verifies_content()));
     if !rules.download {
         // remembered by what was announced: the checksum, else the pubTime
         let key = expected.map_or(msg.pub_time.as_bytes(), |d| d.as_bytes());
@@ -219,8 +248,8 @@ fn file(
             Verdict::Forward
         };
     }
-    match expected {
-        Some(want) if local.matches(rel, integrity.method, want) => {
+    match (expected, integrity) {
+        (Some(want), Some(integrity)) if local.matches(rel, integrity.method, want) => {
             // a redelivery whose announcement is known acknowledged: exactly once
             if redelivered && !local.announced(rel, want) {
                 Verdict::Reannounce {
@@ -231,13 +260,13 @@ fn file(
                 Verdict::Duplicate
             }
         }
-        // nothing checkable was announced: a file of that name counts as the same
-        None if local.exists(rel) => Verdict::Duplicate,
+        // nothing checkable was announced: a file of that name counts as the same (in
+        // WIS2 its pubtime was newer, checked before: a new version)
+        (None, _) if msg.wis2.is_none() && local.exists(rel) => Verdict::Duplicate,
         _ => {
-            let method = match (expected, rules.format) {
-                (Some(_), _) => integrity.method,
-                (None, Format::WmoMesh) => Method::Md5,
-                (None, Format::Sr3) => Method::Sha512,
+            let method = match (expected, integrity) {
+                (Some(_), Some(i)) => i.method,
+                _ => rules.format.default_method(),
             };
             let expected = expected.cloned();
             if msg.content.is_some() {
@@ -280,6 +309,10 @@ mod tests {
         exists: bool,
         forwarded: bool,
         announced: bool,
+        /// The pubtime of the copy here.
+        here: Option<f64>,
+        /// WIS2 ids seen.
+        ids: Vec<String>,
         asked: Vec<&'static str>,
     }
 
@@ -300,6 +333,101 @@ mod tests {
             self.asked.push("announced");
             self.announced
         }
+        fn pub_time(&mut self, _: &str) -> Option<f64> {
+            self.asked.push("pub_time");
+            self.here
+        }
+        fn seen_id(&mut self, id: &str) -> bool {
+            self.asked.push("seen_id");
+            if self.ids.iter().any(|i| i == id) {
+                return true;
+            }
+            self.ids.push(id.to_string());
+            false
+        }
+    }
+
+    /// A WNM of the standard's shape: `rel` canonical, update or deletion.
+    fn wnm(id: &str, pubtime: &str, rel: &str, integrity: bool) -> Vec<u8> {
+        let sha = digest_of(Method::Sha256, b"hello").unwrap().to_base64();
+        let integrity = if integrity {
+            format!(r#","integrity":{{"method":"sha256","value":"{sha}"}}"#)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"{{"id":"{id}","conformsTo":["http://wis.wmo.int/spec/wnm/1/conf/core"],
+            "type":"Feature","geometry":null,"properties":{{"pubtime":"{pubtime}",
+            "datetime":null,"data_id":"ca-eccc-msc/data/core/weather/71628_1200"{integrity}}},
+            "links":[{{"href":"http://up:8000/x/71628_1200.bufr4","rel":"{rel}"}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    const WNM_PUB: &str = "2026-11-23T06:51:46.406Z";
+
+    #[test]
+    fn wis2_messages_are_judged_by_id_then_by_data_id_and_pubtime() {
+        let sha = || digest_of(Method::Sha256, b"hello");
+        let mut f = Facts::default();
+        let first = wnm("id-1", WNM_PUB, "canonical", true);
+        let d = {
+            let select = Selection::default();
+            let rules = defaults(&select);
+            let d = decide(&first, false, PUB + 1.0, &rules, &mut f);
+            (d.verdict, d.rel, d.lag)
+        };
+        assert_eq!(
+            d.0,
+            Verdict::Fetch {
+                method: Method::Sha256,
+                expected: sha()
+            }
+        );
+        assert_eq!(
+            d.1.as_deref(),
+            Some("ca-eccc-msc/data/core/weather/71628_1200.bufr4"),
+            "relPath: data_id with the link's extension"
+        );
+        assert!((d.2.unwrap() - 1.0).abs() < 1e-3, "lag from pubtime");
+        // the same id again (another global broker): a duplicate, nothing else asked
+        f.asked.clear();
+        assert_eq!(judge(&first, false, PUB, &mut f), Verdict::Duplicate);
+        assert_eq!(f.asked, ["seen_id"]);
+        // redelivered: the id is not enough (its work may have died with the node)
+        f.same = true;
+        assert!(matches!(
+            judge(&first, true, PUB, &mut f),
+            Verdict::Reannounce { .. }
+        ));
+        // a new id (a global cache's copy), same data_id and pubtime, copy here: duplicate
+        f.here = Some(PUB);
+        f.same = false;
+        let copy = wnm("id-2", WNM_PUB, "canonical", true);
+        assert_eq!(judge(&copy, false, PUB, &mut f), Verdict::Duplicate);
+        // an update with a newer pubtime replaces; an older one does not
+        let newer = wnm("id-3", "2026-11-23T06:52:00Z", "update", true);
+        assert!(matches!(
+            judge(&newer, false, PUB, &mut f),
+            Verdict::Fetch { .. }
+        ));
+        let older = wnm("id-4", "2026-11-23T06:50:00Z", "update", true);
+        assert_eq!(judge(&older, false, PUB, &mut f), Verdict::Duplicate);
+        // without integrity: a newer pubtime is a new version, hashed in our dialect
+        let plain = wnm("id-5", "2026-11-23T06:53:00Z", "update", false);
+        f.exists = true;
+        assert_eq!(
+            judge_with(&plain, false, PUB, &mut f, |r| r.format = Format::Wis2),
+            Verdict::Fetch {
+                method: Method::Sha512,
+                expected: None
+            }
+        );
+        // a deletion newer than the copy removes it; an older one leaves it
+        let gone = wnm("id-6", "2026-11-23T07:00:00Z", "deletion", false);
+        assert_eq!(judge(&gone, false, PUB, &mut f), Verdict::Apply(Op::Remove));
+        let stale = wnm("id-7", "2026-11-23T06:00:00Z", "deletion", false);
+        assert_eq!(judge(&stale, false, PUB, &mut f), Verdict::Duplicate);
     }
 
     /// The defaults of `meshnode peer`.

@@ -22,6 +22,20 @@ pub fn announce_topic(out: &mut String, exchange: &str, prefix: &str, rel_dir: &
     }
 }
 
+/// The levels of a WIS2 topic after `a/wis2/` (`origin/a/wis2/ca-eccc-msc/data/core/x`
+/// gives `ca-eccc-msc/data/core/x`): the hierarchy a WIS2 announcement keeps. `None`
+/// for other topics.
+pub fn wis2_tail(topic: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let t = std::str::from_utf8(topic).ok()?;
+    let at = if t.starts_with("a/wis2/") {
+        0
+    } else {
+        t.find("/a/wis2/")? + 1
+    };
+    let tail = &t[at + "a/wis2/".len()..];
+    (!tail.is_empty()).then_some(std::borrow::Cow::Borrowed(tail))
+}
+
 /// The exchange a message goes to when a flow is split over `n` workers, as the demo's
 /// `mesh_multi.sh` does: `<exchange>NN`, NN = (first byte of integrity value) mod n.
 pub fn split_exchange(out: &mut String, exchange: &str, n: u32, integrity_value: &str) {
@@ -141,6 +155,13 @@ mod tests {
         assert_eq!(t, "xpublic/v03");
         t.clear();
         announce_topic(&mut t, "xpublic", "v03", "a#b/c+d");
+        assert_eq!(
+            wis2_tail(b"cache/a/wis2/ca-eccc-msc/data/core/weather").as_deref(),
+            Some("ca-eccc-msc/data/core/weather")
+        );
+        assert_eq!(wis2_tail(b"a/wis2/x").as_deref(), Some("x"));
+        assert_eq!(wis2_tail(b"xpublic/v03/post/a/b"), None);
+        assert_eq!(wis2_tail(b"origin/a/wis2/"), None);
         assert_eq!(t, "xpublic/v03/a%23b/c%2Bd");
     }
 

@@ -10,7 +10,7 @@ use crate::core::announce::{self, Held};
 use crate::core::decide::{decide, LocalCopy, Op, Refusal, Rules, Verdict};
 use crate::core::integrity::{Digest, Method};
 use crate::core::mediatype::MediaType;
-use crate::core::message::{self, Message};
+use crate::core::message::{self, Format, Message};
 use crate::core::relpath;
 use crate::store::sidecar;
 use crate::store::{is_local_trouble, CommitError, Store};
@@ -24,6 +24,8 @@ struct Local<'f> {
     store: &'f mut Store,
     recent: &'f mut Recent,
     announced: &'f super::announced::Announced,
+    seen: &'f mut super::flow::SeenState,
+    cfg: &'f super::flow::PeerConfig,
 }
 
 impl LocalCopy for Local<'_> {
@@ -53,6 +55,18 @@ impl LocalCopy for Local<'_> {
     }
     fn announced(&mut self, rel: &str, digest: &Digest) -> bool {
         self.announced.contains(rel, &digest.to_base64())
+    }
+    fn pub_time(&mut self, rel: &str) -> Option<f64> {
+        let m = std::fs::symlink_metadata(self.store.path(rel)).ok()?;
+        let t = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(t.as_secs_f64())
+    }
+    fn seen_id(&mut self, id: &str) -> bool {
+        self.seen.seen(self.cfg, id)
     }
 }
 
@@ -162,7 +176,7 @@ impl Flow {
             let slot = d.job.slot;
             match (d.stored, message) {
                 (Some((method, digest, size)), message) => {
-                    let seq = self.stored(&rel, method, digest, size, message.map(|m| m.1), poster);
+                    let seq = self.stored(&rel, method, digest, size, message, poster);
                     w.done(slot, seq);
                 }
                 _ if stopping => return, // abandoned: not acknowledged, it comes again
@@ -209,7 +223,7 @@ impl Flow {
         method: Method,
         digest: Digest,
         size: u64,
-        message: Option<Bytes>,
+        message: Option<(Bytes, Bytes)>,
         poster: Option<&Poster>,
     ) -> u64 {
         self.stats.downloads += 1;
@@ -221,13 +235,16 @@ impl Flow {
             digest.to_base64()
         );
         // the message was read once already: it parses again
-        let parsed = message.as_ref().and_then(|p| message::parse(p).ok());
-        match parsed {
-            Some(msg) => match self.announce_stored(&msg, rel, method, digest, size, poster) {
-                Outcome::Done(seq) => seq,
-                _ => 0,
-            },
-            None => 0,
+        let Some((topic, payload)) = &message else {
+            return 0;
+        };
+        let Ok(msg) = message::parse(payload) else {
+            return 0;
+        };
+        self.keep_pub_time(rel, &msg);
+        match self.announce_stored(&msg, topic, rel, method, digest, size, poster) {
+            Outcome::Done(seq) => seq,
+            _ => 0,
         }
     }
 
@@ -258,6 +275,8 @@ impl Flow {
             store: &mut self.store,
             recent: &mut self.recent,
             announced: &self.announced,
+            seen: &mut self.seen,
+            cfg: &self.cfg,
         };
         let d = decide(
             payload,
@@ -317,20 +336,22 @@ impl Flow {
                     .map(Digest::to_base64)
                     .unwrap_or_default();
                 self.out.clear();
-                announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value);
-                self.announce(&rel, &value, poster)
+                let id = self.new_id();
+                announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value, &id);
+                let dirs = self.topic_dirs(topic, &rel);
+                self.announce(&rel, &dirs, &value, poster)
             }
             Verdict::Reannounce { method, digest } => {
                 // stored before a crash, its announcement perhaps never acknowledged:
                 // announce again rather than lose the announcement
                 self.stats.duplicates += 1;
                 let size = std::fs::metadata(self.store.path(&rel)).map_or(0, |m| m.len());
-                self.announce_stored(&msg, &rel, method, digest, size, poster)
+                self.announce_stored(&msg, topic, &rel, method, digest, size, poster)
             }
             Verdict::StoreInline { method, expected } | Verdict::Fetch { method, expected } => {
-                self.store_file(&msg, &rel, method, expected.as_ref(), poster)
+                self.store_file(&msg, topic, &rel, method, expected.as_ref(), poster)
             }
-            Verdict::Apply(op) => self.file_op(&msg, &rel, op, redelivered, poster),
+            Verdict::Apply(op) => self.file_op(&msg, topic, &rel, op, redelivered, poster),
             Verdict::Refuse(_) | Verdict::LagDrop | Verdict::Duplicate => Outcome::Done(0),
         }
     }
@@ -353,6 +374,7 @@ impl Flow {
     fn store_file(
         &mut self,
         msg: &Message<'_>,
+        topic: &[u8],
         rel: &str,
         method: Method,
         expected: Option<&Digest>,
@@ -375,8 +397,13 @@ impl Flow {
             },
             None => {
                 let mut url = String::with_capacity(128);
-                let path = msg.ret_path.as_deref().unwrap_or(rel);
-                relpath::join_url(&mut url, &msg.base_url, path);
+                match &msg.url {
+                    Some(whole) => url.push_str(whole),
+                    None => {
+                        let path = msg.ret_path.as_deref().unwrap_or(rel);
+                        relpath::join_url(&mut url, &msg.base_url, path);
+                    }
+                }
                 return Outcome::Fetch(Job {
                     slot: 0, // set by the caller
                     rel: rel.to_string(),
@@ -405,12 +432,48 @@ impl Flow {
             method.name(),
             digest.to_base64()
         );
-        self.announce_stored(msg, rel, method, digest, size, poster)
+        self.keep_pub_time(rel, msg);
+        self.announce_stored(msg, topic, rel, method, digest, size, poster)
+    }
+
+    /// The stored file's modification time becomes the message's pubtime (WIS2's
+    /// newer-pubtime rule compares with it).
+    fn keep_pub_time(&self, rel: &str, msg: &Message<'_>) {
+        if let Some(t) = crate::core::time::parse_time(&msg.pub_time) {
+            if let Err(e) = self.store.set_pub_time(rel, t) {
+                log::debug!("{rel}: modification time not set: {e}");
+            }
+        }
+    }
+
+    /// A new message id (WIS2 gives every message its own); empty for v03.
+    pub(super) fn new_id(&self) -> String {
+        match self.cfg.format {
+            Format::Wis2 => crate::sys::uuid_v4(),
+            _ => String::new(),
+        }
+    }
+
+    /// The directories of an announcement's topic: in WIS2, the levels of the incoming
+    /// topic after `a/wis2/` when it has them (the WIS2 hierarchy kept); otherwise
+    /// those of the relPath.
+    pub(super) fn topic_dirs<'t>(
+        &self,
+        topic: &'t [u8],
+        rel: &'t str,
+    ) -> std::borrow::Cow<'t, str> {
+        if self.cfg.format == Format::Wis2 {
+            if let Some(tail) = crate::core::topic::wis2_tail(topic) {
+                return tail;
+            }
+        }
+        std::borrow::Cow::Borrowed(relpath::dirname(rel))
     }
 
     fn file_op(
         &mut self,
         msg: &Message<'_>,
+        topic: &[u8],
         rel: &str,
         op: Op,
         redelivered: bool,
@@ -435,10 +498,20 @@ impl Flow {
                 self.stats.removes += u64::from(op == Op::Remove && changed);
                 log::debug!("{rel}: applied {announce}");
                 self.out.clear();
-                self.cfg
-                    .voice()
-                    .file_op(&mut self.out, rel, &msg.pub_time, announce, Some(msg));
-                self.announce(rel, "", poster)
+                let id = self.new_id();
+                let written = self.cfg.voice(&id).file_op(
+                    &mut self.out,
+                    rel,
+                    &msg.pub_time,
+                    announce,
+                    Some(msg),
+                );
+                if !written {
+                    log::debug!("{rel}: {announce} has no WIS2 form: not announced");
+                    return Outcome::Done(0);
+                }
+                let dirs = self.topic_dirs(topic, rel);
+                self.announce(rel, &dirs, "", poster)
             }
             // nothing to do: the mesh already did it here, so the ripple stops here
             Ok(_) => {
@@ -454,16 +527,34 @@ impl Flow {
     }
 
     /// Announces the local copy of `rel` with this node's baseUrl.
+    #[allow(clippy::too_many_arguments)]
     fn announce_stored(
         &mut self,
         msg: &Message<'_>,
+        topic: &[u8],
         rel: &str,
         method: Method,
         digest: Digest,
         size: u64,
         poster: Option<&Poster>,
     ) -> Outcome {
-        let value = digest.to_base64();
+        // the journal and the exchange split know the file by the value announced to us
+        let key = digest.to_base64();
+        let (method, value) = if self.cfg.format.announces(method) {
+            (method, key.clone())
+        } else {
+            // md5 in, WIS2 out (which forbids md5); sha256 in, v03 out: the format's
+            // own method, computed from the stored file (just written: in the page cache)
+            let m = self.cfg.format.default_method();
+            match self.store.local_digest(rel, m) {
+                Ok(Some(d)) => (m, d.to_base64()),
+                Ok(None) | Err(_) => {
+                    log::error!("{rel}: cannot compute its {} to announce it", m.name());
+                    self.stats.failures += 1;
+                    return Outcome::Done(0);
+                }
+            }
+        };
         let inline_data = if self.cfg.inline && size as usize <= self.cfg.inline_max {
             std::fs::read(self.store.path(rel)).ok()
         } else {
@@ -478,8 +569,10 @@ impl Flow {
             inline: inline_data.as_deref(),
         };
         self.out.clear();
-        self.cfg.voice().file(&mut self.out, &held, Some(msg));
-        self.announce(rel, &value, poster)
+        let id = self.new_id();
+        self.cfg.voice(&id).file(&mut self.out, &held, Some(msg));
+        let dirs = self.topic_dirs(topic, rel);
+        self.announce(rel, &dirs, &key, poster)
     }
 
     /// Writes the sidecar of channel product `rel` from the message's `contentType`,

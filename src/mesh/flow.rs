@@ -12,7 +12,7 @@ use super::workers::{Job, Settings, Workers};
 use super::Error;
 use crate::core::announce::{Encoding, Voice};
 use crate::core::message::Format;
-use crate::core::relpath;
+
 use crate::core::select::Selection;
 use crate::core::topic;
 use crate::store::Store;
@@ -84,6 +84,8 @@ pub struct PeerConfig {
     pub timeouts: Timeouts,
     pub stats_interval: Duration,
     pub recent_capacity: usize,
+    /// WIS2 message ids remembered at most (at least 24 h each while they fit).
+    pub wis2_ids_max: usize,
     /// Where the flow posts its counters about once a second (the node's metrics).
     pub board: Option<super::stats::Board>,
 }
@@ -129,6 +131,7 @@ impl Default for PeerConfig {
             timeouts: Timeouts::default(),
             stats_interval: Duration::from_secs(60),
             recent_capacity: RECENT_CAPACITY,
+            wis2_ids_max: super::seen::DEFAULT_MAX,
             board: None,
         }
     }
@@ -136,11 +139,13 @@ impl Default for PeerConfig {
 
 impl PeerConfig {
     /// How this flow speaks in its announcements.
-    pub fn voice(&self) -> Voice<'_> {
+    /// `id`: the new message's id (WIS2; ignored by v03).
+    pub fn voice<'v>(&'v self, id: &'v str) -> Voice<'v> {
         Voice {
             format: self.format,
             base_url: &self.post_base_url,
             encoding: self.encoding,
+            id,
         }
     }
 
@@ -169,6 +174,15 @@ impl PeerConfig {
             .clone()
             .unwrap_or_else(|| self.default_client_id());
         self.state_root().join("announced").join(id)
+    }
+
+    /// Where the flow keeps the WIS2 message ids it saw.
+    pub fn seen_dir(&self) -> PathBuf {
+        let id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.default_client_id());
+        self.state_root().join("wis2-ids").join(id)
     }
 
     pub fn post_prefix(&self) -> &str {
@@ -236,7 +250,7 @@ pub struct Flow {
     /// Messages whose server failed, kept to be tried again.
     pub(super) retry: RetryQueue,
     /// Retry-queue entries being downloaded: their messages, to announce the files.
-    pub(super) retrying: std::collections::HashMap<u64, bytes::Bytes>,
+    pub(super) retrying: std::collections::HashMap<u64, (bytes::Bytes, bytes::Bytes)>,
     /// Retry-queue entries finished, removed once their announcement (seq) is acked.
     pub(super) retry_done: Vec<(u64, u64)>,
     /// When the retry queue is looked at next.
@@ -252,6 +266,46 @@ pub struct Flow {
     pub(super) announced: super::announced::Announced,
     /// Announcements queued, not yet acknowledged: (sequence number, journal key).
     unacked: std::collections::VecDeque<(u64, (u64, u64))>,
+    /// WIS2 message ids seen, opened at the first WIS2 message.
+    pub(super) seen: SeenState,
+}
+
+/// The WIS2 ids of a flow: not opened yet (no WIS2 message so far), open, or not
+/// available (its file could not be opened: every id counts as new).
+pub(super) enum SeenState {
+    Unopened,
+    Open(super::seen::SeenIds),
+    Failed,
+}
+
+impl SeenState {
+    /// Whether `id` was seen lately; records it. Opens the file at the first call.
+    pub fn seen(&mut self, cfg: &PeerConfig, id: &str) -> bool {
+        let now = crate::sys::unix_now() as u32;
+        if let SeenState::Unopened = self {
+            let dir = cfg.seen_dir();
+            *self = match super::seen::SeenIds::open(&dir, cfg.wis2_ids_max, now) {
+                Ok(s) => SeenState::Open(s),
+                Err(e) => {
+                    log::error!(
+                        "{}: cannot keep WIS2 message ids ({e}): duplicates by id are not caught",
+                        dir.display()
+                    );
+                    SeenState::Failed
+                }
+            };
+        }
+        match self {
+            SeenState::Open(s) => s.seen(id, now),
+            _ => false,
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let SeenState::Open(s) = self {
+            s.flush();
+        }
+    }
 }
 
 /// The flow's pause while the local disk refuses files.
@@ -330,6 +384,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         status_window: super::stats::Window::new(&Stats::default()),
         announced,
         unacked: std::collections::VecDeque::new(),
+        seen: SeenState::Unopened,
     };
     loop {
         match flow.run_once() {
@@ -620,9 +675,13 @@ impl Flow {
 
     /// Queues `self.out` for publication on the topic of `rel`; returns the sequence
     /// number the publication will have.
+    /// Queues the announcement in `self.out` of `rel` on the topic of `dirs` (see
+    /// `topic_dirs`); `integrity_value` (the value announced upstream) splits the
+    /// exchange and keys the journal.
     pub(super) fn announce(
         &mut self,
         rel: &str,
+        dirs: &str,
         integrity_value: &str,
         poster: Option<&Poster>,
     ) -> Outcome {
@@ -641,7 +700,7 @@ impl Flow {
             &mut self.topic,
             &self.exchange,
             self.cfg.post_prefix(),
-            relpath::dirname(rel),
+            dirs,
         );
         self.outbox.push((self.topic.clone(), self.out.clone()));
         self.stats.published += 1;
@@ -712,6 +771,7 @@ impl Flow {
             log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
             return true;
         }
+        self.seen.flush();
         window.release(subs, acked);
         let retry = &mut self.retry;
         self.retry_done.retain(|&(seq, id)| {

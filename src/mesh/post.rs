@@ -88,10 +88,13 @@ fn prepare(
         .ok_or_else(|| format!("{}: name is not UTF-8", file.display()))?
         .to_string();
     relpath::validate(&rel).map_err(|e| format!("{}: {e}", file.display()))?;
-    let method = a.integrity.unwrap_or(match a.format {
-        Format::WmoMesh => Method::Md5,
-        Format::Sr3 => Method::Sha512,
-    });
+    let method = a.integrity.unwrap_or(a.format.default_method());
+    if !a.format.announces(method) {
+        return Err(format!(
+            "--integrity {}: not a method this format may name (WIS2 forbids md5)",
+            method.name()
+        ));
+    }
     let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", file.display()))?;
     if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
         return Err(format!("{}: not a regular file", file.display()));
@@ -121,10 +124,12 @@ fn prepare(
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_ref()))
         .collect();
+    let id = crate::sys::uuid_v4();
     let voice = Voice {
         format: a.format,
         base_url: &a.base_url,
         encoding: a.encoding,
+        id: &id,
     };
     let held = Held {
         rel: &rel,

@@ -201,7 +201,7 @@ impl Flow {
                         );
                     }
                     self.spilled.insert(slot, id);
-                    self.retrying.insert(id, f.payload);
+                    self.retrying.insert(id, (f.topic, f.payload));
                     w.done(slot, 0);
                 }
                 Err(e) => {
@@ -221,7 +221,8 @@ impl Flow {
                 job.slot = RETRY_SLOTS + id;
                 self.stats.retried += 1;
                 log::debug!("{}: tried again from the retry queue", job.rel);
-                self.retrying.insert(id, t.payload.clone());
+                self.retrying
+                    .insert(id, (t.topic.clone(), t.payload.clone()));
                 w.fetch(job, t.topic, t.payload);
             }
             outcome => {

@@ -278,6 +278,27 @@ impl Store {
         Ok(Some(d))
     }
 
+    /// Sets the modification time of `rel` to `epoch` (its pubtime: what WIS2's rule of
+    /// the newer pubtime compares with, and what HTTP's Last-Modified then says).
+    pub fn set_pub_time(&self, rel: &str, epoch: f64) -> io::Result<()> {
+        use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+        if !epoch.is_finite() || epoch < 0.0 {
+            return Ok(());
+        }
+        let secs = epoch.floor();
+        let t = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: secs as i64,
+                tv_nsec: ((epoch - secs) * 1e9) as _,
+            },
+        };
+        utimensat(CWD, self.path(rel), &t, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
+    }
+
     /// True when a regular file (or anything) exists at `rel`.
     pub fn exists(&self, rel: &str) -> bool {
         fs::symlink_metadata(self.path(rel)).is_ok()

@@ -1,14 +1,17 @@
-//! Reading and writing announcements in the three dialects of formats.md: the demo's
-//! v03 (`integrity`), sr3's v03 (`identity`) and the older array form.
+//! Reading and writing announcements in the four dialects of formats.md: the demo's
+//! v03 (`integrity`), sr3's v03 (`identity`), the older array form and WIS2's
+//! notification message (WNM).
 //!
 //! Parsing borrows from the payload: fields the node does not know are kept as raw
 //! JSON slices and written back byte for byte (the v03 rule: forward unknown fields
 //! unmodified).
 
 mod parse;
+mod wnm;
 mod write;
 
 pub use parse::parse;
+pub use wnm::{rel_path_of, write_wnm, Relation, Wis2, WnmOut, CONFORMS_TO, CONTENT_MAX, WNM_MAX};
 pub use write::{write_v03, Outgoing, FILEOP_MKDIR, FILEOP_REMOVE, FILEOP_RMDIR};
 
 use crate::core::integrity::{Digest, Method};
@@ -29,6 +32,8 @@ pub enum Dialect {
     Sr3,
     /// `[pubTime, baseUrl, relPath, {headers}]`.
     Array,
+    /// A WIS2 notification message (GeoJSON).
+    Wis2,
 }
 
 /// Which dialect the node writes.
@@ -36,6 +41,8 @@ pub enum Dialect {
 pub enum Format {
     WmoMesh,
     Sr3,
+    /// WIS2 notification messages.
+    Wis2,
 }
 
 impl Format {
@@ -43,6 +50,7 @@ impl Format {
         match s {
             "wmo_mesh" | "wmo-mesh" | "v03" => Some(Format::WmoMesh),
             "sr3" => Some(Format::Sr3),
+            "wis2" | "wnm" => Some(Format::Wis2),
             _ => None,
         }
     }
@@ -50,13 +58,30 @@ impl Format {
     pub fn xattr_name(self) -> &'static str {
         match self {
             Format::WmoMesh => "user.sr_integrity",
-            Format::Sr3 => "user.sr_identity",
+            Format::Sr3 | Format::Wis2 => "user.sr_identity",
         }
     }
     pub fn default_topic_prefix(self) -> &'static str {
         match self {
             Format::WmoMesh => "v03/post",
             Format::Sr3 => "v03",
+            Format::Wis2 => "a/wis2",
+        }
+    }
+    /// True when announcements in this format may name `method` (WIS2 forbids md5; the
+    /// v03 readers know md5 and sha512).
+    pub fn announces(self, method: Method) -> bool {
+        match self {
+            Format::Wis2 => method.is_wis2(),
+            Format::WmoMesh | Format::Sr3 => matches!(method, Method::Md5 | Method::Sha512),
+        }
+    }
+    /// The method this format's files are checksummed with when the announced one is
+    /// missing or not one it may name.
+    pub fn default_method(self) -> Method {
+        match self {
+            Format::WmoMesh => Method::Md5,
+            Format::Sr3 | Format::Wis2 => Method::Sha512,
         }
     }
 }
@@ -91,6 +116,11 @@ impl Content<'_> {
             "base64" => B64
                 .decode(self.value.as_bytes())
                 .map_err(|e| format!("invalid base64 in content: {e}")),
+            // WIS2: base64 of a gzip stream
+            "gzip" => B64
+                .decode(self.value.as_bytes())
+                .map_err(|e| format!("invalid base64 in gzip content: {e}"))
+                .and_then(|z| gunzip(&z, GUNZIP_MAX)),
             // sr3 allows it: each char is one byte
             "iso-8859-1" | "latin1" => self
                 .value
@@ -102,6 +132,47 @@ impl Content<'_> {
     }
 }
 
+/// Most bytes inline gzip content may inflate to (a WIS2 message is at most 8 KB: more
+/// than this is a bomb, not a product).
+pub const GUNZIP_MAX: usize = 1 << 20;
+
+/// Inflates a gzip member (RFC 1952), at most `limit` bytes out.
+pub fn gunzip(z: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let bad = |why: &str| Err(format!("gzip content: {why}"));
+    if z.len() < 18 || z[0] != 0x1f || z[1] != 0x8b || z[2] != 8 {
+        return bad("not a gzip stream");
+    }
+    let flags = z[3];
+    let mut at = 10;
+    if flags & 4 != 0 {
+        let Some(n) = z.get(at..at + 2) else {
+            return bad("truncated header");
+        };
+        at += 2 + usize::from(u16::from_le_bytes([n[0], n[1]]));
+    }
+    for bit in [8, 16] {
+        if flags & bit != 0 {
+            let Some(end) = z.get(at..).and_then(|r| r.iter().position(|&b| b == 0)) else {
+                return bad("truncated header");
+            };
+            at += end + 1;
+        }
+    }
+    if flags & 2 != 0 {
+        at += 2;
+    }
+    let Some(body) = z.get(at..z.len() - 8) else {
+        return bad("truncated");
+    };
+    let out = miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit)
+        .or_else(|e| bad(&format!("{:?} (or over {limit} bytes)", e.status)))?;
+    let t = &z[z.len() - 4..];
+    if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != out.len() as u32 {
+        return bad("length in the trailer differs");
+    }
+    Ok(out)
+}
+
 /// One announcement, borrowing from its payload.
 #[derive(Debug)]
 pub struct Message<'a> {
@@ -110,12 +181,17 @@ pub struct Message<'a> {
     pub base_url: Cow<'a, str>,
     pub rel_path: Cow<'a, str>,
     pub ret_path: Option<Cow<'a, str>>,
+    /// The whole download URL, when the message gives one (a WIS2 link's href): baseUrl
+    /// and relPath then only say where the file goes here.
+    pub url: Option<Cow<'a, str>>,
     pub integrity: Option<Integrity>,
     pub content: Option<Content<'a>>,
     pub size: Option<u64>,
     pub file_op: Option<FileOp<'a>>,
-    /// Fields not interpreted here, in arrival order, as raw JSON.
+    /// Fields not interpreted here (of a WNM: properties), in arrival order, as raw JSON.
     pub extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// What only a WIS2 message has.
+    pub wis2: Option<Box<Wis2<'a>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +214,13 @@ impl<'a> Message<'a> {
             base_url: Cow::Borrowed(""),
             rel_path: Cow::Borrowed(""),
             ret_path: None,
+            url: None,
             integrity: None,
             content: None,
             size: None,
             file_op: None,
             extra,
+            wis2: None,
         }
     }
 }
@@ -315,6 +393,7 @@ mod tests {
             integrity: Some((Method::Sha512, SHA512_EMPTY)),
             size: Some(0),
             content: None,
+            ret_path: None,
             file_op: None,
         };
         write_v03(&mut out, &m.pub_time, Some(&m), &o);
@@ -343,6 +422,7 @@ mod tests {
             integrity: None,
             size: None,
             content: None,
+            ret_path: None,
             file_op: Some(FILEOP_REMOVE),
         };
         write_v03(&mut out, "20261123T000000", None, &o);

@@ -6,16 +6,16 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::marker::PhantomData;
 
-fn err<T>(s: impl Into<String>) -> Result<T, ParseError> {
+pub(super) fn err<T>(s: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(s.into()))
 }
 
 /// A string that borrows from the payload unless it holds escapes.
 #[derive(Deserialize)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(super) struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 /// A JSON object kept as (key, raw value) pairs, in order.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(super) struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -40,19 +40,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     }
 }
 
-fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ParseError> {
+pub(super) fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ParseError> {
     match serde_json::from_str::<Str<'a>>(raw.get()) {
         Ok(s) => Ok(s.0),
         Err(_) => err(format!("field {field} is not a string")),
     }
 }
 
-fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
+pub(super) fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
     serde_json::from_str::<RawObject<'a>>(raw.get())
         .or_else(|_| err(format!("field {field} is not an object")))
 }
 
-fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {
+pub(super) fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {
     let obj = object(field, raw)?;
     let mut method = None;
     let mut value = None;
@@ -101,7 +101,7 @@ fn parse_file_op<'a>(raw: &'a RawValue) -> Result<FileOp<'a>, ParseError> {
     }
 }
 
-/// Parses one payload in any of the three dialects.
+/// Parses one payload in any of the four dialects.
 pub fn parse(payload: &[u8]) -> Result<Message<'_>, ParseError> {
     let text =
         std::str::from_utf8(payload).or_else(|e| err(format!("payload is not UTF-8: {e}")))?;
@@ -116,6 +116,9 @@ pub fn parse(payload: &[u8]) -> Result<Message<'_>, ParseError> {
 fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
     let obj: RawObject<'_> =
         serde_json::from_str(text).or_else(|e| err(format!("invalid JSON: {e}")))?;
+    if super::wnm::is_wnm(&obj) {
+        return super::wnm::parse_wnm(text, obj);
+    }
     let (mut pub_time, mut base_url, mut rel_path, mut ret_path) = (None, None, None, None);
     let (mut integrity, mut content, mut size, mut file_op) = (None, None, None, None);
     let mut dialect = Dialect::WmoMesh;
@@ -185,11 +188,13 @@ fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
         base_url,
         rel_path,
         ret_path,
+        url: None,
         integrity,
         content,
         size,
         file_op,
         extra,
+        wis2: None,
     })
 }
 
@@ -253,10 +258,12 @@ fn parse_array(text: &str) -> Result<Message<'_>, ParseError> {
         base_url,
         rel_path,
         ret_path: None,
+        url: None,
         integrity: Some(integrity),
         content: None,
         size,
         file_op,
         extra,
+        wis2: None,
     })
 }

@@ -15,6 +15,8 @@ pub struct Outgoing<'a> {
     pub size: Option<u64>,
     /// Inline content: (encoding, value).
     pub content: Option<(&'a str, &'a str)>,
+    /// Where the file is downloaded from, when not relPath (retPath).
+    pub ret_path: Option<&'a str>,
     /// A file operation to announce, as raw JSON (`FILEOP_REMOVE`...).
     pub file_op: Option<&'a str>,
 }
@@ -29,6 +31,7 @@ impl<'a> Outgoing<'a> {
             integrity: None,
             size: None,
             content: None,
+            ret_path: None,
             file_op: Some(op),
         }
     }
@@ -52,9 +55,14 @@ pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o
     json_str(out, o.base_url);
     out.extend_from_slice(b",\"relPath\":");
     json_str(out, o.rel_path);
+    if let Some(r) = o.ret_path {
+        out.extend_from_slice(b",\"retPath\":");
+        json_str(out, r);
+    }
     let key: &[u8] = match o.format {
         Format::WmoMesh => b",\"integrity\":{\"method\":",
-        Format::Sr3 => b",\"identity\":{\"method\":",
+        // a WNM is written by write_wnm: never here
+        Format::Sr3 | Format::Wis2 => b",\"identity\":{\"method\":",
     };
     if let Some((method, value)) = o.integrity {
         out.extend_from_slice(key);
@@ -87,6 +95,30 @@ pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o
             json_str(out, k);
             out.push(b':');
             out.extend_from_slice(v.get().as_bytes());
+        }
+        // what only a WNM has goes along as v03 fields, so that it can be written
+        // back into a WNM downstream
+        if let Some(w) = &m.wis2 {
+            out.extend_from_slice(b",\"data_id\":");
+            json_str(out, &w.data_id);
+            if let Some(id) = &w.metadata_id {
+                out.extend_from_slice(b",\"metadata_id\":");
+                json_str(out, id);
+            }
+            for (k, v) in &w.times {
+                out.push(b',');
+                json_str(out, k);
+                out.push(b':');
+                out.extend_from_slice(v.get().as_bytes());
+            }
+            if w.geometry.get().trim() != "null" {
+                out.extend_from_slice(b",\"geometry\":");
+                out.extend_from_slice(w.geometry.get().as_bytes());
+            }
+            if let Some(t) = &w.link_type {
+                out.extend_from_slice(b",\"contentType\":");
+                json_str(out, t);
+            }
         }
     }
     out.push(b'}');

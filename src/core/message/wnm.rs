@@ -1,0 +1,720 @@
+//! The WIS2 Notification Message (WNM, formats.md section 6): a GeoJSON Feature whose
+//! `properties` carry pubtime, data_id, integrity and content, and whose `links` carry
+//! the download URL. Read into the same `Message` as the v03 dialects (the common
+//! fields), with what only WIS2 has kept in `Wis2`; written back with unknown fields and
+//! properties forwarded byte for byte.
+
+use super::parse::{err, object, parse_integrity, string, RawObject, Str};
+use super::*;
+use crate::core::time;
+use std::io::Write as _;
+
+/// Longest WNM accepted, in bytes (the standard's limit).
+pub const WNM_MAX: usize = 8192;
+/// Longest inline `content.value` (the standard's limit, encoded).
+pub const CONTENT_MAX: usize = 4096;
+/// The conformance class every WNM names in `conformsTo`.
+pub const CONFORMS_TO: &str = "http://wis.wmo.int/spec/wnm/1/conf/core";
+
+/// What a WNM's data link says of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// New data (`canonical`).
+    Canonical,
+    /// A new version of data published before (`update`).
+    Update,
+    /// The data was withdrawn (`deletion`).
+    Deletion,
+}
+
+impl Relation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Relation::Canonical => "canonical",
+            Relation::Update => "update",
+            Relation::Deletion => "deletion",
+        }
+    }
+}
+
+/// What a WNM carries beside the fields every dialect has.
+#[derive(Debug)]
+pub struct Wis2<'a> {
+    pub id: Cow<'a, str>,
+    pub data_id: Cow<'a, str>,
+    pub metadata_id: Option<Cow<'a, str>>,
+    pub relation: Relation,
+    /// `geometry`, exactly as received (null, Point, Polygon).
+    pub geometry: &'a RawValue,
+    /// `datetime` or `start_datetime` + `end_datetime`, raw, in arrival order.
+    pub times: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// The data link's media type.
+    pub link_type: Option<Cow<'a, str>>,
+    /// The data link's other members (title, hreflang, security...), raw.
+    pub link_extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Links other than the data link, raw.
+    pub other_links: Vec<&'a RawValue>,
+    /// Top-level members not read here, raw.
+    pub top_extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// True when a top-level object is a WNM: it names `conformsTo`, or is a Feature.
+pub(super) fn is_wnm(obj: &RawObject<'_>) -> bool {
+    obj.0.iter().any(|(k, v)| {
+        k == "conformsTo" || (k == "type" && v.get().trim() == "\"Feature\"") || k == "properties"
+    })
+}
+
+/// Where a WIS2 file goes in the tree: its `data_id`, with the extension of the link's
+/// file name added when the data_id's last level has none (`.../synop/71628_1200` with
+/// `https://x/71628_1200.bufr4` goes to `.../synop/71628_1200.bufr4`), so the file is
+/// served with its type. The result is validated like any relPath by the caller.
+pub fn rel_path_of(data_id: &str, href: Option<&str>) -> String {
+    let mut rel = data_id.to_string();
+    let last = data_id.rsplit('/').next().unwrap_or_default();
+    if last.contains('.') {
+        return rel;
+    }
+    let Some(href) = href else {
+        return rel;
+    };
+    let path = href.split(['?', '#']).next().unwrap_or_default();
+    let name = path.rsplit('/').next().unwrap_or_default();
+    if let Some((stem, ext)) = name.rsplit_once('.') {
+        let plain = ext.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !stem.is_empty() && !ext.is_empty() && ext.len() <= 10 && plain {
+            rel.push('.');
+            rel.push_str(ext);
+        }
+    }
+    rel
+}
+
+/// Reads a WNM (already split into its top-level members).
+pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message<'a>, ParseError> {
+    if text.len() > WNM_MAX {
+        return err(format!(
+            "WIS2 message is {} bytes, the standard's limit is {WNM_MAX}",
+            text.len()
+        ));
+    }
+    let (mut id, mut conforms, mut version, mut kind) = (None, false, false, None);
+    let (mut geometry, mut properties, mut links) = (None, None, None);
+    let mut top_extra = Vec::new();
+    for (k, v) in obj.0 {
+        match k.as_ref() {
+            "id" => id = Some(string("id", v)?),
+            "conformsTo" => {
+                let list: Vec<Str<'a>> = serde_json::from_str(v.get())
+                    .or_else(|_| err("conformsTo is not an array of strings"))?;
+                if !list.iter().any(|s| s.0 == CONFORMS_TO) {
+                    return err(format!("conformsTo does not name {CONFORMS_TO}"));
+                }
+                conforms = true;
+            }
+            "version" => {
+                if string("version", v)? != "v04" {
+                    return err("version is not \"v04\"");
+                }
+                version = true;
+            }
+            "type" => kind = Some(string("type", v)?),
+            "geometry" => geometry = Some(v),
+            "properties" => properties = Some(object("properties", v)?),
+            "links" => links = Some(v),
+            _ => top_extra.push((k, v)),
+        }
+    }
+    let Some(id) = id else {
+        return err("WIS2 message without id");
+    };
+    match (conforms, version) {
+        (true, true) => return err("WIS2 message has both conformsTo and version"),
+        (false, false) => return err("WIS2 message without conformsTo"),
+        _ => {}
+    }
+    if kind.as_deref() != Some("Feature") {
+        return err("WIS2 message type is not \"Feature\"");
+    }
+    let Some(geometry) = geometry else {
+        return err("WIS2 message without geometry");
+    };
+    let geo = geometry.get().trim();
+    if geo != "null" && !geo.starts_with('{') {
+        return err("WIS2 geometry is neither null nor an object");
+    }
+    let Some(properties) = properties else {
+        return err("WIS2 message without properties");
+    };
+    let Some(links) = links else {
+        return err("WIS2 message without links");
+    };
+
+    let (mut pub_time, mut data_id, mut metadata_id) = (None, None, None);
+    let (mut integrity, mut content, mut content_size) = (None, None, None);
+    let mut times = Vec::new();
+    let mut extra = Vec::new();
+    for (k, v) in properties.0 {
+        match k.as_ref() {
+            "pubtime" => pub_time = Some(string("properties.pubtime", v)?),
+            "data_id" => data_id = Some(string("properties.data_id", v)?),
+            "metadata_id" => metadata_id = Some(string("properties.metadata_id", v)?),
+            "datetime" | "start_datetime" | "end_datetime" => {
+                let t = v.get().trim();
+                let null_ok = k == "datetime" && t == "null";
+                if !null_ok {
+                    let s = string(&format!("properties.{k}"), v)?;
+                    if time::parse_rfc3339(&s).is_none() {
+                        return err(format!("properties.{k} {s:?} is not an RFC 3339 time"));
+                    }
+                }
+                times.push((k, v));
+            }
+            "integrity" => {
+                let i = parse_integrity("properties.integrity", v)?;
+                if !i.method.is_wis2() {
+                    return err(format!(
+                        "properties.integrity method {} is not one WIS2 allows (sha256, sha384, sha512, sha3-256, sha3-384, sha3-512)",
+                        i.method.name()
+                    ));
+                }
+                integrity = Some(i);
+            }
+            "content" => {
+                let (c, size) = parse_content(v)?;
+                content = Some(c);
+                content_size = size;
+            }
+            _ => extra.push((k, v)),
+        }
+    }
+    let Some(pub_time) = pub_time else {
+        return err("WIS2 message without properties.pubtime");
+    };
+    if time::parse_rfc3339(&pub_time).is_none() {
+        return err(format!(
+            "properties.pubtime {pub_time:?} is not an RFC 3339 time"
+        ));
+    }
+    let Some(data_id) = data_id else {
+        return err("WIS2 message without properties.data_id");
+    };
+    let has = |name: &str| times.iter().any(|(k, _)| k == name);
+    match (has("datetime"), has("start_datetime"), has("end_datetime")) {
+        (true, false, false) | (false, true, true) => {}
+        (false, false, false) => {
+            return err(
+                "WIS2 message without properties.datetime (or start_datetime and end_datetime)",
+            )
+        }
+        _ => {
+            return err(
+                "WIS2 message needs datetime, or start_datetime with end_datetime, not a mix",
+            )
+        }
+    }
+
+    let list: Vec<&'a RawValue> =
+        serde_json::from_str(links.get()).or_else(|_| err("links is not an array"))?;
+    if list.is_empty() {
+        return err("WIS2 message has no links");
+    }
+    let mut data_link = None;
+    let mut other_links = Vec::new();
+    for raw in list {
+        let link = object("a link", raw)?;
+        let rel = link.0.iter().find(|(k, _)| k == "rel").map(|(_, v)| *v);
+        let Some(rel) = rel else {
+            return err("a link without rel");
+        };
+        let relation = match string("link rel", rel)?.as_ref() {
+            "canonical" => Relation::Canonical,
+            "update" => Relation::Update,
+            "deletion" => Relation::Deletion,
+            _ => {
+                other_links.push(raw);
+                continue;
+            }
+        };
+        if data_link.is_some() {
+            return err("WIS2 message has more than one link of rel canonical, update or deletion");
+        }
+        data_link = Some((relation, link));
+    }
+    let Some((relation, link)) = data_link else {
+        return err("WIS2 message has no link of rel canonical, update or deletion");
+    };
+    let (mut href, mut link_type, mut length) = (None, None, None);
+    let mut link_extra = Vec::new();
+    for (k, v) in link.0 {
+        match k.as_ref() {
+            "href" => href = Some(string("link href", v)?),
+            "rel" => {}
+            "type" => link_type = Some(string("link type", v)?),
+            "length" => match v.get().trim().parse::<u64>() {
+                Ok(n) => length = Some(n),
+                Err(_) => return err("link length is not a whole number"),
+            },
+            _ => link_extra.push((k, v)),
+        }
+    }
+    let Some(href) = href else {
+        return err(format!("the {} link has no href", relation.name()));
+    };
+    let file_op = (relation == Relation::Deletion).then_some(FileOp::Remove);
+    if file_op.is_none() && content.is_none() && !href.contains("://") {
+        return err(format!("link href {href:?} is not an absolute URL"));
+    }
+    let rel_path = Cow::Owned(rel_path_of(&data_id, Some(&href)));
+    Ok(Message {
+        dialect: Dialect::Wis2,
+        pub_time,
+        base_url: Cow::Borrowed(""),
+        rel_path,
+        ret_path: None,
+        url: Some(href),
+        integrity,
+        content,
+        size: content_size.or(length),
+        file_op,
+        extra,
+        wis2: Some(Box::new(Wis2 {
+            id,
+            data_id,
+            metadata_id,
+            relation,
+            geometry,
+            times,
+            link_type,
+            link_extra,
+            other_links,
+            top_extra,
+        })),
+    })
+}
+
+fn parse_content<'a>(raw: &'a RawValue) -> Result<(Content<'a>, Option<u64>), ParseError> {
+    let o = object("properties.content", raw)?;
+    let (mut encoding, mut value, mut size) = (None, None, None);
+    for (k, v) in &o.0 {
+        match k.as_ref() {
+            "encoding" => encoding = Some(string("content.encoding", v)?),
+            "value" => value = Some(string("content.value", v)?),
+            "size" => match v.get().trim().parse::<u64>() {
+                Ok(n) => size = Some(n),
+                Err(_) => return err("content.size is not a whole number"),
+            },
+            _ => {}
+        }
+    }
+    let (Some(encoding), Some(value)) = (encoding, value) else {
+        return err("properties.content needs encoding and value");
+    };
+    if !matches!(encoding.as_ref(), "utf-8" | "base64" | "gzip") {
+        return err(format!(
+            "content.encoding {encoding:?} is not utf-8, base64 or gzip"
+        ));
+    }
+    if value.len() > CONTENT_MAX {
+        return err(format!(
+            "content.value is {} bytes, the standard's limit is {CONTENT_MAX}",
+            value.len()
+        ));
+    }
+    Ok((Content { encoding, value }, size))
+}
+
+/// What this node says in a WNM of its own, beside what it forwards.
+pub struct WnmOut<'a> {
+    /// A new UUID: every message has its own.
+    pub id: &'a str,
+    /// RFC 3339; the original publisher's, kept.
+    pub pub_time: &'a str,
+    /// This node's URL of the file.
+    pub href: &'a str,
+    pub relation: Relation,
+    /// The data_id when the message forwarded has none (the relPath).
+    pub data_id: &'a str,
+    pub integrity: Option<(Method, &'a str)>,
+    pub size: Option<u64>,
+    /// Inline content: (encoding, value); left out when over the standard's limit.
+    pub content: Option<(&'a str, &'a str)>,
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+fn member(out: &mut Vec<u8>, key: &str, raw: &str) {
+    out.push(b',');
+    json_str(out, key);
+    out.push(b':');
+    out.extend_from_slice(raw.as_bytes());
+}
+
+/// A string field of a v03 message's extra fields (a WNM converted to v03 carries
+/// data_id, metadata_id and its times there).
+fn extra_str<'m>(msg: &'m Message<'_>, key: &str) -> Option<(&'m RawValue, String)> {
+    let (_, v) = msg.extra.iter().find(|(k, _)| k == key)?;
+    Some((v, serde_json::from_str::<String>(v.get()).ok()?))
+}
+
+/// Properties this node writes itself, or must not forward (`global-cache` is only
+/// for an accredited global cache).
+const WRITTEN: [&str; 10] = [
+    "pubtime",
+    "data_id",
+    "metadata_id",
+    "integrity",
+    "content",
+    "datetime",
+    "start_datetime",
+    "end_datetime",
+    "global-cache",
+    "geometry",
+];
+
+/// Writes a WNM announcing `o`, forwarding from `msg` (a WNM or a v03 message, or
+/// `None` for one of this node's making) what the standard says to keep: geometry,
+/// metadata_id, the times, unknown properties and members, the other links.
+pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
+    let w = msg.and_then(|m| m.wis2.as_deref());
+    let v03 = msg.filter(|m| m.wis2.is_none());
+    out.extend_from_slice(b"{\"id\":");
+    json_str(out, o.id);
+    out.extend_from_slice(b",\"conformsTo\":[");
+    json_str(out, CONFORMS_TO);
+    out.extend_from_slice(b"],\"type\":\"Feature\",\"geometry\":");
+    let geometry = match (w, v03) {
+        (Some(w), _) => Some(w.geometry.get()),
+        (None, Some(m)) => m
+            .extra
+            .iter()
+            .find(|(k, _)| k == "geometry")
+            .map(|(_, v)| v.get()),
+        _ => None,
+    };
+    out.extend_from_slice(geometry.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b",\"properties\":{\"pubtime\":");
+    json_str(out, o.pub_time);
+    out.extend_from_slice(b",\"data_id\":");
+    let data_id = match (w, v03.and_then(|m| extra_str(m, "data_id"))) {
+        (Some(w), _) => w.data_id.to_string(),
+        (None, Some((_, d))) => d,
+        _ => o.data_id.to_string(),
+    };
+    json_str(out, &data_id);
+    let metadata_id = match (w, v03.and_then(|m| extra_str(m, "metadata_id"))) {
+        (Some(w), _) => w.metadata_id.as_deref().map(str::to_string),
+        (None, Some((_, d))) => Some(d),
+        _ => None,
+    };
+    if let Some(m) = metadata_id {
+        out.extend_from_slice(b",\"metadata_id\":");
+        json_str(out, &m);
+    }
+    let mut times = 0;
+    if let Some(w) = w {
+        for (k, v) in &w.times {
+            member(out, k, v.get());
+            times += 1;
+        }
+    } else if let Some(m) = v03 {
+        for (k, v) in &m.extra {
+            if matches!(k.as_ref(), "datetime" | "start_datetime" | "end_datetime") {
+                member(out, k, v.get());
+                times += 1;
+            }
+        }
+    }
+    if times == 0 {
+        // the time of the data is not known here: the standard allows null
+        out.extend_from_slice(b",\"datetime\":null");
+    }
+    if let Some((method, value)) = o.integrity {
+        out.extend_from_slice(b",\"integrity\":{\"method\":");
+        json_str(out, method.name());
+        out.extend_from_slice(b",\"value\":");
+        json_str(out, value);
+        out.push(b'}');
+    }
+    if let (Some((enc, value)), Some(size)) = (o.content, o.size) {
+        if value.len() <= CONTENT_MAX && size <= CONTENT_MAX as u64 {
+            out.extend_from_slice(b",\"content\":{\"encoding\":");
+            json_str(out, enc);
+            out.extend_from_slice(b",\"value\":");
+            json_str(out, value);
+            let _ = write!(out, ",\"size\":{size}}}");
+        }
+    }
+    let mut link_type = w.and_then(|w| w.link_type.as_deref().map(str::to_string));
+    if let Some(m) = msg {
+        for (k, v) in &m.extra {
+            if v03.is_some() && k == "contentType" {
+                // v03's media type is the link's type in WIS2
+                link_type = serde_json::from_str(v.get()).ok();
+                continue;
+            }
+            if !WRITTEN.contains(&k.as_ref()) {
+                member(out, k, v.get());
+            }
+        }
+    }
+    out.extend_from_slice(b"},\"links\":[{\"href\":");
+    json_str(out, o.href);
+    out.extend_from_slice(b",\"rel\":");
+    json_str(out, o.relation.name());
+    if let Some(t) = link_type {
+        out.extend_from_slice(b",\"type\":");
+        json_str(out, &t);
+    }
+    if let (Some(n), true) = (o.size, o.relation != Relation::Deletion) {
+        let _ = write!(out, ",\"length\":{n}");
+    }
+    if let Some(w) = w {
+        for (k, v) in &w.link_extra {
+            member(out, k, v.get());
+        }
+    }
+    out.push(b'}');
+    if let Some(w) = w {
+        for l in &w.other_links {
+            out.push(b',');
+            out.extend_from_slice(l.get().as_bytes());
+        }
+    }
+    out.push(b']');
+    if let Some(w) = w {
+        for (k, v) in &w.top_extra {
+            member(out, k, v.get());
+        }
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::integrity::digest_of;
+    use crate::core::message::parse;
+
+    static EXAMPLE1: &str = include_str!("../../../tests/fixtures/wis2/example1.json");
+    static EXAMPLE2: &str = include_str!("../../../tests/fixtures/wis2/example2.json");
+    static EXAMPLE3: &str = include_str!("../../../tests/fixtures/wis2/example3.json");
+    static EXAMPLE4: &str = include_str!("../../../tests/fixtures/wis2/example4.json");
+    /// The standard's examples carry a shortened placeholder as integrity value.
+    const PLACEHOLDER: &str = "A2KNxvks...S8qfSCw==";
+
+    fn real_integrity(example: &str) -> String {
+        let sha = digest_of(Method::Sha512, b"encoded bytes from the file").unwrap();
+        example.replace(PLACEHOLDER, &sha.to_base64())
+    }
+
+    #[test]
+    fn reads_the_standards_examples() {
+        let e1 = real_integrity(EXAMPLE1);
+        let m = parse(e1.as_bytes()).unwrap();
+        assert_eq!(m.dialect, Dialect::Wis2);
+        let w = m.wis2.as_ref().unwrap();
+        assert_eq!(w.id, "31e9d66a-cd83-4174-9429-b932f1abe1be");
+        assert_eq!(w.relation, Relation::Canonical);
+        assert_eq!(m.pub_time, "2022-03-20T04:50:18Z");
+        assert_eq!(
+            m.rel_path,
+            "dataset/123/data-granule/UANT01_CWAO_200445___15103.bufr4"
+        );
+        assert_eq!(
+            m.url.as_deref(),
+            Some("https://example.org/data/4Pubsub/92c557ef-d28e-4713-91af-2e2e7be6f8ab.bufr4")
+        );
+        assert_eq!(m.integrity.as_ref().unwrap().method, Method::Sha512);
+        assert_eq!(
+            m.content.as_ref().unwrap().decode().unwrap(),
+            b"encoded bytes from the file"
+        );
+        assert_eq!(m.size, Some(457), "content.size");
+        assert_eq!(w.other_links.len(), 1, "the item link is kept");
+        assert_eq!(w.link_type.as_deref(), Some("application/bufr"));
+        assert!(w.geometry.get().contains("Point"));
+
+        let e2 = real_integrity(EXAMPLE2);
+        let m = parse(e2.as_bytes()).unwrap();
+        let w = m.wis2.as_ref().unwrap();
+        let times: Vec<&str> = w.times.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(times, ["start_datetime", "end_datetime"]);
+        assert_eq!(
+            m.rel_path, "dataset/4546/abcdef-abcd-abcd-abcd-abcdefabcd.grib",
+            "the link's extension is added to a data_id without one"
+        );
+
+        let m = parse(EXAMPLE3.as_bytes()).unwrap();
+        assert!(m.integrity.is_none(), "integrity is optional");
+        assert_eq!(m.extra.len(), 1);
+        assert_eq!(m.extra[0].0, "cache");
+        let m = parse(EXAMPLE4.as_bytes()).unwrap();
+        assert_eq!(m.file_op, Some(FileOp::Remove));
+        assert_eq!(m.wis2.unwrap().relation, Relation::Deletion);
+        assert_eq!(
+            m.rel_path, "data/data-123/items/abcdefab-abcd-1234-5678-0123456789ab.txt",
+            "the deletion names the file the canonical message stored"
+        );
+    }
+
+    #[test]
+    fn the_examples_placeholder_integrity_is_refused_by_name() {
+        let e = parse(EXAMPLE1.as_bytes()).unwrap_err();
+        assert!(e.0.contains("properties.integrity"), "{e}");
+    }
+
+    /// `EXAMPLE3` with one edit: `(from, to)` replaced.
+    fn edited(from: &str, to: &str) -> String {
+        assert!(EXAMPLE3.contains(from), "{from}");
+        EXAMPLE3.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn refuses_what_the_schema_refuses_with_a_line_naming_it() {
+        let link = r#""rel": "canonical""#;
+        let cases: Vec<(String, &str)> = vec![
+            (
+                edited(r#""id": "31e9d66a-cd83-4174-9429-b932f1abcdef","#, ""),
+                "without id",
+            ),
+            (
+                edited(r#""conformsTo": ["#, r#""version": "v04", "conformsTo": ["#),
+                "both conformsTo and version",
+            ),
+            (
+                edited("http://wis.wmo.int/spec/wnm/1/conf/core", "http://x/other"),
+                "conformsTo does not name",
+            ),
+            (
+                edited(r#""type": "Feature","#, r#""type": "Point","#),
+                "not \"Feature\"",
+            ),
+            (edited(r#""geometry": null,"#, ""), "without geometry"),
+            (
+                edited(r#""pubtime": "2022-11-20T16:40:37Z","#, ""),
+                "without properties.pubtime",
+            ),
+            (
+                edited("2022-11-20T16:40:37Z", "20221120T164037"),
+                "not an RFC 3339 time",
+            ),
+            (
+                edited(
+                    r#""data_id": "data/data-123/items/abcdefab-abcd-1234-5678-0123456789ab","#,
+                    "",
+                ),
+                "without properties.data_id",
+            ),
+            (
+                edited(r#""datetime": "2022-11-11T11:11:11Z","#, ""),
+                "without properties.datetime",
+            ),
+            (
+                edited(
+                    r#""datetime": "2022-11-11T11:11:11Z","#,
+                    r#""datetime": "2022-11-11T11:11:11Z", "end_datetime": "2022-11-11T11:11:11Z","#,
+                ),
+                "not a mix",
+            ),
+            (edited(link, r#""rel": "item""#), "no link of rel canonical"),
+            (
+                edited(
+                    link,
+                    r#""rel": "canonical"}, {"href": "https://b/x.txt", "rel": "update""#,
+                ),
+                "more than one link",
+            ),
+            (
+                edited(
+                    r#""cache": false"#,
+                    r#""cache": false, "integrity": {"method": "md5", "value": "sZRqySSS0jR8YjW00mERhA=="}"#,
+                ),
+                "not one WIS2 allows",
+            ),
+            (
+                edited(
+                    r#""cache": false"#,
+                    r#""cache": false, "integrity": {"method": "sha256", "value": "AAAA"}"#,
+                ),
+                "sha256 digest is 3 bytes",
+            ),
+            (
+                edited(
+                    r#""cache": false"#,
+                    r#""cache": false, "content": {"encoding": "rot13", "value": "x", "size": 1}"#,
+                ),
+                "not utf-8, base64 or gzip",
+            ),
+            (
+                edited(
+                    r#""cache": false"#,
+                    &format!(
+                        r#""cache": false, "content": {{"encoding": "utf-8", "value": "{}", "size": 8000}}"#,
+                        "x".repeat(8000)
+                    ),
+                ),
+                "the standard's limit is 8192",
+            ),
+            (
+                edited(
+                    r#""cache": false"#,
+                    &format!(
+                        r#""cache": false, "content": {{"encoding": "utf-8", "value": "{}", "size": 4100}}"#,
+                        "x".repeat(4100)
+                    ),
+                ),
+                "the standard's limit is 4096",
+            ),
+            (
+                edited(r#""links": ["#, r#""links": [], "x": ["#),
+                "has no links",
+            ),
+            (
+                edited("https://example.org/92c557ef", "ftp-ish/92c557ef"),
+                "not an absolute URL",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert!(e.0.contains(want), "want {want:?}, got {:?}", e.0);
+        }
+    }
+
+    #[test]
+    fn gzip_content_inflates_and_bombs_do_not() {
+        // `printf 'hello wis2\n' | gzip -n | base64`
+        let z = B64
+            .decode("H4sIAAAAAAAAA8tIzcnJVyjPLDbiAgDrGNGnCwAAAA==")
+            .unwrap();
+        assert_eq!(gunzip(&z, 100).unwrap(), b"hello wis2\n");
+        assert!(gunzip(&z, 4).is_err(), "over the limit");
+        assert!(gunzip(b"not gzip at all, no", 100).is_err());
+        let mut torn = z.clone();
+        torn.truncate(z.len() - 3);
+        assert!(gunzip(&torn, 100).is_err());
+        let c = Content {
+            encoding: "gzip".into(),
+            value: "H4sIAAAAAAAAA8tIzcnJVyjPLDbiAgDrGNGnCwAAAA==".into(),
+        };
+        assert_eq!(c.decode().unwrap(), b"hello wis2\n");
+    }
+
+    #[test]
+    fn rel_path_rule() {
+        assert_eq!(
+            rel_path_of("a/b/c.txt", Some("http://h/x.bin")),
+            "a/b/c.txt"
+        );
+        assert_eq!(
+            rel_path_of("a/b/c", Some("http://h/p/c.bufr4?x=1")),
+            "a/b/c.bufr4"
+        );
+        assert_eq!(rel_path_of("a/b/c", Some("http://h/p/noext")), "a/b/c");
+        assert_eq!(rel_path_of("a/b/c", Some("http://h/p/.hidden")), "a/b/c");
+        assert_eq!(rel_path_of("a/b/c", Some("http://h/p/x.a%2Fb")), "a/b/c");
+        assert_eq!(rel_path_of("a/b/c", None), "a/b/c");
+    }
+}

@@ -1,0 +1,229 @@
+//! The WIS2 message ids seen lately, kept at least 24 h and across restarts, as the WIS2
+//! guide asks of every consumer: the same message reaches a node through several global
+//! brokers, and it is worked on once.
+//!
+//! An append-only file of 12-byte records (fingerprint of the id, seconds since the
+//! epoch); in memory a map of the same. Records older than `KEEP` are dropped when the
+//! map is swept (every `SWEEP` or when full); the file is rewritten when it holds twice
+//! the live records. No sync: the page cache survives a killed process, and after a
+//! power cut a message worked on again costs a duplicate, never a loss.
+
+use super::recent::fingerprint;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// How long an id is remembered (the standard: ids are unique over at least 24 h).
+pub const KEEP: u32 = 24 * 3600;
+/// Ids remembered at most (~20 bytes each in memory: ~5 MB); when full before `KEEP`,
+/// the oldest quarter of the time span gives way, with a warning.
+pub const DEFAULT_MAX: usize = 256 * 1024;
+/// How often expired ids are swept out of memory (seconds).
+const SWEEP: u32 = 600;
+const RECORD: usize = 12;
+
+pub struct SeenIds {
+    path: PathBuf,
+    file: File,
+    ids: HashMap<u64, u32>,
+    in_file: usize,
+    max: usize,
+    swept: u32,
+    pending: Vec<u8>,
+}
+
+impl SeenIds {
+    /// Opens (creating) `dir/ids.log`; ids older than `KEEP` at `now` are not loaded.
+    pub fn open(dir: &Path, max: usize, now: u32) -> io::Result<SeenIds> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("ids.log");
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = File::open(&path) {
+            f.read_to_end(&mut bytes)?;
+        }
+        let whole = bytes.len() / RECORD * RECORD;
+        let mut s = SeenIds {
+            file: OpenOptions::new().create(true).append(true).open(&path)?,
+            path,
+            ids: HashMap::new(),
+            in_file: whole / RECORD,
+            max: max.max(16),
+            swept: now,
+            pending: Vec::new(),
+        };
+        if whole < bytes.len() {
+            // a record torn by a crash: cut it, so the next ones line up
+            s.file.set_len(whole as u64)?;
+        }
+        for r in bytes[..whole].chunks_exact(RECORD) {
+            let k = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
+            let t = u32::from_le_bytes(r[8..].try_into().expect("4 bytes"));
+            if now.saturating_sub(t) < KEEP {
+                s.ids.insert(k, t);
+            }
+        }
+        if s.in_file > 2 * s.ids.len() + 1024 {
+            s.rewrite()?;
+        }
+        Ok(s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether `id` was seen within `KEEP` of `now`; records it when not.
+    pub fn seen(&mut self, id: &str, now: u32) -> bool {
+        let k = fingerprint(id.as_bytes());
+        if let Some(&t) = self.ids.get(&k) {
+            if now.saturating_sub(t) < KEEP {
+                return true;
+            }
+        }
+        if now.saturating_sub(self.swept) >= SWEEP || self.ids.len() >= self.max {
+            self.sweep(now);
+        }
+        self.ids.insert(k, now);
+        self.pending.extend_from_slice(&k.to_le_bytes());
+        self.pending.extend_from_slice(&now.to_le_bytes());
+        self.in_file += 1;
+        if self.pending.len() >= 64 * RECORD {
+            self.flush();
+        }
+        false
+    }
+
+    /// Writes the ids recorded since the last flush (called by the flow at each turn).
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            log::warn!("{}: WIS2 ids not kept: {e}", self.path.display());
+        }
+        self.pending.clear();
+    }
+
+    fn sweep(&mut self, now: u32) {
+        self.swept = now;
+        self.ids.retain(|_, t| now.saturating_sub(*t) < KEEP);
+        if self.ids.len() >= self.max {
+            let oldest = self.ids.values().min().copied().unwrap_or(now);
+            let cut = oldest + (now.saturating_sub(oldest)) / 4;
+            self.ids.retain(|_, t| *t > cut);
+            log::warn!(
+                "WIS2 message ids: {} kept, the most this node keeps (wis2-ids-max): ids seen before {}s ago are forgotten before 24 h",
+                self.max,
+                now.saturating_sub(cut)
+            );
+        }
+        if self.in_file > 2 * self.ids.len() + 1024 {
+            self.flush();
+            if let Err(e) = self.rewrite() {
+                log::warn!("{}: cannot compact: {e}", self.path.display());
+            }
+        }
+    }
+
+    /// Rewrites the file with the ids in memory (temp file, then rename).
+    fn rewrite(&mut self) -> io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let mut bytes = Vec::with_capacity(self.ids.len() * RECORD);
+        for (k, t) in &self.ids {
+            bytes.extend_from_slice(&k.to_le_bytes());
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.in_file = self.ids.len();
+        Ok(())
+    }
+}
+
+impl Drop for SeenIds {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meshnode-seen-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn an_id_is_seen_once_and_across_a_restart() {
+        let d = dir("restart");
+        let mut s = SeenIds::open(&d, 1000, 1_000_000).unwrap();
+        assert!(!s.seen("a", 1_000_000));
+        assert!(s.seen("a", 1_000_010));
+        assert!(!s.seen("b", 1_000_020));
+        drop(s);
+        let mut s = SeenIds::open(&d, 1000, 1_000_100).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s.seen("a", 1_000_100));
+        assert!(!s.seen("c", 1_000_100));
+        // a day later they are forgotten, as the standard allows
+        let later = 1_000_000 + KEEP + 1;
+        assert!(!s.seen("a", later));
+        drop(s);
+        let s = SeenIds::open(&d, 1000, later + 200).unwrap();
+        assert_eq!(
+            s.len(),
+            1,
+            "only the id seen again within the day is loaded"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_record_is_cut_and_the_file_is_compacted() {
+        let d = dir("torn");
+        let mut s = SeenIds::open(&d, 1000, 10).unwrap();
+        for i in 0..2000 {
+            s.seen(&format!("id-{i}"), 10);
+        }
+        drop(s);
+        let log = d.join("ids.log");
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 2000 * RECORD as u64);
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&[1, 2, 3]).unwrap();
+        drop(f);
+        let mut s = SeenIds::open(&d, 5000, 20).unwrap();
+        assert_eq!(s.len(), 2000);
+        assert!(s.seen("id-42", 20));
+        assert!(!s.seen("new", 20));
+        drop(s);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 2001 * RECORD as u64);
+        // all expired: the file is rewritten empty at the next open
+        let s = SeenIds::open(&d, 5000, 20 + KEEP).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn when_full_the_oldest_give_way() {
+        let d = dir("full");
+        let mut s = SeenIds::open(&d, 100, 0).unwrap();
+        for i in 0..100u32 {
+            assert!(!s.seen(&format!("id-{i}"), i * 10));
+        }
+        assert!(!s.seen("one more", 1000));
+        assert!(s.len() <= 100);
+        assert!(!s.seen("id-0", 1001), "the oldest was forgotten");
+        assert!(s.seen("id-99", 1001), "a recent one is kept");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
