@@ -10,3 +10,4 @@ mod metrics;
 mod run;
 mod serve;
 mod tls;
+mod wis2;
