@@ -219,7 +219,7 @@ fn wis2_messages_flow_through_two_nodes_and_pywis_pubsub_verifies_the_files() {
         Method::Sha3_384,
     ];
     let mut burst = Vec::new();
-    for i in 0..6 {
+    for (i, &method) in methods.iter().enumerate() {
         put(&origin, &format!("wis2/station{i}.bufr4"), &body(i, "v1"));
         let href = format!("{}/wis2/station{i}.bufr4", web.base_url());
         let m = wnm(
@@ -229,7 +229,7 @@ fn wis2_messages_flow_through_two_nodes_and_pywis_pubsub_verifies_the_files() {
             "canonical",
             &href,
             &body(i, "v1"),
-            methods[i],
+            method,
             None,
         );
         burst.push((TOPIC.to_string(), m));
