@@ -141,6 +141,11 @@ impl Fetcher {
             .max_idle_connections(16.max(per_host))
             .max_idle_connections_per_host(per_host)
             .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(super::roots::ureq_roots())
+                    .build(),
+            )
             .build()
             .new_agent();
         Fetcher {

@@ -11,6 +11,7 @@ pub mod post;
 pub mod recent;
 mod requeue;
 pub mod retry;
+pub mod roots;
 pub mod seen;
 pub mod servers;
 pub mod stats;

@@ -172,6 +172,7 @@ fn wis2_messages_flow_through_two_nodes_and_pywis_pubsub_verifies_the_files() {
     let (dir_a, dir_b) = (s.path("a"), s.path("b"));
     let port_a = free_port();
     let base_a = format!("http://127.0.0.1:{port_a}");
+    std::fs::create_dir_all(&dir_a).unwrap();
     let _serve_a = Node::start(
         &s.path("serve-a.log"),
         &[
@@ -448,4 +449,115 @@ fn meshnode_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+#[test]
+fn a_wis2_broker_over_mqtts_with_everyone_everyone_is_one_broker_url() {
+    let s = Scratch::new("wis2-mqtts");
+    let certs = s.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_cert(&certs, "127.0.0.1");
+    let pw = certs.join("pwfile");
+    let out = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&pw)
+        .args(["everyone", "everyone"])
+        .output()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the broker runs as user mosquitto when started by root
+    for f in ["pwfile", "key.pem", "cert.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(certs.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // the "global broker": MQTTS with a password file; a plain listener for the test's
+    // publisher
+    let plain = free_port();
+    let global = Broker::start_with(
+        &s.path("global"),
+        &format!(
+            "certfile {c}/cert.pem\nkeyfile {c}/key.pem\nlistener {plain} 127.0.0.1\n\
+             allow_anonymous true\npassword_file {c}/pwfile\n",
+            c = certs.display()
+        ),
+    );
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "origin/#");
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    let dir = s.path("node");
+    let args: Vec<String> = [
+        "peer",
+        "--broker",
+        &format!("mqtts://everyone:everyone@127.0.0.1:{}", global.port),
+        "--exchange",
+        "cache",
+        "--topic-prefix",
+        "a/wis2",
+        "--subtopic",
+        "+/data/core/weather/surface-based-observations/#",
+        "--post-broker",
+        &local.url(),
+        "--post-baseUrl",
+        "http://127.0.0.1:9",
+        "--post-exchange",
+        "origin",
+        "--format",
+        "wis2",
+        "--dir",
+        &dir.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    // the test CA is trusted as the system's bundle would be (SSL_CERT_FILE); without
+    // it the node logs "invalid peer certificate: UnknownIssuer" (checked by hand)
+    let ca = certs.join("ca.pem").display().to_string();
+    let node = Node::start_env(&s.path("node.log"), &args, &[("SSL_CERT_FILE", &ca)]);
+    assert!(
+        wait_until(WAIT, || node.log_text().contains("subscribed")),
+        "{}",
+        node.log_text()
+    );
+    let data = b"BUFR over mqtts\n";
+    put(&origin, "x/obs.bufr4", data);
+    let t = rfc3339(meshnode_now());
+    let m = wnm(
+        &uuid(1),
+        &t,
+        "xx-test/data/core/weather/surface-based-observations/synop/obs",
+        "canonical",
+        &format!("{}/x/obs.bufr4", web.base_url()),
+        data,
+        Method::Sha512,
+        None,
+    );
+    let topic = "cache/a/wis2/xx-test/data/core/weather/surface-based-observations/synop";
+    // and one outside the subtopic, not taken
+    let other = "cache/a/wis2/xx-test/data/core/climate/x";
+    publish_to(plain, &[(topic.into(), m.clone()), (other.into(), m)]);
+    let rel = "xx-test/data/core/weather/surface-based-observations/synop/obs.bufr4";
+    assert!(
+        wait_until(WAIT, || read(&dir, rel).as_deref() == Some(&data[..])),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(WAIT, || watch.count() == 1));
+    assert_eq!(
+        watch.snapshot()[0].topic,
+        "origin/a/wis2/xx-test/data/core/weather/surface-based-observations/synop",
+        "the WIS2 hierarchy kept, under our exchange"
+    );
+    assert!(
+        node.log_text().contains("mqtts://everyone@127.0.0.1"),
+        "{}",
+        node.log_text()
+    );
+    assert!(
+        !node.log_text().contains("everyone:everyone"),
+        "no password in the log"
+    );
 }

@@ -14,10 +14,15 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, "allow_anonymous true\n")
+    }
+
+    /// A broker whose listener has `settings` (TLS, a password file...) besides the usual.
+    pub fn start_with(dir: &Path, listener: &str) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
         let port = super::free_port();
         let settings = format!(
-            "allow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+            "{listener}persistence true\npersistence_location {dir}/\n\
              max_inflight_messages 1000\nmax_queued_messages 1000000\nupgrade_outgoing_qos true\n\
              log_dest file {dir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
             dir = dir.display()

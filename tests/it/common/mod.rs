@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod broker;
+mod certs;
 mod fixtures;
 mod http;
 mod node;
@@ -14,6 +15,7 @@ mod watcher;
 mod web;
 
 pub use broker::*;
+pub use certs::*;
 pub use fixtures::*;
 pub use http::*;
 pub use node::*;

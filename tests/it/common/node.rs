@@ -13,14 +13,24 @@ pub struct Node {
     pub child: Option<Child>,
     pub log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     pub fn start(log: &Path, args: &[String]) -> Node {
+        Self::start_env(log, args, &[])
+    }
+
+    /// A node started with `env` added to its environment.
+    pub fn start_env(log: &Path, args: &[String], env: &[(&str, &str)]) -> Node {
         let mut n = Node {
             child: None,
             log: log.to_path_buf(),
             args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         n.launch();
         n
@@ -45,6 +55,7 @@ impl Node {
         };
         let child = cmd
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

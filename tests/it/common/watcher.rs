@@ -85,8 +85,13 @@ impl Drop for Watcher {
 
 /// Publishes raw payloads (QoS 1) and waits until the broker acknowledged them all.
 pub fn publish_raw(broker: &Broker, items: &[(String, Vec<u8>)]) {
-    let id = format!("pub-{}-{}", broker.port, free_port());
-    let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
+    publish_to(broker.port, items)
+}
+
+/// `publish_raw` to a broker's (plain, anonymous) listener on `port`.
+pub fn publish_to(port: u16, items: &[(String, Vec<u8>)]) {
+    let id = format!("pub-{port}-{}", free_port());
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_max_packet_size(Some(2_000_000));
     let (client, mut conn) = Client::new(o, items.len() + 10);
     for (t, p) in items {
