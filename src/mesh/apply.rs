@@ -587,7 +587,15 @@ impl Flow {
         let (cid, _) = sidecar::split_product_rel(rel).expect("checked by the caller");
         // served as a header later: only a well-formed media type (no CR/LF), with the
         // cid and oid of the relPath whatever the message says
-        let mt = match field("contentType").map(|c| MediaType::parse(&c)) {
+        // a WIS2 message says the media type as its link's type
+        let link_type = || {
+            let w = msg.wis2.as_ref()?;
+            w.link_type.as_deref().map(str::to_string)
+        };
+        let mt = match field("contentType")
+            .or_else(link_type)
+            .map(|c| MediaType::parse(&c))
+        {
             Some(Ok(mt)) => mt,
             Some(Err(e)) => {
                 log::warn!("{rel}: contentType refused ({e}); served as application/octet-stream");
@@ -598,7 +606,9 @@ impl Flow {
         let meta = sidecar::Meta {
             content_type: sidecar::product_media_type(mt, cid, oid).to_string(),
             source: field("source").unwrap_or_default(),
-            pub_time: msg.pub_time.to_string(),
+            // the product listing speaks v03's pubTime
+            pub_time: crate::core::time::rfc3339_to_pub_time(&msg.pub_time)
+                .unwrap_or_else(|| msg.pub_time.to_string()),
         };
         let dir = self.store.path(relpath::dirname(rel));
         // through the store: its directories are checked for symlinks

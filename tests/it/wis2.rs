@@ -561,3 +561,127 @@ fn a_wis2_broker_over_mqtts_with_everyone_everyone_is_one_broker_url() {
         "no password in the log"
     );
 }
+
+/// A `run` node taking channel MEMO (open to dave), with `extra` options first.
+fn channel_node(s: &Scratch, name: &str, port: u16, extra: &str) -> Node {
+    let pw = s.path("passwd");
+    if !pw.exists() {
+        let line = meshnode::channels::credentials::hash_line("dave", "davepw", 1000).unwrap();
+        std::fs::write(&pw, line + "\n").unwrap();
+    }
+    let conf = s.path(&format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "dir {dir}\nlisten 127.0.0.1:{port}\npassword-file {pw}\nnode-id {name}\nverbose 2\n\
+             {extra}\nchannel MEMO\ncapacity 3\naccess open\nwriters dave\n",
+            dir = s.path(&format!("{name}-data")).display(),
+            pw = pw.display(),
+        ),
+    )
+    .unwrap();
+    let n = Node::start(
+        &s.path(&format!("{name}.log")),
+        &["run".into(), "--config".into(), conf.display().to_string()],
+    );
+    assert!(
+        wait_until(WAIT, || n.log_text().contains("serving")),
+        "{}",
+        n.log_text()
+    );
+    n
+}
+
+#[test]
+fn channel_products_are_announced_in_wis2_and_replicated_and_removed() {
+    let s = Scratch::new("wis2-channels");
+    let (broker_a, broker_b) = (Broker::start(&s.path("ba")), Broker::start(&s.path("bb")));
+    let watch_a = Watcher::start(&broker_a, "origin/#");
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = channel_node(
+        &s,
+        "a",
+        port_a,
+        &format!(
+            "post-broker {}\npost-exchange origin\nformat wis2\n",
+            broker_a.url()
+        ),
+    );
+    let b = channel_node(
+        &s,
+        "b",
+        port_b,
+        &format!(
+            "post-broker {}\nflow from-a\nbroker {}\nexchange origin\ntopic-prefix a/wis2\n",
+            broker_b.url(),
+            broker_a.url()
+        ),
+    );
+    assert!(
+        wait_until(WAIT, || b.log_text().contains("subscribed")),
+        "{}",
+        b.log_text()
+    );
+    let auth = basic("dave:davepw");
+    let body = b"Memo: WIS2 from a channel\n";
+    let r = http(
+        port_a,
+        "POST",
+        "/rest/taker",
+        &[
+            ("Content-Type", "text/plain; cid=MEMO; fname=memo.txt"),
+            ("Authorization", &auth),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.head);
+    let oid = r.oid();
+    let path = format!("/channels/MEMO/{oid}");
+    assert!(
+        wait_until(WAIT, || http(port_b, "GET", &path, &[], b"").status == 200),
+        "{}",
+        b.log_text()
+    );
+    let (on_a, on_b) = (
+        http(port_a, "GET", &path, &[], b""),
+        http(port_b, "GET", &path, &[], b""),
+    );
+    assert_eq!(on_b.body, body);
+    assert_eq!(on_b.header("Content-Type"), on_a.header("Content-Type"));
+    assert!(on_b
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("text/plain"));
+
+    let d = http(
+        port_a,
+        "DELETE",
+        &format!("/rest/taker/channels/MEMO/{oid}"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert!(d.status / 100 == 2, "{}", d.head);
+    assert!(
+        wait_until(WAIT, || http(port_b, "GET", &path, &[], b"").status == 404),
+        "{}",
+        b.log_text()
+    );
+    let msgs = watch_a.snapshot();
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    let first: serde_json::Value = serde_json::from_str(&msgs[0].payload).unwrap();
+    assert_eq!(
+        first["properties"]["data_id"],
+        format!("metcast/MEMO/{oid}")
+    );
+    assert_eq!(first["properties"]["integrity"]["method"], "sha512");
+    assert!(first["links"][0]["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let second: serde_json::Value = serde_json::from_str(&msgs[1].payload).unwrap();
+    assert_eq!(second["links"][0]["rel"], "deletion");
+    for (n, m) in msgs.iter().enumerate() {
+        validate(&s, n, &m.payload);
+    }
+    drop(a);
+}
