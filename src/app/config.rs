@@ -583,8 +583,19 @@ writers ops
             "{options} commented-out options in the example"
         );
         let n = parse(&all, "all-options").unwrap_or_else(|e| panic!("{e}\n{all}"));
-        assert_eq!((n.retention_hours, n.flows.len()), (13, 2));
+        assert_eq!((n.retention_hours, n.flows.len()), (13, 3));
         assert_eq!(n.flows[1].select.len(), 2, "both select lines of flow rest");
+        let wis2 = &n.flows[2];
+        assert_eq!(wis2.format, crate::core::message::Format::Wis2);
+        assert!(wis2.brokers[0].tls && wis2.brokers[0].user.as_deref() == Some("everyone"));
+        assert_eq!(
+            crate::core::topic::subscription(
+                &wis2.exchange,
+                &wis2.topic_prefix,
+                &wis2.subtopics[0]
+            ),
+            "cache/a/wis2/+/data/core/weather/surface-based-observations/#"
+        );
         assert_eq!(n.channels.len(), 2, "both example channels");
         assert!(n.channels[1].is_feed() && n.password_file.is_some());
     }
