@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// How long an id is remembered (the standard: ids are unique over at least 24 h).
 pub const KEEP: u32 = 24 * 3600;
-/// Ids remembered at most (~20 bytes each in memory: ~5 MB); when full before `KEEP`,
+/// Ids remembered at most (a hash map of 16-byte slots: ~9 MB when full); when full before `KEEP`,
 /// the oldest quarter of the time span gives way, with a warning.
 pub const DEFAULT_MAX: usize = 256 * 1024;
 /// How often expired ids are swept out of memory (seconds).
