@@ -84,6 +84,7 @@ impl PeerArgs {
             "session-expiry" => c.session_expiry = num(name, v)?,
             "dir" => c.dir = PathBuf::from(v),
             "download" => c.download = boolean(name, v)?,
+            "exactly-once" => c.exactly_once = boolean(name, v)?,
             "select" => c.select.push(v).map_err(|e| e.to_string())?,
             "accept" => c
                 .select

@@ -98,6 +98,8 @@ pub static OPTIONS: &[Opt] = &[
         "the data tree"),
     opt("download", "yes|no", "yes", PF,
         "no: forward announcements unchanged (a dispatcher)"),
+    opt("exactly-once", "yes|no", "yes", PF,
+        "an audit session on the post broker: an announcement the broker took is not made again after a crash (no: at most one batch may be)"),
     opt("select", "'accept RE'|'reject RE'", "none, repeatable", PF,
         "on the relPath; first match wins; unmatched accepted"),
     opt("accept", "RE", "none, repeatable", PF,

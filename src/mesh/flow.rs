@@ -1,6 +1,7 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
+use super::audit::Auditor;
 use super::fetch::Timeouts;
 use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::recent::{Recent, RECENT_CAPACITY};
@@ -86,6 +87,9 @@ pub struct PeerConfig {
     pub recent_capacity: usize,
     /// WIS2 message ids remembered at most (at least 24 h each while they fit).
     pub wis2_ids_max: usize,
+    /// Keep an audit session on the post broker, so that an announcement the broker took
+    /// is never made again after a crash.
+    pub exactly_once: bool,
     /// Where the flow posts its counters about once a second (the node's metrics).
     pub board: Option<super::stats::Board>,
 }
@@ -132,6 +136,7 @@ impl Default for PeerConfig {
             stats_interval: Duration::from_secs(60),
             recent_capacity: RECENT_CAPACITY,
             wis2_ids_max: super::seen::DEFAULT_MAX,
+            exactly_once: true,
             board: None,
         }
     }
@@ -244,7 +249,8 @@ pub struct Flow {
     /// The announcement being made.
     pub(super) out: Vec<u8>,
     /// Publications not yet handed to the post connection, at most `BATCH`.
-    outbox: Vec<(String, Vec<u8>)>,
+    /// (topic, payload, journal key).
+    outbox: Vec<(String, Vec<u8>, (u64, u64))>,
     /// While the local disk refuses files: when to try again, and how long after that.
     pub(super) stall: Stall,
     /// Messages whose server failed, kept to be tried again.
@@ -268,6 +274,8 @@ pub struct Flow {
     unacked: std::collections::VecDeque<(u64, (u64, u64))>,
     /// WIS2 message ids seen, opened at the first WIS2 message.
     pub(super) seen: SeenState,
+    /// The post broker's account of the announcements it took (while running).
+    auditor: Option<Auditor>,
 }
 
 /// The WIS2 ids of a flow: not opened yet (no WIS2 message so far), open, or not
@@ -328,6 +336,8 @@ pub const BATCH: usize = 32;
 /// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
 /// each upstream session).
 pub const QUEUE_CAPACITY: usize = 64;
+/// Longest the flow waits at start for its audit session's backlog.
+pub const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 /// Longest a stored file's announcement waits for its batch.
 pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 
@@ -385,6 +395,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         announced,
         unacked: std::collections::VecDeque::new(),
         seen: SeenState::Unopened,
+        auditor: None,
     };
     loop {
         match flow.run_once() {
@@ -413,6 +424,60 @@ impl Flow {
             max_packet: self.cfg.message_max.saturating_add(64 * 1024),
             keepalive: self.cfg.keepalive,
         }
+    }
+
+    /// Starts the audit session on the post broker (`exactly-once`) and journals what it
+    /// held from before: announcements the broker took that this node did not journal
+    /// before it died. Done before the upstream subscriptions, whose redeliveries the
+    /// journal then judges.
+    fn start_audit(&mut self) -> Option<Auditor> {
+        let url = self
+            .cfg
+            .post_broker
+            .clone()
+            .filter(|_| self.cfg.exactly_once)?;
+        let mut s = self.session("-audit");
+        s.clean_start = false;
+        let prefix = self.cfg.post_prefix();
+        let exchanges: Vec<String> = match self.cfg.post_exchange_split {
+            n if n > 1 => (0..n)
+                .map(|k| format!("{}{k:02}", self.cfg.post_exchange))
+                .collect(),
+            _ => vec![self.cfg.post_exchange.clone()],
+        };
+        let filters = exchanges
+            .iter()
+            .map(|e| match prefix {
+                "" => format!("{e}/#"),
+                p => format!("{e}/{p}/#"),
+            })
+            .collect();
+        // outside the exchange: no subscriber of the announcements ever sees it
+        let marker = format!("meshnode-audit/{}", s.client_id);
+        let a = Auditor::spawn(&url, &s, filters, marker, self.stop.clone());
+        if !a.wait_drained(AUDIT_DRAIN, &self.stop) {
+            log::warn!(
+                "post {}: the audit session did not answer within {} s: announcements the broker took before a crash may be made again",
+                url.redacted(),
+                AUDIT_DRAIN.as_secs()
+            );
+        }
+        let audited = a.take();
+        let n = audited.keys.len();
+        for k in &audited.keys {
+            self.announced.record(*k);
+        }
+        match self.announced.sync() {
+            Ok(()) => a.ack(audited),
+            Err(e) => log::error!("announcement journal: cannot sync ({e})"),
+        }
+        if n > 0 {
+            log::info!(
+                "post {}: {n} announcements the broker took are journaled",
+                url.redacted()
+            );
+        }
+        Some(a)
     }
 
     fn run_once(&mut self) -> FlowEnd {
@@ -446,6 +511,7 @@ impl Flow {
             s.clean_start = false;
             Poster::spawn(&url, &s, tx.clone(), self.stop.clone())
         });
+        self.auditor = self.start_audit();
         let subs: Vec<Subscriber> = self
             .cfg
             .brokers
@@ -647,6 +713,10 @@ impl Flow {
         if let Some(p) = &poster {
             p.disconnect();
         }
+        let auditor = self.auditor.take();
+        if let Some(a) = &auditor {
+            a.disconnect();
+        }
         // drain so no connection thread stays blocked on a full queue
         let drain = thread::spawn(move || while rx.recv().is_ok() {});
         for s in subs {
@@ -655,6 +725,9 @@ impl Flow {
         if let Some(p) = poster {
             let t = p.thread;
             let _ = t.join();
+        }
+        if let Some(a) = auditor {
+            let _ = a.thread.join();
         }
         // downloads in progress are abandoned (stop is set): their messages come again
         workers.join();
@@ -673,8 +746,6 @@ impl Flow {
         end
     }
 
-    /// Queues `self.out` for publication on the topic of `rel`; returns the sequence
-    /// number the publication will have.
     /// Queues the announcement in `self.out` of `rel` on the topic of `dirs` (see
     /// `topic_dirs`); `integrity_value` (the value announced upstream) splits the
     /// exchange and keys the journal.
@@ -702,11 +773,12 @@ impl Flow {
             self.cfg.post_prefix(),
             dirs,
         );
-        self.outbox.push((self.topic.clone(), self.out.clone()));
+        let key = super::announced::Announced::key(rel, integrity_value);
+        self.outbox
+            .push((self.topic.clone(), self.out.clone(), key));
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
         let seq = poster.issued() + self.outbox.len() as u64;
-        let key = super::announced::Announced::key(rel, integrity_value);
         self.unacked.push_back((seq, key));
         Outcome::Done(seq)
     }
@@ -767,9 +839,17 @@ impl Flow {
             let (_, key) = self.unacked.pop_front().expect("a front");
             self.announced.record(key);
         }
+        // and what the broker's audit session says it took (acked once journaled)
+        let audited = self.auditor.as_ref().map(Auditor::take);
+        for k in audited.iter().flat_map(|a| &a.keys) {
+            self.announced.record(*k);
+        }
         if let Err(e) = self.announced.sync() {
             log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
             return true;
+        }
+        if let (Some(a), Some(audited)) = (&self.auditor, audited) {
+            a.ack(audited);
         }
         self.seen.flush();
         window.release(subs, acked);
@@ -791,8 +871,9 @@ impl Flow {
             return true;
         };
         let stop = &self.stop;
-        for (topic, payload) in std::mem::take(&mut self.outbox) {
-            match poster.publish_waiting(&topic, payload, || stop.load(Ordering::Relaxed)) {
+        for (topic, payload, key) in std::mem::take(&mut self.outbox) {
+            let give_up = || stop.load(Ordering::Relaxed);
+            match poster.publish_keyed_waiting(&topic, payload, Some(key), give_up) {
                 Ok(_) => {}
                 Err(PostError::Full(_)) => return false,
                 Err(PostError::Other(e)) => {

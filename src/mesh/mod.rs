@@ -3,6 +3,7 @@
 
 pub mod announced;
 mod apply;
+pub mod audit;
 pub mod fetch;
 pub mod flow;
 pub mod mqtt;

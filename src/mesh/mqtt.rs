@@ -177,7 +177,7 @@ fn connection_thread_name(what: &str) -> String {
 
 /// Logs a connection error and waits `backoff` (doubled for next time; rumqttc has no
 /// backoff of its own). False when the node is stopping.
-fn back_off(
+pub(super) fn back_off(
     what: &str,
     e: &dyn std::fmt::Display,
     stop: &AtomicBool,
@@ -465,7 +465,27 @@ impl Poster {
         give_up: impl Fn() -> bool,
     ) -> Result<u64, PostError> {
         loop {
-            match self.publish(topic, payload) {
+            match self.publish_keyed(topic, payload, None) {
+                Err(PostError::Full(p)) if !give_up() => {
+                    payload = p;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// `publish_waiting` of an announcement carrying its journal key (correlation data,
+    /// for the flow's audit session).
+    pub fn publish_keyed_waiting(
+        &mut self,
+        topic: &str,
+        mut payload: Vec<u8>,
+        key: Option<(u64, u64)>,
+        give_up: impl Fn() -> bool,
+    ) -> Result<u64, PostError> {
+        loop {
+            match self.publish_keyed(topic, payload, key) {
                 Err(PostError::Full(p)) if !give_up() => {
                     payload = p;
                     thread::sleep(Duration::from_millis(5));
@@ -477,12 +497,26 @@ impl Poster {
 
     /// Queues one publication; returns its sequence number.
     pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<u64, PostError> {
+        self.publish_keyed(topic, payload, None)
+    }
+
+    fn publish_keyed(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        key: Option<(u64, u64)>,
+    ) -> Result<u64, PostError> {
+        let mut props = self.props.clone();
+        if let Some(k) = key {
+            props.correlation_data =
+                Some(bytes::Bytes::copy_from_slice(&super::audit::key_bytes(k)));
+        }
         match self.client.try_publish_with_properties(
             topic,
             QoS::AtLeastOnce,
             false,
             payload,
-            self.props.clone(),
+            props,
         ) {
             Ok(()) => {
                 self.issued += 1;

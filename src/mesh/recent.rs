@@ -36,6 +36,11 @@ impl Recent {
         self.map.get(&fingerprint(rel.as_bytes())) == Some(&fingerprint(digest))
     }
 
+    /// `contains` with the fingerprints made already.
+    pub fn holds(&self, key: u64, value: u64) -> bool {
+        self.map.get(&key) == Some(&value)
+    }
+
     pub fn insert(&mut self, rel: &str, digest: &[u8]) {
         self.insert_fingerprints(fingerprint(rel.as_bytes()), fingerprint(digest));
     }
