@@ -8,7 +8,8 @@
 //! by `run`, serving its own tree; its CPU is shown too).
 //!
 //! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000; one mode with
-//! MESHNODE_BENCH_MODE). Loopback only; every wait is bounded.
+//! MESHNODE_BENCH_MODE; more node options from MESHNODE_BENCH_EXTRA). Loopback only;
+//! every wait is bounded.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -103,22 +104,21 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
     }
     let base = format!("http://127.0.0.1:{web_port}");
     let dir = s.path("node");
-    let args = peer_args(
-        &[&up],
-        &local,
-        &dir,
-        "http://127.0.0.1:9/data",
-        &[
-            "--verbose",
-            "1",
-            "--inflight",
-            &inflight(),
-            "--concurrency",
-            &concurrency(),
-            "--pipeline",
-            &pipeline(),
-        ],
-    );
+    // MESHNODE_BENCH_EXTRA: more options of the node, e.g. "--exactly-once no"
+    let extra = std::env::var("MESHNODE_BENCH_EXTRA").unwrap_or_default();
+    let (inflight_v, concurrency_v, pipeline_v) = (inflight(), concurrency(), pipeline());
+    let mut opts = vec![
+        "--verbose",
+        "1",
+        "--inflight",
+        &inflight_v,
+        "--concurrency",
+        &concurrency_v,
+        "--pipeline",
+        &pipeline_v,
+    ];
+    opts.extend(extra.split_whitespace());
+    let args = peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &opts);
     // first start creates the persistent session, then the node stops
     let mut node = Node::start(&s.path("node.log"), &args);
     assert!(
