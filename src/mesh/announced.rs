@@ -17,6 +17,29 @@ use std::path::{Path, PathBuf};
 pub const CAPACITY: usize = 16 * 1024;
 const RECORD: usize = 16;
 
+/// Opens (creating) `dir/name`, a file of `record`-byte records appended: its path, a
+/// handle appending to it, and its whole records. A record torn by a crash is cut, so
+/// the next ones line up.
+pub(super) fn open_records(
+    dir: &Path,
+    name: &str,
+    record: usize,
+) -> io::Result<(PathBuf, File, Vec<u8>)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(&path) {
+        f.read_to_end(&mut bytes)?;
+    }
+    let whole = bytes.len() / record * record;
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    if whole < bytes.len() {
+        file.set_len(whole as u64)?;
+        bytes.truncate(whole);
+    }
+    Ok((path, file, bytes))
+}
+
 pub struct Announced {
     path: PathBuf,
     file: File,
@@ -30,15 +53,10 @@ pub struct Announced {
 
 impl Announced {
     pub fn open(dir: &Path, capacity: usize) -> io::Result<Announced> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("announced.log");
-        let mut bytes = Vec::new();
-        if let Ok(mut f) = File::open(&path) {
-            f.read_to_end(&mut bytes)?;
-        }
-        let whole = bytes.len() / RECORD * RECORD;
+        let (path, file, bytes) = open_records(dir, "announced.log", RECORD)?;
+        let whole = bytes.len();
         let mut a = Announced {
-            file: OpenOptions::new().create(true).append(true).open(&path)?,
+            file,
             path,
             recent: Recent::new(capacity),
             kept: std::collections::VecDeque::with_capacity(capacity),
@@ -46,11 +64,7 @@ impl Announced {
             buf: Vec::new(),
             capacity: capacity.max(1),
         };
-        if whole < bytes.len() {
-            // a record torn by a crash: cut it, so the next ones line up
-            a.file.set_len(whole as u64)?;
-        }
-        for r in bytes[..whole].chunks_exact(RECORD) {
+        for r in bytes.chunks_exact(RECORD) {
             let k = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
             let v = u64::from_le_bytes(r[8..].try_into().expect("8 bytes"));
             a.remember(k, v);

@@ -163,31 +163,28 @@ impl PeerConfig {
         })
     }
 
-    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
-    pub fn retry_dir(&self) -> PathBuf {
+    /// `STATE/<what>/<client id>`: one directory per flow for each kind of state.
+    fn state_dir_of(&self, what: &str) -> PathBuf {
         let id = self
             .client_id
             .clone()
             .unwrap_or_else(|| self.default_client_id());
-        self.state_root().join("retry").join(id)
+        self.state_root().join(what).join(id)
+    }
+
+    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
+    pub fn retry_dir(&self) -> PathBuf {
+        self.state_dir_of("retry")
     }
 
     /// Where the flow keeps the announcements its broker acknowledged.
     pub fn announced_dir(&self) -> PathBuf {
-        let id = self
-            .client_id
-            .clone()
-            .unwrap_or_else(|| self.default_client_id());
-        self.state_root().join("announced").join(id)
+        self.state_dir_of("announced")
     }
 
     /// Where the flow keeps the WIS2 message ids it saw.
     pub fn seen_dir(&self) -> PathBuf {
-        let id = self
-            .client_id
-            .clone()
-            .unwrap_or_else(|| self.default_client_id());
-        self.state_root().join("wis2-ids").join(id)
+        self.state_dir_of("wis2-ids")
     }
 
     pub fn post_prefix(&self) -> &str {

@@ -11,7 +11,7 @@
 use super::recent::fingerprint;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// How long an id is remembered (the standard: ids are unique over at least 24 h).
@@ -36,27 +36,17 @@ pub struct SeenIds {
 impl SeenIds {
     /// Opens (creating) `dir/ids.log`; ids older than `KEEP` at `now` are not loaded.
     pub fn open(dir: &Path, max: usize, now: u32) -> io::Result<SeenIds> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("ids.log");
-        let mut bytes = Vec::new();
-        if let Ok(mut f) = File::open(&path) {
-            f.read_to_end(&mut bytes)?;
-        }
-        let whole = bytes.len() / RECORD * RECORD;
+        let (path, file, bytes) = super::announced::open_records(dir, "ids.log", RECORD)?;
         let mut s = SeenIds {
-            file: OpenOptions::new().create(true).append(true).open(&path)?,
+            file,
             path,
             ids: HashMap::new(),
-            in_file: whole / RECORD,
+            in_file: bytes.len() / RECORD,
             max: max.max(16),
             swept: now,
             pending: Vec::new(),
         };
-        if whole < bytes.len() {
-            // a record torn by a crash: cut it, so the next ones line up
-            s.file.set_len(whole as u64)?;
-        }
-        for r in bytes[..whole].chunks_exact(RECORD) {
+        for r in bytes.chunks_exact(RECORD) {
             let k = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
             let t = u32::from_le_bytes(r[8..].try_into().expect("4 bytes"));
             if now.saturating_sub(t) < KEEP {

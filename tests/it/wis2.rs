@@ -685,3 +685,50 @@ fn channel_products_are_announced_in_wis2_and_replicated_and_removed() {
     }
     drop(a);
 }
+
+#[test]
+fn post_writes_wis2_that_pywis_pubsub_validates_and_refuses_md5() {
+    let s = Scratch::new("wis2-post");
+    let b = Broker::start(&s.path("b"));
+    let watch = Watcher::start(&b, "origin/#");
+    let dir = s.path("data");
+    put(&dir, "2026112919/xx/obs.txt", b"SYNOP text\n");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    put(&dir, "2026112919/xx/big.bin", &binary);
+    let post = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_meshnode"))
+            .args([
+                "post",
+                "--post-broker",
+                &b.url(),
+                "--post-baseUrl",
+                "http://127.0.0.1:9",
+            ])
+            .arg("--post-baseDir")
+            .arg(&dir)
+            .args(["--format", "wis2", "--post-exchange", "origin", "--inline"])
+            .args(extra)
+            .arg(dir.join("2026112919/xx/obs.txt"))
+            .arg(dir.join("2026112919/xx/big.bin"))
+            .output()
+            .unwrap()
+    };
+    let out = post(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(WAIT, || watch.count() == 2));
+    for (n, m) in watch.snapshot().iter().enumerate() {
+        assert_eq!(m.topic, "origin/a/wis2/2026112919/xx");
+        validate(&s, n, &m.payload);
+    }
+    let small: serde_json::Value = serde_json::from_str(&watch.snapshot()[0].payload).unwrap();
+    assert_eq!(small["properties"]["content"]["value"], "SYNOP text\n");
+    assert_eq!(small["properties"]["integrity"]["method"], "sha512");
+    let out = post(&["--integrity", "md5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WIS2 forbids md5"), "{err}");
+}
