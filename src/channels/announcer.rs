@@ -1,16 +1,20 @@
 //! Announces channel products (and their removals) on the node's own broker, from a
 //! thread of its own: a taker answers its publisher when the product is stored, never
 //! waiting on the broker. Publications are kept until the broker acknowledges them and
-//! published again if it lost the session. Across a crash of the node: at start it
-//! announces again the products it still holds (README, "Channels"), and the removals
-//! in its journal (`removals.log`: each appended and synced before it is queued, the
-//! file emptied once every announcement is acknowledged; announcing a removal twice is
-//! harmless, a peer without the file passes nothing on).
+//! published again if it lost the session. Across a restart or a crash of the node: at
+//! start it announces again the products it still holds whose announcement the broker
+//! did not take (an announcement journal and an audit session, as the flows keep:
+//! README, "Announced once"), and the removals in its journal (`removals.log`: each
+//! appended and synced before it is queued, the file emptied once every announcement is
+//! acknowledged; announcing a removal twice is harmless, a peer without the file passes
+//! nothing on).
 
 use crate::channels::Published;
 use crate::core::announce::Held;
 use crate::core::message::{self, Message};
 use crate::core::{relpath, topic};
+use crate::mesh::announced::{self, Announced};
+use crate::mesh::audit::{self, Auditor};
 use crate::mesh::flow::PeerConfig;
 use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use serde_json::value::RawValue;
@@ -34,6 +38,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 struct Job {
     topic: String,
     payload: Vec<u8>,
+    /// The journal key of a product's announcement (removals have their own journal).
+    key: Option<(u64, u64)>,
 }
 
 pub struct Announcer {
@@ -42,6 +48,8 @@ pub struct Announcer {
     thread: Option<JoinHandle<()>>,
     /// Removals not yet acknowledged by the broker, on disk.
     journal: Arc<Journal>,
+    /// Product announcements the broker took, kept across restarts.
+    announced: Option<Arc<Mutex<Announced>>>,
 }
 
 /// The removals announced and not yet known acknowledged; appended under the lock, and
@@ -119,24 +127,43 @@ impl Announcer {
                 pending.len()
             );
         }
-        let (c, j) = (cfg.clone(), journal.clone());
+        let session = SessionOptions {
+            client_id,
+            clean_start: false,
+            session_expiry: cfg.session_expiry,
+            receive_maximum: 100,
+            max_packet: cfg.message_max,
+            keepalive: cfg.keepalive,
+        };
+        let (announced, auditor) = open_announced(&cfg, &session, &stop);
+        let (c, j, a) = (cfg.clone(), journal.clone(), announced.clone());
         let thread = thread::Builder::new()
             .name("announcer".into())
-            .spawn(move || run(c, client_id, rx, &j, pending, stop))
+            .spawn(move || run(c, session, rx, &j, pending, a, auditor, stop))
             .expect("spawning a thread");
         Announcer {
             cfg,
             tx: Some(tx),
             thread: Some(thread),
             journal,
+            announced,
         }
+    }
+
+    /// Whether the broker took the announcement of product `p` (journaled).
+    pub fn was_announced(&self, p: &Published) -> bool {
+        self.announced.as_ref().is_some_and(|a| {
+            let a = a.lock().unwrap_or_else(|p| p.into_inner());
+            a.contains(&p.rel, &p.digest.to_base64())
+        })
     }
 
     /// Queues one announcement; `wait`: block while the queue is full (a background
     /// task) rather than give up (a taker answering its publisher).
-    fn queue(&self, rel: &str, payload: Vec<u8>, wait: bool) {
+    fn queue(&self, rel: &str, payload: Vec<u8>, key: Option<(u64, u64)>, wait: bool) {
         let Some(tx) = &self.tx else { return };
-        let job = job(&self.cfg, rel, payload);
+        let mut job = job(&self.cfg, rel, payload);
+        job.key = key;
         let sent = if wait {
             tx.send(job).map_err(|e| TrySendError::Disconnected(e.0))
         } else {
@@ -212,7 +239,8 @@ impl Announcer {
         let mut payload = Vec::with_capacity(512);
         let id = crate::sys::uuid_v4();
         self.cfg.voice(&id).file(&mut payload, &held, Some(&msg));
-        self.queue(&p.rel, payload, wait);
+        let key = Announced::key(&p.rel, &p.digest.to_base64());
+        self.queue(&p.rel, payload, Some(key), wait);
         for old in &p.evicted {
             self.removal(old, &p.meta.pub_time);
         }
@@ -230,8 +258,48 @@ impl Announcer {
             }
         }
         // queued under the journal's lock: the thread empties it only when nothing waits
-        self.queue(rel, payload, false);
+        self.queue(rel, payload, None, false);
     }
+}
+
+/// The product announcement journal (`STATE/announced/<client id>`), and the audit
+/// session that fills it with what the broker took (`exactly-once`), its backlog
+/// journaled now: before the products are announced again at start.
+fn open_announced(
+    cfg: &PeerConfig,
+    session: &SessionOptions,
+    stop: &Arc<AtomicBool>,
+) -> (Option<Arc<Mutex<Announced>>>, Option<Auditor>) {
+    let dir = cfg.state_root().join("announced").join(&session.client_id);
+    let mut journal = match Announced::open(&dir, announced::CAPACITY) {
+        Ok(j) => j,
+        Err(e) => {
+            log::error!(
+                "channels: announcement journal {}: {e}; products are announced again at each start",
+                dir.display()
+            );
+            return (None, None);
+        }
+    };
+    let auditor = match &cfg.post_broker {
+        Some(url) if cfg.exactly_once => {
+            let mut s = session.clone();
+            s.client_id.push_str("-audit");
+            // products only (metcast/CID/OID): not the flows' traffic
+            let exchanges = [cfg.post_exchange.clone()];
+            let filters = audit::filters(&exchanges, cfg.post_prefix(), "metcast");
+            Some(audit::start(
+                url,
+                &s,
+                &session.client_id,
+                filters,
+                &mut journal,
+                stop.clone(),
+            ))
+        }
+        _ => None,
+    };
+    (Some(Arc::new(Mutex::new(journal))), auditor)
 }
 
 /// An announcement of `rel` on its topic.
@@ -243,7 +311,11 @@ fn job(cfg: &PeerConfig, rel: &str, payload: Vec<u8>) -> Job {
         cfg.post_prefix(),
         relpath::dirname(rel),
     );
-    Job { topic, payload }
+    Job {
+        topic,
+        payload,
+        key: None,
+    }
 }
 
 fn removal_message(cfg: &PeerConfig, rel: &str, pub_time: &str) -> Vec<u8> {
@@ -290,22 +362,17 @@ fn forget_removals(journal: &Journal, rx: &Receiver<Job>, waiting: &mut VecDeque
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     cfg: PeerConfig,
-    client_id: String,
+    session: SessionOptions,
     rx: Receiver<Job>,
     journal: &Journal,
     mut waiting: VecDeque<Job>,
+    announced: Option<Arc<Mutex<Announced>>>,
+    auditor: Option<Auditor>,
     stop: Arc<AtomicBool>,
 ) {
-    let session = SessionOptions {
-        client_id,
-        clean_start: false,
-        session_expiry: cfg.session_expiry,
-        receive_maximum: 100,
-        max_packet: cfg.message_max,
-        keepalive: cfg.keepalive,
-    };
     let (mut poster, mut inbound, mut poster_stop) = spawn_poster(&cfg, &session);
     // not yet accepted by rumqttc; then issued, waiting for PUBACK (with its number)
     let mut issued: VecDeque<(u64, Job)> = VecDeque::new();
@@ -328,7 +395,8 @@ fn run(
             thread::sleep(Duration::from_millis(20));
         }
         while let Some(j) = waiting.pop_front() {
-            match poster.publish(&j.topic, j.payload.clone()) {
+            let give_up = || true; // never waits: a full queue is tried again later
+            match poster.publish_keyed_waiting(&j.topic, j.payload.clone(), j.key, give_up) {
                 Ok(n) => issued.push_back((n, j)),
                 Err(PostError::Full(_)) => {
                     waiting.push_front(j);
@@ -362,8 +430,15 @@ fn run(
             }
         }
         let acked = poster.acked();
+        let mut done = Vec::new();
         while issued.front().is_some_and(|(n, _)| *n <= acked) {
-            issued.pop_front();
+            done.extend(issued.pop_front().and_then(|(_, j)| j.key));
+        }
+        if let Some(a) = &announced {
+            let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = audit::journal(auditor.as_ref(), done, &mut a) {
+                log::error!("channels: announcement journal: {e}");
+            }
         }
         if waiting.is_empty() && issued.is_empty() {
             forget_removals(journal, &rx, &mut waiting);
@@ -376,4 +451,8 @@ fn run(
     poster_stop.store(true, Ordering::SeqCst);
     poster.disconnect();
     let _ = poster.thread.join();
+    if let Some(a) = auditor {
+        a.disconnect();
+        let _ = a.thread.join();
+    }
 }

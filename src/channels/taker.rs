@@ -132,15 +132,16 @@ impl Taker {
     }
 
     /// Announces again every product this node published that it still holds (see
-    /// `Channels::own_products`), waiting for room in the announcer's queue: run it on
-    /// a thread of its own. Returns how many.
+    /// `Channels::own_products`) and whose announcement its broker did not take,
+    /// waiting for room in the announcer's queue: run it on a thread of its own.
+    /// Returns how many.
     pub fn announce_own(&self) -> usize {
         let Some(a) = &self.announcer else { return 0 };
         let own: Vec<_> = self
             .channels
             .own_products()
             .into_iter()
-            .filter(|p| self.meshed(&p.rel))
+            .filter(|p| self.meshed(&p.rel) && !a.was_announced(p))
             .collect();
         for p in &own {
             a.product_with(self.channels.root(), p, true);

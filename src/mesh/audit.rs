@@ -21,20 +21,112 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// The journal key of an announcement as its correlation data (16 bytes).
-pub fn key_bytes((k, v): (u64, u64)) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&k.to_le_bytes());
-    b[8..].copy_from_slice(&v.to_le_bytes());
+/// Longest a start waits for an audit session's backlog.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// The audit filters of announcements published under `exchanges` x `prefix`, below
+/// `under` (empty: everything).
+pub fn filters(exchanges: &[String], prefix: &str, under: &str) -> Vec<String> {
+    exchanges
+        .iter()
+        .map(|e| {
+            let mut f = e.clone();
+            for level in [prefix, under] {
+                if !level.is_empty() {
+                    f.push('/');
+                    f.push_str(level);
+                }
+            }
+            f.push_str("/#");
+            f
+        })
+        .collect()
+}
+
+/// Starts the audit session (`session`) of the announcements `publisher` (a post
+/// session's client id) makes on `url` under `filters`, and journals in `journal`
+/// what the broker held for it from before (those the broker took that this node did
+/// not journal before it died). Called before anything is judged against the journal.
+pub fn start(
+    url: &BrokerUrl,
+    session: &SessionOptions,
+    publisher: &str,
+    filters: Vec<String>,
+    journal: &mut super::announced::Announced,
+    stop: Arc<AtomicBool>,
+) -> Auditor {
+    // outside the exchanges: no subscriber of the announcements ever sees it
+    let marker = format!("meshnode-audit/{}", session.client_id);
+    let tag = publisher_tag(publisher);
+    let a = Auditor::spawn(url, session, filters, marker, tag, stop.clone());
+    if !a.wait_drained(DRAIN, &stop) {
+        log::warn!(
+            "post {}: the audit session did not answer within {} s: announcements the broker took before a crash may be made again",
+            url.redacted(),
+            DRAIN.as_secs()
+        );
+    }
+    let audited = a.take();
+    let n = audited.keys.len();
+    for k in &audited.keys {
+        journal.record(*k);
+    }
+    match journal.sync() {
+        Ok(()) => a.ack(audited),
+        Err(e) => log::error!("announcement journal: cannot sync ({e})"),
+    }
+    if n > 0 {
+        log::info!(
+            "post {}: {n} announcements the broker took are journaled",
+            url.redacted()
+        );
+    }
+    a
+}
+
+/// Journals what the audit session received since the last call, with `more` (keys the
+/// broker acknowledged), then acknowledges the audited messages. False: the journal
+/// could not be synced (nothing acknowledged).
+pub fn journal(
+    auditor: Option<&Auditor>,
+    more: impl IntoIterator<Item = (u64, u64)>,
+    journal: &mut super::announced::Announced,
+) -> std::io::Result<()> {
+    for k in more {
+        journal.record(k);
+    }
+    let audited = auditor.map(Auditor::take);
+    for k in audited.iter().flat_map(|a| &a.keys) {
+        journal.record(*k);
+    }
+    journal.sync()?;
+    if let (Some(a), Some(audited)) = (auditor, audited) {
+        a.ack(audited);
+    }
+    Ok(())
+}
+
+/// Who published an announcement, as its correlation data says: a fingerprint of the
+/// post session's client id, so an audit session journals its own publisher's only
+/// (other flows and the channels announcer publish on the same broker).
+pub fn publisher_tag(client_id: &str) -> u64 {
+    super::recent::fingerprint(client_id.as_bytes())
+}
+
+/// An announcement's correlation data: its publisher's tag and its journal key.
+pub fn key_bytes(tag: u64, (k, v): (u64, u64)) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&tag.to_le_bytes());
+    b[8..16].copy_from_slice(&k.to_le_bytes());
+    b[16..].copy_from_slice(&v.to_le_bytes());
     b
 }
 
-/// The journal key carried by `bytes`, when it is one.
-pub fn key_of(bytes: &[u8]) -> Option<(u64, u64)> {
-    let b: &[u8; 16] = bytes.try_into().ok()?;
-    let k = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-    let v = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
-    Some((k, v))
+/// The (publisher tag, journal key) carried by `bytes`, when they are that.
+pub fn key_of(bytes: &[u8]) -> Option<(u64, (u64, u64))> {
+    let b: &[u8; 24] = bytes.try_into().ok()?;
+    let n = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().expect("8 bytes"));
+    Some((n(0..8), (n(8..16), n(16..24))))
 }
 
 /// What the audit connection received, waiting for the flow.
@@ -70,6 +162,7 @@ impl Auditor {
         session: &SessionOptions,
         filters: Vec<String>,
         marker: String,
+        tag: u64,
         stop: Arc<AtomicBool>,
     ) -> Auditor {
         let (client, connection) = Client::new(mqtt_options(url, session), 64);
@@ -82,7 +175,7 @@ impl Auditor {
                 .name("audit".into())
                 .spawn(move || {
                     audit_loop(
-                        name, client, connection, filters, marker, received, epoch, stop,
+                        name, client, connection, filters, marker, tag, received, epoch, stop,
                     )
                 })
                 .expect("spawning a thread")
@@ -149,6 +242,7 @@ fn audit_loop(
     mut connection: Connection,
     filters: Vec<String>,
     marker: String,
+    tag: u64,
     received: Arc<(Mutex<Received>, Condvar)>,
     epoch: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
@@ -188,7 +282,9 @@ fn audit_loop(
                     .properties
                     .as_ref()
                     .and_then(|pr| pr.correlation_data.as_deref())
-                    .and_then(key_of);
+                    .and_then(key_of)
+                    .filter(|(t, _)| *t == tag)
+                    .map(|(_, k)| k);
                 let is_marker = p.topic == marker.as_bytes();
                 p.payload = bytes::Bytes::new();
                 p.properties = None;
@@ -199,7 +295,7 @@ fn audit_loop(
                         r.acks.push((current, p));
                     }
                     None => {
-                        // the marker, or another publisher's message: nothing to journal
+                        // the marker, or another publisher's: nothing to journal
                         let _ = client.try_ack(&p);
                         if is_marker {
                             r.drained = true;
@@ -226,9 +322,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_travel_as_16_bytes() {
+    fn keys_travel_with_their_publisher() {
         let k = (0x0123_4567_89ab_cdef, 42);
-        assert_eq!(key_of(&key_bytes(k)), Some(k));
+        let tag = publisher_tag("meshnode-x-post");
+        assert_eq!(key_of(&key_bytes(tag, k)), Some((tag, k)));
+        assert_ne!(tag, publisher_tag("meshnode-y-post"));
         assert_eq!(key_of(b"short"), None);
+        assert_eq!(
+            filters(&["xpublic00".into(), "xpublic01".into()], "v03/post", ""),
+            ["xpublic00/v03/post/#", "xpublic01/v03/post/#"]
+        );
+        assert_eq!(filters(&["x".into()], "", "metcast"), ["x/metcast/#"]);
     }
 }

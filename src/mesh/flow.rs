@@ -1,7 +1,7 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use super::audit::Auditor;
+use super::audit::{self, Auditor};
 use super::fetch::Timeouts;
 use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::recent::{Recent, RECENT_CAPACITY};
@@ -333,8 +333,6 @@ pub const BATCH: usize = 32;
 /// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
 /// each upstream session).
 pub const QUEUE_CAPACITY: usize = 64;
-/// Longest the flow waits at start for its audit session's backlog.
-pub const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 /// Longest a stored file's announcement waits for its batch.
 pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 
@@ -423,10 +421,9 @@ impl Flow {
         }
     }
 
-    /// Starts the audit session on the post broker (`exactly-once`) and journals what it
-    /// held from before: announcements the broker took that this node did not journal
-    /// before it died. Done before the upstream subscriptions, whose redeliveries the
-    /// journal then judges.
+    /// Starts the audit session on the post broker (`exactly-once`), its backlog
+    /// journaled before the upstream subscriptions, whose redeliveries the journal then
+    /// judges.
     fn start_audit(&mut self) -> Option<Auditor> {
         let url = self
             .cfg
@@ -435,46 +432,23 @@ impl Flow {
             .filter(|_| self.cfg.exactly_once)?;
         let mut s = self.session("-audit");
         s.clean_start = false;
-        let prefix = self.cfg.post_prefix();
         let exchanges: Vec<String> = match self.cfg.post_exchange_split {
             n if n > 1 => (0..n)
                 .map(|k| format!("{}{k:02}", self.cfg.post_exchange))
                 .collect(),
             _ => vec![self.cfg.post_exchange.clone()],
         };
-        let filters = exchanges
-            .iter()
-            .map(|e| match prefix {
-                "" => format!("{e}/#"),
-                p => format!("{e}/{p}/#"),
-            })
-            .collect();
-        // outside the exchange: no subscriber of the announcements ever sees it
-        let marker = format!("meshnode-audit/{}", s.client_id);
-        let a = Auditor::spawn(&url, &s, filters, marker, self.stop.clone());
-        if !a.wait_drained(AUDIT_DRAIN, &self.stop) {
-            log::warn!(
-                "post {}: the audit session did not answer within {} s: announcements the broker took before a crash may be made again",
-                url.redacted(),
-                AUDIT_DRAIN.as_secs()
-            );
-        }
-        let audited = a.take();
-        let n = audited.keys.len();
-        for k in &audited.keys {
-            self.announced.record(*k);
-        }
-        match self.announced.sync() {
-            Ok(()) => a.ack(audited),
-            Err(e) => log::error!("announcement journal: cannot sync ({e})"),
-        }
-        if n > 0 {
-            log::info!(
-                "post {}: {n} announcements the broker took are journaled",
-                url.redacted()
-            );
-        }
-        Some(a)
+        let filters = audit::filters(&exchanges, self.cfg.post_prefix(), "");
+        let publisher = self.session("-post").client_id;
+        let stop = self.stop.clone();
+        Some(audit::start(
+            &url,
+            &s,
+            &publisher,
+            filters,
+            &mut self.announced,
+            stop,
+        ))
     }
 
     fn run_once(&mut self) -> FlowEnd {
@@ -830,23 +804,16 @@ impl Flow {
             return true;
         }
         let acked = poster.map_or(0, |p| p.acked());
-        // what the broker acknowledged is in the journal before the upstream acks: a
-        // redelivery after a crash is then not announced twice
+        // what the broker acknowledged, and what its audit session says it took, is in
+        // the journal before the upstream acks: a redelivery after a crash is then not
+        // announced twice
+        let mut done = Vec::new();
         while self.unacked.front().is_some_and(|(seq, _)| *seq <= acked) {
-            let (_, key) = self.unacked.pop_front().expect("a front");
-            self.announced.record(key);
+            done.push(self.unacked.pop_front().expect("a front").1);
         }
-        // and what the broker's audit session says it took (acked once journaled)
-        let audited = self.auditor.as_ref().map(Auditor::take);
-        for k in audited.iter().flat_map(|a| &a.keys) {
-            self.announced.record(*k);
-        }
-        if let Err(e) = self.announced.sync() {
+        if let Err(e) = audit::journal(self.auditor.as_ref(), done, &mut self.announced) {
             log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
             return true;
-        }
-        if let (Some(a), Some(audited)) = (&self.auditor, audited) {
-            a.ack(audited);
         }
         self.seen.flush();
         window.release(subs, acked);

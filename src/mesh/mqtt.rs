@@ -388,6 +388,8 @@ fn subscriber_loop(
 pub struct Poster {
     client: Client,
     props: PublishProperties,
+    /// Its client id's fingerprint, in the correlation data of keyed publications.
+    tag: u64,
     issued: u64,
     acked: Arc<AtomicU64>,
     notified: Arc<AtomicBool>,
@@ -447,6 +449,7 @@ impl Poster {
         Poster {
             client,
             props,
+            tag: super::audit::publisher_tag(&session.client_id),
             issued: 0,
             acked,
             notified,
@@ -508,8 +511,8 @@ impl Poster {
     ) -> Result<u64, PostError> {
         let mut props = self.props.clone();
         if let Some(k) = key {
-            props.correlation_data =
-                Some(bytes::Bytes::copy_from_slice(&super::audit::key_bytes(k)));
+            let b = super::audit::key_bytes(self.tag, k);
+            props.correlation_data = Some(bytes::Bytes::copy_from_slice(&b));
         }
         match self.client.try_publish_with_properties(
             topic,

@@ -1351,3 +1351,62 @@ fn a_body_sent_at_ten_bytes_a_second_is_cut_off() {
     assert_eq!(products.len(), 1, "only the quick one: {d}");
     dribble.join().unwrap();
 }
+
+#[test]
+fn products_announced_before_a_restart_or_a_sigkill_are_not_announced_again() {
+    let s = Scratch::new("ch-once");
+    let broker = Broker::start(&s.path("broker"));
+    let watch = Watcher::start(&broker, "xpublic/#");
+    let port = free_port();
+    let mut node = start_node(&s, "n1", port, &format!("post-broker {}\n", broker.url()));
+    for i in 0..3 {
+        let r = publish(
+            port,
+            "text/plain; cid=MEMO",
+            None,
+            format!("memo {i}\n").as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.head);
+    }
+    assert!(
+        wait_until(WAIT, || watch.count() == 3),
+        "{}",
+        node.log_text()
+    );
+    // the announcements were taken by the broker: journaled (from the PUBACKs or the
+    // audit session) whether the node stops cleanly or is killed
+    for kill in [false, true] {
+        if kill {
+            node.kill9();
+        } else {
+            assert_eq!(node.term(), Some(0));
+        }
+        let before = node
+            .log_text()
+            .matches("products published here announced again")
+            .count();
+        node.restart();
+        assert!(
+            wait_until(WAIT, || node
+                .log_text()
+                .matches("products published here announced again")
+                .count()
+                > before),
+            "{}",
+            node.log_text()
+        );
+        assert!(
+            node.log_text()
+                .contains("0 products published here announced again"),
+            "{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            watch.count(),
+            3,
+            "announced once each: {:#?}",
+            watch.snapshot()
+        );
+    }
+}
