@@ -53,3 +53,121 @@ pub fn uuid_v4() -> String {
         &h[20..]
     )
 }
+
+/// CPU accounting per flow: the threads working for a flow (its own, its connection
+/// threads, its downloaders) register under its name, so `meshnode status` can say
+/// what each flow costs. Memory is one heap for the whole process: not per flow.
+pub mod flows {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// Registered threads: (thread id, flow).
+    static THREADS: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
+    /// CPU seconds of the flows' threads that ended.
+    static ENDED: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+
+    thread_local! {
+        static FLOW: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// While alive, the current thread counts for `flow`.
+    pub struct Member {
+        tid: i32,
+        flow: String,
+    }
+
+    /// Counts the current thread for `flow` (`None`: for no flow) until the returned
+    /// guard drops.
+    pub fn join(flow: Option<String>) -> Option<Member> {
+        let flow = flow?;
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        FLOW.with(|f| *f.borrow_mut() = Some(flow.clone()));
+        lock(&THREADS).push((tid, flow.clone()));
+        Some(Member { tid, flow })
+    }
+
+    /// The flow the current thread works for: what a thread it starts joins.
+    pub fn current() -> Option<String> {
+        FLOW.with(|f| f.borrow().clone())
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            let spent = thread_cpu(self.tid);
+            lock(&THREADS).retain(|(t, _)| *t != self.tid);
+            let mut ended = lock(&ENDED);
+            match ended.iter_mut().find(|(f, _)| *f == self.flow) {
+                Some((_, s)) => *s += spent,
+                None => ended.push((self.flow.clone(), spent)),
+            }
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// User and system CPU seconds of thread `tid` of this process (0 when gone).
+    pub fn thread_cpu(tid: i32) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, r)| r)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let hz = rustix::param::clock_ticks_per_second() as f64;
+        (ticks(11) + ticks(12)) / hz.max(1.0)
+    }
+
+    /// CPU seconds spent so far by each flow's threads, running and ended.
+    pub fn cpu_seconds() -> HashMap<String, f64> {
+        let mut by_flow: HashMap<String, f64> = lock(&ENDED).iter().cloned().collect();
+        let threads = lock(&THREADS).clone();
+        for (tid, flow) in threads {
+            *by_flow.entry(flow).or_default() += thread_cpu(tid);
+        }
+        by_flow
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_flows_threads_are_counted_while_alive_and_after() {
+            let name = format!("cpu-test-{}", std::process::id());
+            let n = name.clone();
+            std::thread::spawn(move || {
+                let _m = join(Some(n.clone()));
+                assert_eq!(current(), Some(n.clone()));
+                // a child joins the flow of the thread that starts it
+                let parent = current();
+                std::thread::spawn(move || {
+                    let _m = join(parent);
+                    let end = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    let mut x = 0u64;
+                    while std::time::Instant::now() < end {
+                        x = x.wrapping_mul(31).wrapping_add(7);
+                    }
+                    assert!(cpu_seconds()[&n] > 0.0, "counted while alive");
+                    std::hint::black_box(x);
+                })
+                .join()
+                .unwrap();
+            })
+            .join()
+            .unwrap();
+            let spent = cpu_seconds()[&name];
+            assert!(spent >= 0.1, "kept after the threads ended: {spent}");
+            assert!(join(None).is_none());
+        }
+    }
+}

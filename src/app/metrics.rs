@@ -177,6 +177,16 @@ impl Metrics {
             }
         }
         o.family(
+            "meshnode_flow_cpu_seconds_total",
+            "counter",
+            "CPU seconds (user and system) of the flow's threads: its own, its connections, its downloaders",
+        );
+        let cpu = crate::sys::flows::cpu_seconds();
+        for flow in board.keys() {
+            let spent = cpu.get(flow).copied().unwrap_or(0.0);
+            o.sample("meshnode_flow_cpu_seconds_total", &[("flow", flow)], spent);
+        }
+        o.family(
             "meshnode_refused_total",
             "counter",
             "messages refused, by reason (not selected; lag over lag-drop)",

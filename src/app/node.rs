@@ -87,9 +87,13 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         flow.board = Some(board.clone());
         let name = flow.name.clone();
         let st = stop.clone();
+        let counted = Some(name.clone());
         let t = thread::Builder::new()
             .name(name.clone())
-            .spawn(move || crate::mesh::flow::run(flow, st))
+            .spawn(move || {
+                let _counted = crate::sys::flows::join(counted);
+                crate::mesh::flow::run(flow, st)
+            })
             .map_err(|e| format!("flow {name}: cannot start: {e}"))?;
         flows.push((name, t));
     }

@@ -43,12 +43,14 @@ impl Handler for Status {
 impl Status {
     pub fn snapshot(&self) -> Value {
         let board = self.board.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let cpu = crate::sys::flows::cpu_seconds();
         let flows: Vec<Value> = board
             .iter()
             .map(|(name, r)| {
                 json!({
                     "name": name,
                     "state": r.state(),
+                    "cpu_seconds": cpu.get(name).copied().unwrap_or(0.0),
                     "rate": r.rate,
                     "lag_mean": r.lag_mean,
                     "lag_max": r.lag_max,
@@ -140,17 +142,18 @@ fn page(v: &Value) -> String {
         v["http_connections"],
         mb(&v["free_bytes"]),
     ));
-    h.push_str("<h2>Flows</h2><table><tr><th>flow</th><th>state</th><th>msgs/s</th><th>lag mean / max</th><th>retry queue</th><th>last message</th></tr>");
+    h.push_str("<h2>Flows</h2><table><tr><th>flow</th><th>state</th><th>msgs/s</th><th>lag mean / max</th><th>retry queue</th><th>last message</th><th>CPU</th></tr>");
     for f in v["flows"].as_array().into_iter().flatten() {
         let state = f["state"].as_str().unwrap_or("?");
         h.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{:.1}</td><td>{:.1} s / {:.1} s</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{:.1}</td><td>{:.1} s / {:.1} s</td><td>{}</td><td>{}</td><td>{:.1} s</td></tr>",
             esc(f["name"].as_str().unwrap_or("")),
             f["rate"].as_f64().unwrap_or(0.0),
             f["lag_mean"].as_f64().unwrap_or(0.0),
             f["lag_max"].as_f64().unwrap_or(0.0),
             f["retry_queue"],
             ago(now, f["last_message"].as_f64()),
+            f["cpu_seconds"].as_f64().unwrap_or(0.0),
         ));
     }
     h.push_str("</table>");
@@ -197,12 +200,12 @@ pub fn lines(v: &Value) -> String {
         mb(&v["free_bytes"]),
     );
     s.push_str(&format!(
-        "{:<16} {:<12} {:>9} {:>17} {:>7} {:>14}\n",
-        "flow", "state", "msgs/s", "lag mean/max (s)", "retry", "last message"
+        "{:<16} {:<12} {:>9} {:>17} {:>7} {:>14} {:>9}\n",
+        "flow", "state", "msgs/s", "lag mean/max (s)", "retry", "last message", "CPU (s)"
     ));
     for f in v["flows"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "{:<16} {:<12} {:>9.1} {:>17} {:>7} {:>14}\n",
+            "{:<16} {:<12} {:>9.1} {:>17} {:>7} {:>14} {:>9.1}\n",
             f["name"].as_str().unwrap_or(""),
             f["state"].as_str().unwrap_or("?"),
             f["rate"].as_f64().unwrap_or(0.0),
@@ -213,6 +216,7 @@ pub fn lines(v: &Value) -> String {
             ),
             f["retry_queue"],
             ago(now, f["last_message"].as_f64()),
+            f["cpu_seconds"].as_f64().unwrap_or(0.0),
         ));
     }
     s

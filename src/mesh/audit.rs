@@ -171,9 +171,11 @@ impl Auditor {
         let name = url.redacted();
         let thread = {
             let (client, received, epoch) = (client.clone(), received.clone(), epoch.clone());
+            let flow = crate::sys::flows::current();
             thread::Builder::new()
                 .name("audit".into())
                 .spawn(move || {
+                    let _counted = crate::sys::flows::join(flow);
                     audit_loop(
                         name, client, connection, filters, marker, tag, received, epoch, stop,
                     )

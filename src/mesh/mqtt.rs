@@ -246,9 +246,11 @@ pub fn spawn_subscriber(
     let thread = {
         let client = client.clone();
         let (epoch, overflowed, link) = (epoch.clone(), overflowed.clone(), link.clone());
+        let flow = crate::sys::flows::current();
         thread::Builder::new()
             .name(connection_thread_name(&format!("sub{index}")))
             .spawn(move || {
+                let _counted = crate::sys::flows::join(flow);
                 let counters = (epoch, overflowed, link);
                 subscriber_loop(
                     index, name, client, connection, filters, tx, counters, keepalive, stop,
@@ -436,9 +438,13 @@ impl Poster {
                 notified: notified.clone(),
                 lost: lost.clone(),
             };
+            let flow = crate::sys::flows::current();
             thread::Builder::new()
                 .name(connection_thread_name("post"))
-                .spawn(move || poster_loop(name, connection, tx, flags, stop))
+                .spawn(move || {
+                    let _counted = crate::sys::flows::join(flow);
+                    poster_loop(name, connection, tx, flags, stop)
+                })
                 .expect("spawning a thread")
         };
         let props = PublishProperties {

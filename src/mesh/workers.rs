@@ -164,27 +164,31 @@ impl Workers {
                 stop: stop.clone(),
             };
             let (rx, done, wake) = (jobs_rx.clone(), done_tx.clone(), wake.clone());
+            let flow = crate::sys::flows::current();
             threads.push(
                 thread::Builder::new()
                     .name(format!("download-{i}"))
                     .stack_size(WORKER_STACK)
-                    .spawn(move || loop {
-                        // the lock is held only while waiting for a job
-                        let batch = match rx.lock().map(|r| r.recv()) {
-                            Ok(Ok(b)) => b,
-                            _ => return,
-                        };
-                        let mut gone = false;
-                        w.download_batch(batch, &mut |d| {
-                            gone |= done.send(d).is_err();
-                            // a full queue means the flow is busy and will look anyway
-                            gone |= matches!(
-                                wake.try_send(Inbound::Wake),
-                                Err(flume::TrySendError::Disconnected(_))
-                            );
-                        });
-                        if gone {
-                            return;
+                    .spawn(move || {
+                        let _counted = crate::sys::flows::join(flow);
+                        loop {
+                            // the lock is held only while waiting for a job
+                            let batch = match rx.lock().map(|r| r.recv()) {
+                                Ok(Ok(b)) => b,
+                                _ => return,
+                            };
+                            let mut gone = false;
+                            w.download_batch(batch, &mut |d| {
+                                gone |= done.send(d).is_err();
+                                // a full queue means the flow is busy and will look anyway
+                                gone |= matches!(
+                                    wake.try_send(Inbound::Wake),
+                                    Err(flume::TrySendError::Disconnected(_))
+                                );
+                            });
+                            if gone {
+                                return;
+                            }
                         }
                     })?,
             );

@@ -152,6 +152,9 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
         value(&after, "meshnode_lag_seconds_count{flow=\"main\"}"),
         Some(20.0)
     );
+    // the flow's threads did the work: their CPU is the flow's
+    let cpu = value(&after, "meshnode_flow_cpu_seconds_total{flow=\"main\"}");
+    assert!(cpu.is_some_and(|c| c > 0.0), "{cpu:?}");
     assert_eq!(
         value(&after, "meshnode_channel_products{channel=\"MEMO\"}"),
         Some(1.0)
@@ -247,8 +250,12 @@ fn meshnode_status_and_the_status_page_show_every_flow_and_its_state() {
             .find(|l| l.starts_with(flow))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(line.contains("idle"), "{line}");
+        // the last column: CPU seconds of the flow's threads
+        let cpu: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(cpu >= 0.0, "{line}");
     }
     assert!(text.starts_with("node: memory "), "{text}");
+    assert!(text.contains("CPU (s)"), "{text}");
 
     // the upstream broker goes away: both flows disconnected, status says so and fails
     up.stop();
