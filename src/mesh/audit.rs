@@ -12,7 +12,7 @@
 //! publishes a marker on a topic of its own after subscribing, and the broker, which
 //! delivers a session's messages in order, delivers it after everything queued before.
 
-use super::mqtt::{back_off, mqtt_options, BrokerUrl, SessionOptions};
+use super::mqtt::{back_off, key_of, mqtt_options, publisher_tag, BrokerUrl, SessionOptions};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Connection, Event};
@@ -104,29 +104,6 @@ pub fn journal(
         a.ack(audited);
     }
     Ok(())
-}
-
-/// Who published an announcement, as its correlation data says: a fingerprint of the
-/// post session's client id, so an audit session journals its own publisher's only
-/// (other flows and the channels announcer publish on the same broker).
-pub fn publisher_tag(client_id: &str) -> u64 {
-    super::recent::fingerprint(client_id.as_bytes())
-}
-
-/// An announcement's correlation data: its publisher's tag and its journal key.
-pub fn key_bytes(tag: u64, (k, v): (u64, u64)) -> [u8; 24] {
-    let mut b = [0u8; 24];
-    b[..8].copy_from_slice(&tag.to_le_bytes());
-    b[8..16].copy_from_slice(&k.to_le_bytes());
-    b[16..].copy_from_slice(&v.to_le_bytes());
-    b
-}
-
-/// The (publisher tag, journal key) carried by `bytes`, when they are that.
-pub fn key_of(bytes: &[u8]) -> Option<(u64, (u64, u64))> {
-    let b: &[u8; 24] = bytes.try_into().ok()?;
-    let n = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().expect("8 bytes"));
-    Some((n(0..8), (n(8..16), n(16..24))))
 }
 
 /// What the audit connection received, waiting for the flow.
@@ -322,6 +299,7 @@ fn audit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mesh::mqtt::key_bytes;
 
     #[test]
     fn keys_travel_with_their_publisher() {

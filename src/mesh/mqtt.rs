@@ -385,6 +385,29 @@ fn subscriber_loop(
     }
 }
 
+/// Who published an announcement, as its correlation data says: a fingerprint of the
+/// post session's client id, so an audit session journals its own publisher's only
+/// (other flows and the channels announcer publish on the same broker).
+pub fn publisher_tag(client_id: &str) -> u64 {
+    super::recent::fingerprint(client_id.as_bytes())
+}
+
+/// An announcement's correlation data: its publisher's tag and its journal key.
+pub fn key_bytes(tag: u64, (k, v): (u64, u64)) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&tag.to_le_bytes());
+    b[8..16].copy_from_slice(&k.to_le_bytes());
+    b[16..].copy_from_slice(&v.to_le_bytes());
+    b
+}
+
+/// The (publisher tag, journal key) carried by `bytes`, when they are that.
+pub fn key_of(bytes: &[u8]) -> Option<(u64, (u64, u64))> {
+    let b: &[u8; 24] = bytes.try_into().ok()?;
+    let n = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().expect("8 bytes"));
+    Some((n(0..8), (n(8..16), n(16..24))))
+}
+
 /// The post session: publications are numbered in order; the broker's PUBACKs, which
 /// come back in order, advance `acked`.
 pub struct Poster {
@@ -455,7 +478,7 @@ impl Poster {
         Poster {
             client,
             props,
-            tag: super::audit::publisher_tag(&session.client_id),
+            tag: publisher_tag(&session.client_id),
             issued: 0,
             acked,
             notified,
@@ -517,7 +540,7 @@ impl Poster {
     ) -> Result<u64, PostError> {
         let mut props = self.props.clone();
         if let Some(k) = key {
-            let b = super::audit::key_bytes(self.tag, k);
+            let b = key_bytes(self.tag, k);
             props.correlation_data = Some(bytes::Bytes::copy_from_slice(&b));
         }
         match self.client.try_publish_with_properties(

@@ -6,6 +6,7 @@
 //! JSON slices and written back byte for byte (the v03 rule: forward unknown fields
 //! unmodified).
 
+mod json;
 mod parse;
 mod wnm;
 mod write;

@@ -4,7 +4,7 @@
 //! fields), with what only WIS2 has kept in `Wis2`; written back with unknown fields and
 //! properties forwarded byte for byte.
 
-use super::parse::{err, object, parse_integrity, string, RawObject, Str};
+use super::json::{err, object, parse_integrity, string, RawObject, Str};
 use super::*;
 use crate::core::time;
 use std::io::Write as _;

@@ -1,0 +1,83 @@
+//! The JSON pieces every dialect's reader uses: strings borrowed from the payload,
+//! objects kept as raw (key, value) pairs in order, integrity objects, errors.
+
+use super::*;
+use crate::core::integrity;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::marker::PhantomData;
+
+pub(super) fn err<T>(s: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(s.into()))
+}
+
+/// A string that borrows from the payload unless it holds escapes.
+#[derive(Deserialize)]
+pub(super) struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+/// A JSON object kept as (key, raw value) pairs, in order.
+pub(super) struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawObject<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(12);
+                while let Some((k, v)) = m.next_entry::<Str<'a>, &'a RawValue>()? {
+                    if fields.len() == MAX_FIELDS {
+                        return Err(de::Error::custom(format!("more than {MAX_FIELDS} fields")));
+                    }
+                    fields.push((k.0, v));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+pub(super) fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ParseError> {
+    match serde_json::from_str::<Str<'a>>(raw.get()) {
+        Ok(s) => Ok(s.0),
+        Err(_) => err(format!("field {field} is not a string")),
+    }
+}
+
+pub(super) fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
+    serde_json::from_str::<RawObject<'a>>(raw.get())
+        .or_else(|_| err(format!("field {field} is not an object")))
+}
+
+pub(super) fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {
+    let obj = object(field, raw)?;
+    let mut method = None;
+    let mut value = None;
+    for (k, v) in &obj.0 {
+        match k.as_ref() {
+            "method" => method = Some(string("integrity.method", v)?),
+            "value" => value = Some(string("integrity.value", v)?),
+            _ => {}
+        }
+    }
+    let Some(method_name) = method else {
+        return err(format!("{field} has no method"));
+    };
+    let Some(method) = Method::from_name(&method_name) else {
+        return err(format!("{field} method {method_name:?} is unknown"));
+    };
+    let digest = match (method.digest_len(), value) {
+        (Some(_), Some(v)) => Some(
+            integrity::decode_value(method, &v).map_err(|e| ParseError(format!("{field}: {e}")))?,
+        ),
+        (Some(_), None) if method.verifies_content() => {
+            return err(format!("{field} has no value"));
+        }
+        _ => None,
+    };
+    Ok(Integrity { method, digest })
+}
