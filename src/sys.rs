@@ -54,6 +54,26 @@ pub fn uuid_v4() -> String {
     )
 }
 
+/// User and system CPU seconds in a `/proc/.../stat` file (a process's or a thread's);
+/// 0 when it cannot be read.
+pub fn cpu_seconds_of(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // the command name, in parentheses, may hold spaces: count fields after it
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
 /// CPU accounting per flow: the threads working for a flow (its own, its connection
 /// threads, its downloaders) register under its name, so `meshnode status` can say
 /// what each flow costs. Memory is one heap for the whole process: not per flow.
@@ -110,21 +130,7 @@ pub mod flows {
 
     /// User and system CPU seconds of thread `tid` of this process (0 when gone).
     pub fn thread_cpu(tid: i32) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, r)| r)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let hz = rustix::param::clock_ticks_per_second() as f64;
-        (ticks(11) + ticks(12)) / hz.max(1.0)
+        super::cpu_seconds_of(&format!("/proc/self/task/{tid}/stat"))
     }
 
     /// CPU seconds spent so far by each flow's threads, running and ended.

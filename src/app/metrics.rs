@@ -78,7 +78,7 @@ impl Metrics {
         let board = self.board.lock().unwrap_or_else(|p| p.into_inner()).clone();
         type Get = fn(&crate::mesh::stats::Stats) -> f64;
         // one sample per flow: (kind, name, help, value)
-        let per_flow: [(&str, &str, &str, Get); 15] = [
+        let per_flow: [(&str, &str, &str, Get); 16] = [
             (
                 "counter",
                 "meshnode_messages_total",
@@ -96,6 +96,12 @@ impl Metrics {
                 "meshnode_inline_total",
                 "files written from inline content",
                 |s| s.inline_writes as f64,
+            ),
+            (
+                "counter",
+                "meshnode_copied_total",
+                "files stored from the same bytes here under another name",
+                |s| s.copies as f64,
             ),
             (
                 "counter",
@@ -387,20 +393,7 @@ pub fn rss_bytes() -> u64 {
 
 /// User and system CPU seconds of this process.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, r)| r)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let hz = rustix::param::clock_ticks_per_second() as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
+    crate::sys::cpu_seconds_of("/proc/self/stat")
 }
 
 /// Free space (for this user) of the file system holding `dir`.

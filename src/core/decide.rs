@@ -39,6 +39,9 @@ pub trait LocalCopy {
     fn pub_time(&mut self, rel: &str) -> Option<f64>;
     /// Whether a WIS2 message `id` was seen lately (at least 24 h); records it.
     fn seen_id(&mut self, id: &str) -> bool;
+    /// Another file here whose bytes have `digest` (by `method`), stored lately: the
+    /// same bytes are copied, not fetched again.
+    fn same_bytes(&mut self, method: Method, digest: &Digest) -> Option<String>;
 }
 
 /// Why a message is refused: acknowledged, counted, logged, nothing else done.
@@ -110,6 +113,13 @@ pub enum Verdict {
     Fetch {
         method: Method,
         expected: Option<Digest>,
+    },
+    /// The same bytes are here under relPath `from`: copy them, verified against
+    /// `expected`.
+    Copy {
+        from: String,
+        method: Method,
+        expected: Digest,
     },
     Apply(Op),
 }
@@ -270,9 +280,20 @@ fn file(
             };
             let expected = expected.cloned();
             if msg.content.is_some() {
-                Verdict::StoreInline { method, expected }
-            } else {
-                Verdict::Fetch { method, expected }
+                return Verdict::StoreInline { method, expected };
+            }
+            // the same bytes under another name here: not fetched twice
+            let copy = expected
+                .as_ref()
+                .and_then(|e| Some((local.same_bytes(method, e)?, e)))
+                .filter(|(from, _)| from != rel);
+            match copy {
+                Some((from, e)) => Verdict::Copy {
+                    from,
+                    method,
+                    expected: e.clone(),
+                },
+                None => Verdict::Fetch { method, expected },
             }
         }
     }
@@ -313,6 +334,8 @@ mod tests {
         here: Option<f64>,
         /// WIS2 ids seen.
         ids: Vec<String>,
+        /// A file here with the same bytes.
+        same_bytes: Option<String>,
         asked: Vec<&'static str>,
     }
 
@@ -336,6 +359,10 @@ mod tests {
         fn pub_time(&mut self, _: &str) -> Option<f64> {
             self.asked.push("pub_time");
             self.here
+        }
+        fn same_bytes(&mut self, _: Method, _: &Digest) -> Option<String> {
+            self.asked.push("same_bytes");
+            self.same_bytes.clone()
         }
         fn seen_id(&mut self, id: &str) -> bool {
             self.asked.push("seen_id");
@@ -480,7 +507,33 @@ mod tests {
                 expected: md5_hello()
             }
         );
-        assert_eq!(f.asked, ["matches", "matches"]);
+        assert_eq!(f.asked, ["matches", "matches", "same_bytes"]);
+    }
+
+    #[test]
+    fn the_same_bytes_under_another_name_are_copied_not_fetched() {
+        let mut f = Facts {
+            same_bytes: Some("2026112306/GTS/other.txt".into()),
+            ..Facts::default()
+        };
+        assert_eq!(
+            judge(DOWNLOAD, false, PUB, &mut f),
+            Verdict::Copy {
+                from: "2026112306/GTS/other.txt".into(),
+                method: Method::Md5,
+                expected: md5_hello().unwrap()
+            }
+        );
+        // the only copy known is the file itself (replaced since): fetched
+        f.same_bytes = Some("2026112306/GTS/b.txt".into());
+        assert!(matches!(
+            judge(DOWNLOAD, false, PUB, &mut f),
+            Verdict::Fetch { .. }
+        ));
+        // nothing checkable announced: nothing to look up
+        f.asked.clear();
+        judge(UNVERIFIABLE, false, PUB, &mut f);
+        assert!(!f.asked.contains(&"same_bytes"));
     }
 
     #[test]

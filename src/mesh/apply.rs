@@ -26,6 +26,7 @@ struct Local<'f> {
     announced: &'f super::announced::Announced,
     seen: &'f mut super::flow::SeenState,
     cfg: &'f super::flow::PeerConfig,
+    same_bytes: &'f super::recent::SameBytes,
 }
 
 impl LocalCopy for Local<'_> {
@@ -67,6 +68,13 @@ impl LocalCopy for Local<'_> {
     }
     fn seen_id(&mut self, id: &str) -> bool {
         self.seen.seen(self.cfg, id)
+    }
+    fn same_bytes(&mut self, method: Method, digest: &Digest) -> Option<String> {
+        let from = self
+            .same_bytes
+            .get(method.name(), digest.as_bytes())?
+            .to_string();
+        self.matches(&from, method, digest).then_some(from)
     }
 }
 
@@ -229,6 +237,8 @@ impl Flow {
         self.stats.downloads += 1;
         self.stats.bytes += size;
         self.recent.insert(rel, digest.as_bytes());
+        self.same_bytes
+            .insert(method.name(), digest.as_bytes(), rel);
         log::debug!(
             "{rel}: stored ({size} bytes, {} {})",
             method.name(),
@@ -277,6 +287,7 @@ impl Flow {
             announced: &self.announced,
             seen: &mut self.seen,
             cfg: &self.cfg,
+            same_bytes: &self.same_bytes,
         };
         let d = decide(
             payload,
@@ -351,6 +362,14 @@ impl Flow {
             Verdict::StoreInline { method, expected } | Verdict::Fetch { method, expected } => {
                 self.store_file(&msg, topic, &rel, method, expected.as_ref(), poster)
             }
+            Verdict::Copy {
+                from,
+                method,
+                expected,
+            } => match self.copy_local(&msg, topic, &rel, &from, method, &expected, poster) {
+                Some(outcome) => outcome,
+                None => self.store_file(&msg, topic, &rel, method, Some(&expected), poster),
+            },
             Verdict::Apply(op) => self.file_op(&msg, topic, &rel, op, redelivered, poster),
             Verdict::Refuse(_) | Verdict::LagDrop | Verdict::Duplicate => Outcome::Done(0),
         }
@@ -427,6 +446,8 @@ impl Flow {
             };
         };
         self.recent.insert(rel, digest.as_bytes());
+        self.same_bytes
+            .insert(method.name(), digest.as_bytes(), rel);
         log::debug!(
             "{rel}: stored ({size} bytes, {} {})",
             method.name(),
@@ -434,6 +455,53 @@ impl Flow {
         );
         self.keep_pub_time(rel, msg);
         self.announce_stored(msg, topic, rel, method, digest, size, poster)
+    }
+
+    /// Stores `rel` from the same bytes here under `from`, verified, and announces it.
+    /// `None`: not copied (logged), to be downloaded instead.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_local(
+        &mut self,
+        msg: &Message<'_>,
+        topic: &[u8],
+        rel: &str,
+        from: &str,
+        method: Method,
+        expected: &Digest,
+        poster: Option<&Poster>,
+    ) -> Option<Outcome> {
+        // a channel product has attributes beside it: those come with a download
+        if sidecar::split_product_rel(rel).is_some() {
+            return None;
+        }
+        let copied = std::fs::File::open(self.store.path(from))
+            .map_err(CommitError::Io)
+            .and_then(|mut src| {
+                let mut t = self
+                    .store
+                    .begin(rel, method, self.cfg.file_max)
+                    .map_err(CommitError::Io)?;
+                std::io::copy(&mut src, &mut t).map_err(CommitError::Io)?;
+                Ok(t)
+            })
+            .and_then(|t| {
+                let size = t.size();
+                self.store.commit(t, rel, Some(expected)).map(|c| (c, size))
+            });
+        let ((method, digest), size) = match copied {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("{rel}: not copied from {from} ({e}): downloaded instead");
+                return None;
+            }
+        };
+        self.stats.copies += 1;
+        self.recent.insert(rel, digest.as_bytes());
+        self.same_bytes
+            .insert(method.name(), digest.as_bytes(), rel);
+        log::debug!("{rel}: stored ({size} bytes), the same bytes as {from}");
+        self.keep_pub_time(rel, msg);
+        Some(self.announce_stored(msg, topic, rel, method, digest, size, poster))
     }
 
     /// The stored file's modification time becomes the message's pubtime (WIS2's

@@ -273,6 +273,8 @@ pub struct Flow {
     pub(super) seen: SeenState,
     /// The post broker's account of the announcements it took (while running).
     auditor: Option<Auditor>,
+    /// Files stored lately, by checksum: the same bytes under another name are copied.
+    pub(super) same_bytes: super::recent::SameBytes,
 }
 
 /// The WIS2 ids of a flow: not opened yet (no WIS2 message so far), open, or not
@@ -391,6 +393,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         unacked: std::collections::VecDeque::new(),
         seen: SeenState::Unopened,
         auditor: None,
+        same_bytes: super::recent::SameBytes::new(super::recent::SAME_BYTES_CAPACITY),
     };
     loop {
         match flow.run_once() {

@@ -109,3 +109,66 @@ mod tests {
         assert!(r.contains("a", &99u32.to_le_bytes()));
     }
 }
+
+/// Files stored lately by their checksum: the same bytes announced under another name
+/// are copied from here, not fetched again. Bounded; a file found here is checked
+/// against its checksum before it is copied (it may have been replaced or removed).
+pub struct SameBytes {
+    map: HashMap<u64, String>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+/// Files remembered by their checksum (~100 bytes each).
+pub const SAME_BYTES_CAPACITY: usize = 4096;
+
+impl SameBytes {
+    pub fn new(capacity: usize) -> SameBytes {
+        SameBytes {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn key(method: &str, digest: &[u8]) -> u64 {
+        let mut b = method.as_bytes().to_vec();
+        b.push(0);
+        b.extend_from_slice(digest);
+        fingerprint(&b)
+    }
+
+    pub fn insert(&mut self, method: &str, digest: &[u8], rel: &str) {
+        let k = Self::key(method, digest);
+        if self.map.insert(k, rel.to_string()).is_none() {
+            if self.order.len() == self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+            self.order.push_back(k);
+        }
+    }
+
+    pub fn get(&self, method: &str, digest: &[u8]) -> Option<&str> {
+        self.map.get(&Self::key(method, digest)).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod same_bytes_tests {
+    use super::*;
+
+    #[test]
+    fn remembers_the_latest_name_within_its_capacity() {
+        let mut s = SameBytes::new(2);
+        s.insert("sha512", b"d1", "a/x");
+        s.insert("sha512", b"d1", "a/y");
+        assert_eq!(s.get("sha512", b"d1"), Some("a/y"));
+        assert_eq!(s.get("md5", b"d1"), None, "the method is part of the key");
+        s.insert("sha512", b"d2", "b");
+        s.insert("sha512", b"d3", "c");
+        assert_eq!(s.get("sha512", b"d1"), None, "the oldest gave way");
+        assert_eq!(s.get("sha512", b"d3"), Some("c"));
+    }
+}

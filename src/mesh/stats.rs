@@ -13,6 +13,8 @@ pub struct Stats {
     pub messages: u64,
     pub downloads: u64,
     pub inline_writes: u64,
+    /// Files stored from the same bytes here under another name.
+    pub copies: u64,
     pub duplicates: u64,
     pub failures: u64,
     pub mismatches: u64,
@@ -151,10 +153,11 @@ impl Stats {
             0.0
         };
         format!(
-            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}, downloading {}, bytes {}, retry queue {} (queued {}, retried {}, expired {}), servers down {}",
+            "stats: {n} messages ({:.1}/s), mean lag {mean_lag:.2}s, downloads {}, inline {}, copied {}, duplicates {}, failures {} (checksum mismatches {}), rejected {}, lag-dropped {}, removes {}, published {}, downloading {}, bytes {}, retry queue {} (queued {}, retried {}, expired {}), servers down {}",
             n as f64 / secs.max(1e-3),
             self.downloads - since.downloads,
             self.inline_writes - since.inline_writes,
+            self.copies - since.copies,
             self.duplicates - since.duplicates,
             self.failures - since.failures,
             self.mismatches - since.mismatches,

@@ -441,6 +441,38 @@ fn wis2_messages_flow_through_two_nodes_and_pywis_pubsub_verifies_the_files() {
     let log = pywis.log_text();
     assert_eq!(log.matches("Data verification passed").count(), 9, "{log}");
     assert!(!log.contains("verification failed"), "{log}");
+
+    // phase 3: the bytes of station 1 under another data_id, with a link that leads
+    // nowhere: node A copies what it has (a download would fail), and announces it
+    let again = wnm(
+        &uuid(20),
+        &t2,
+        &data_id(9),
+        "canonical",
+        &format!("{}/wis2/gone.bufr4", web.base_url()),
+        &body(1, "v1"),
+        methods[1],
+        None,
+    );
+    publish_raw(&global, &[(TOPIC.into(), again)]);
+    assert!(
+        wait_until(WAIT, || read(&dir_a, &rel(9)).as_deref()
+            == Some(&body(1, "v1")[..])),
+        "node A stored it from its own copy:\n{}",
+        node_a.log_text()
+    );
+    assert!(
+        node_a.log_text().contains("the same bytes as"),
+        "{}",
+        node_a.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || read(&dir_b, &rel(9)).as_deref()
+            == Some(&body(1, "v1")[..])),
+        "and node B got it from node A:\n{}",
+        node_b.log_text()
+    );
+    assert!(wait_until(WAIT, || pywis_has(9, &body(1, "v1"))));
 }
 
 /// Seconds since the epoch, now.
