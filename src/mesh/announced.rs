@@ -43,9 +43,8 @@ pub(super) fn open_records(
 pub struct Announced {
     path: PathBuf,
     file: File,
+    /// The last `capacity` records: what is asked, and what the file is rewritten with.
     recent: Recent,
-    /// Records in memory, oldest first, to rewrite the file with.
-    kept: std::collections::VecDeque<(u64, u64)>,
     in_file: usize,
     buf: Vec<u8>,
     capacity: usize,
@@ -59,7 +58,6 @@ impl Announced {
             file,
             path,
             recent: Recent::new(capacity),
-            kept: std::collections::VecDeque::with_capacity(capacity),
             in_file: whole / RECORD,
             buf: Vec::new(),
             capacity: capacity.max(1),
@@ -74,10 +72,6 @@ impl Announced {
 
     fn remember(&mut self, k: u64, v: u64) {
         self.recent.insert_fingerprints(k, v);
-        if self.kept.len() == self.capacity {
-            self.kept.pop_front();
-        }
-        self.kept.push_back((k, v));
     }
 
     /// Whether the announcement of `rel` with integrity value `value` was acknowledged.
@@ -119,8 +113,8 @@ impl Announced {
     /// Rewrites the file with the records kept in memory (temporary file, rename).
     fn compact(&mut self) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
-        let mut out = Vec::with_capacity(self.kept.len() * RECORD);
-        for (k, v) in &self.kept {
+        let mut out = Vec::with_capacity(self.recent.len() * RECORD);
+        for (k, v) in self.recent.entries() {
             out.extend_from_slice(&k.to_le_bytes());
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -129,7 +123,7 @@ impl Announced {
         f.sync_data()?;
         std::fs::rename(&tmp, &self.path)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.in_file = self.kept.len();
+        self.in_file = self.recent.len();
         Ok(())
     }
 }

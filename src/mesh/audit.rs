@@ -265,7 +265,9 @@ fn audit_loop(
                     .filter(|(t, _)| *t == tag)
                     .map(|(_, k)| k);
                 let is_marker = p.topic == marker.as_bytes();
+                // the ack needs only the packet id and QoS: nothing keeps the read buffer
                 p.payload = bytes::Bytes::new();
+                p.topic = bytes::Bytes::new();
                 p.properties = None;
                 let mut r = lock.lock().unwrap_or_else(|p| p.into_inner());
                 match key {

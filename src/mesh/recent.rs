@@ -36,6 +36,13 @@ impl Recent {
         self.map.get(&fingerprint(rel.as_bytes())) == Some(&fingerprint(digest))
     }
 
+    /// The (key, value) fingerprints held, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.order
+            .iter()
+            .filter_map(|k| self.map.get(k).map(|v| (*k, *v)))
+    }
+
     /// `contains` with the fingerprints made already.
     pub fn holds(&self, key: u64, value: u64) -> bool {
         self.map.get(&key) == Some(&value)
@@ -119,8 +126,8 @@ pub struct SameBytes {
     capacity: usize,
 }
 
-/// Files remembered by their checksum (~100 bytes each).
-pub const SAME_BYTES_CAPACITY: usize = 4096;
+/// Files remembered by their checksum (~100 bytes each: ~0.1 MB).
+pub const SAME_BYTES_CAPACITY: usize = 1024;
 
 impl SameBytes {
     pub fn new(capacity: usize) -> SameBytes {
