@@ -271,7 +271,7 @@ fn open_announced(
     stop: &Arc<AtomicBool>,
 ) -> (Option<Arc<Mutex<Announced>>>, Option<Auditor>) {
     let dir = cfg.state_root().join("announced").join(&session.client_id);
-    let mut journal = match Announced::open(&dir, announced::CAPACITY) {
+    let mut journal = match Announced::open(&dir, announced::PRODUCTS_CAPACITY) {
         Ok(j) => j,
         Err(e) => {
             log::error!(

@@ -13,8 +13,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Announcements remembered per flow (~0.7 MB in memory at 16 Ki).
-pub const CAPACITY: usize = 16 * 1024;
+/// Announcements remembered per flow (~0.2 MB in memory): what a redelivery can name
+/// is the messages not yet acknowledged upstream (the receive maximum, 100 by default)
+/// and, after an upstream broker's restart, those it lost the acks of (~1,000 seen).
+pub const CAPACITY: usize = 4 * 1024;
+/// Products remembered by the channels announcer (~0.7 MB): every product it holds
+/// should be there, or it is announced again at start.
+pub const PRODUCTS_CAPACITY: usize = 16 * 1024;
 const RECORD: usize = 16;
 
 /// Opens (creating) `dir/name`, a file of `record`-byte records appended: its path, a

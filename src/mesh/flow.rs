@@ -335,6 +335,8 @@ pub const BATCH: usize = 32;
 /// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
 /// each upstream session).
 pub const QUEUE_CAPACITY: usize = 64;
+/// Messages in flight to a flow's audit session at most.
+pub const AUDIT_INFLIGHT: u16 = 64;
 /// Longest a stored file's announcement waits for its batch.
 pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 
@@ -435,6 +437,8 @@ impl Flow {
             .filter(|_| self.cfg.exactly_once)?;
         let mut s = self.session("-audit");
         s.clean_start = false;
+        // it may lag a little behind: fewer in flight, smaller bursts in memory
+        s.receive_maximum = s.receive_maximum.min(AUDIT_INFLIGHT);
         let exchanges: Vec<String> = match self.cfg.post_exchange_split {
             n if n > 1 => (0..n)
                 .map(|k| format!("{}{k:02}", self.cfg.post_exchange))
