@@ -152,9 +152,11 @@ fn metrics_pass_promtool_and_move_with_a_drain() {
         value(&after, "meshnode_lag_seconds_count{flow=\"main\"}"),
         Some(20.0)
     );
-    // the flow's threads did the work: their CPU is the flow's
-    let cpu = value(&after, "meshnode_flow_cpu_seconds_total{flow=\"main\"}");
-    assert!(cpu.is_some_and(|c| c > 0.0), "{cpu:?}");
+    // the flow's threads' CPU: a part of the process's (20 small files may take less
+    // than the 10 ms a clock tick counts: the unit test measures a busy thread)
+    let cpu = value(&after, "meshnode_flow_cpu_seconds_total{flow=\"main\"}").unwrap();
+    let process = value(&after, "meshnode_process_cpu_seconds_total").unwrap();
+    assert!((0.0..=process + 0.01).contains(&cpu), "{cpu} of {process}");
     assert_eq!(
         value(&after, "meshnode_channel_products{channel=\"MEMO\"}"),
         Some(1.0)
