@@ -40,7 +40,7 @@ fn channels_text(feed: &Path) -> String {
 }
 
 /// A node taking channels; `before`: options before the channel sections.
-fn start_node(s: &Scratch, name: &str, port: u16, before: &str) -> Node {
+pub(crate) fn start_node(s: &Scratch, name: &str, port: u16, before: &str) -> Node {
     let pw = s.path("passwd");
     if !pw.exists() {
         let lines = [("dave", "davepw"), ("ann", "annpw"), ("eve", "evepw")]

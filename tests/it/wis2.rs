@@ -593,43 +593,14 @@ fn a_wis2_broker_over_mqtts_with_everyone_everyone_is_one_broker_url() {
     );
 }
 
-/// A `run` node taking channel MEMO (open to dave), with `extra` options first.
-fn channel_node(s: &Scratch, name: &str, port: u16, extra: &str) -> Node {
-    let pw = s.path("passwd");
-    if !pw.exists() {
-        let line = meshnode::channels::credentials::hash_line("dave", "davepw", 1000).unwrap();
-        std::fs::write(&pw, line + "\n").unwrap();
-    }
-    let conf = s.path(&format!("{name}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "dir {dir}\nlisten 127.0.0.1:{port}\npassword-file {pw}\nnode-id {name}\nverbose 2\n\
-             {extra}\nchannel MEMO\ncapacity 3\naccess open\nwriters dave\n",
-            dir = s.path(&format!("{name}-data")).display(),
-            pw = pw.display(),
-        ),
-    )
-    .unwrap();
-    let n = Node::start(
-        &s.path(&format!("{name}.log")),
-        &["run".into(), "--config".into(), conf.display().to_string()],
-    );
-    assert!(
-        wait_until(WAIT, || n.log_text().contains("serving")),
-        "{}",
-        n.log_text()
-    );
-    n
-}
-
 #[test]
 fn channel_products_are_announced_in_wis2_and_replicated_and_removed() {
     let s = Scratch::new("wis2-channels");
     let (broker_a, broker_b) = (Broker::start(&s.path("ba")), Broker::start(&s.path("bb")));
     let watch_a = Watcher::start(&broker_a, "origin/#");
     let (port_a, port_b) = (free_port(), free_port());
-    let a = channel_node(
+    // the channels tests' node: MEMO open, dave may write (and more channels)
+    let a = crate::channels::start_node(
         &s,
         "a",
         port_a,
@@ -638,7 +609,7 @@ fn channel_products_are_announced_in_wis2_and_replicated_and_removed() {
             broker_a.url()
         ),
     );
-    let b = channel_node(
+    let b = crate::channels::start_node(
         &s,
         "b",
         port_b,
