@@ -229,6 +229,9 @@ pub fn forward(
 }
 
 #[cfg(test)]
+mod injection;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::message::{parse, FILEOP_REMOVE};

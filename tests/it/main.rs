@@ -5,6 +5,7 @@ mod channels;
 mod cli;
 mod common;
 mod deploy;
+mod injection;
 mod mesh;
 mod metrics;
 mod run;

@@ -32,6 +32,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                     if fields.len() == MAX_FIELDS {
                         return Err(de::Error::custom(format!("more than {MAX_FIELDS} fields")));
                     }
+                    // readers differ on which of two same-named members counts (the
+                    // first, the last): a message that names one twice says two things
+                    if fields
+                        .iter()
+                        .any(|(name, _): &(Cow<'_, str>, _)| *name == k.0)
+                    {
+                        return Err(de::Error::custom(format!("member {:?} appears twice", k.0)));
+                    }
                     fields.push((k.0, v));
                 }
                 Ok(RawObject(fields))
@@ -49,8 +57,13 @@ pub(super) fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>,
 }
 
 pub(super) fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
-    serde_json::from_str::<RawObject<'a>>(raw.get())
-        .or_else(|_| err(format!("field {field} is not an object")))
+    serde_json::from_str::<RawObject<'a>>(raw.get()).or_else(|e| {
+        if raw.get().trim_start().starts_with('{') {
+            err(format!("field {field}: {e}"))
+        } else {
+            err(format!("field {field} is not an object"))
+        }
+    })
 }
 
 pub(super) fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {

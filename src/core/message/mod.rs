@@ -7,6 +7,7 @@
 //! unmodified).
 
 mod json;
+pub mod members;
 mod parse;
 mod wnm;
 mod write;

@@ -5,6 +5,7 @@
 //! properties forwarded byte for byte.
 
 use super::json::{err, object, parse_integrity, string, RawObject, Str};
+use super::members;
 use super::*;
 use crate::core::time;
 use std::io::Write as _;
@@ -359,27 +360,39 @@ fn extra_str<'m>(msg: &'m Message<'_>, key: &str) -> Option<(&'m RawValue, Strin
     Some((v, serde_json::from_str::<String>(v.get()).ok()?))
 }
 
-/// Properties this node writes itself, or must not forward (`global-cache` is only
-/// for an accredited global cache).
-const WRITTEN: [&str; 10] = [
-    "pubtime",
-    "data_id",
-    "metadata_id",
-    "integrity",
-    "content",
-    "datetime",
-    "start_datetime",
-    "end_datetime",
-    "global-cache",
-    "geometry",
-];
+/// The times a v03 message carries of a WNM, when they are what a WNM reader accepts:
+/// `datetime` (a time or null) alone, or `start_datetime` with `end_datetime`.
+fn carried_times<'m, 'a>(m: &'m Message<'a>) -> Vec<&'m (Cow<'a, str>, &'a RawValue)> {
+    let names = ["datetime", "start_datetime", "end_datetime"];
+    let times: Vec<_> = m
+        .extra
+        .iter()
+        .filter(|(k, _)| names.contains(&k.as_ref()))
+        .collect();
+    let valid = |(k, v): &&(Cow<'_, str>, &RawValue)| {
+        (k == "datetime" && v.get().trim() == "null")
+            || serde_json::from_str::<String>(v.get())
+                .is_ok_and(|t| time::parse_rfc3339(&t).is_some())
+    };
+    let keys: Vec<&str> = times.iter().map(|(k, _)| k.as_ref()).collect();
+    let form = keys == ["datetime"]
+        || (keys.len() == 2 && keys.contains(&"start_datetime") && keys.contains(&"end_datetime"));
+    if form && times.iter().all(valid) {
+        times
+    } else {
+        Vec::new()
+    }
+}
 
 /// Writes a WNM announcing `o`, forwarding from `msg` (a WNM or a v03 message, or
 /// `None` for one of this node's making) what the standard says to keep: geometry,
-/// metadata_id, the times, unknown properties and members, the other links.
+/// metadata_id, the times, unknown properties and members, the other links. What a
+/// v03 message carries of a WNM is taken only when a WNM reader would accept it, and
+/// its data_id only when it names the same file as `o.data_id` (the relPath).
 pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
     let w = msg.and_then(|m| m.wis2.as_deref());
-    let v03 = msg.filter(|m| m.wis2.is_none());
+    // a v03 message that may carry a WNM's members
+    let v03 = msg.filter(|m| m.wis2.is_none() && members::carries_wis2(m.dialect));
     out.extend_from_slice(b"{\"id\":");
     json_str(out, o.id);
     out.extend_from_slice(b",\"conformsTo\":[");
@@ -391,16 +404,21 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
             .extra
             .iter()
             .find(|(k, _)| k == "geometry")
-            .map(|(_, v)| v.get()),
+            .map(|(_, v)| v.get())
+            .filter(|g| g.trim_start().starts_with('{')),
         _ => None,
     };
     out.extend_from_slice(geometry.unwrap_or("null").as_bytes());
     out.extend_from_slice(b",\"properties\":{\"pubtime\":");
     json_str(out, o.pub_time);
     out.extend_from_slice(b",\"data_id\":");
-    let data_id = match (w, v03.and_then(|m| extra_str(m, "data_id"))) {
+    let carried_id = v03
+        .and_then(|m| extra_str(m, "data_id"))
+        .map(|(_, d)| d)
+        .filter(|d| rel_path_of(d, Some(o.href)) == o.data_id);
+    let data_id = match (w, carried_id) {
         (Some(w), _) => w.data_id.to_string(),
-        (None, Some((_, d))) => d,
+        (None, Some(d)) => d,
         _ => o.data_id.to_string(),
     };
     json_str(out, &data_id);
@@ -420,11 +438,9 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
             times += 1;
         }
     } else if let Some(m) = v03 {
-        for (k, v) in &m.extra {
-            if matches!(k.as_ref(), "datetime" | "start_datetime" | "end_datetime") {
-                member(out, k, v.get());
-                times += 1;
-            }
+        for (k, v) in carried_times(m) {
+            member(out, k, v.get());
+            times += 1;
         }
     }
     if times == 0 {
@@ -448,16 +464,19 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
         }
     }
     let mut link_type = w.and_then(|w| w.link_type.as_deref().map(str::to_string));
+    if let Some(m) = v03 {
+        // v03's media type is the link's type in WIS2
+        if let Some((_, t)) = extra_str(m, "contentType") {
+            link_type = Some(t);
+        }
+    }
     if let Some(m) = msg {
-        for (k, v) in &m.extra {
-            if v03.is_some() && k == "contentType" {
-                // v03's media type is the link's type in WIS2
-                link_type = serde_json::from_str(v.get()).ok();
-                continue;
-            }
-            if !WRITTEN.contains(&k.as_ref()) {
-                member(out, k, v.get());
-            }
+        for (k, v) in m
+            .extra
+            .iter()
+            .filter(|(k, _)| members::wnm_forwards(m.dialect, k))
+        {
+            member(out, k, v.get());
         }
     }
     out.extend_from_slice(b"},\"links\":[{\"href\":");

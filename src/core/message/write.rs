@@ -1,6 +1,7 @@
 //! Writing v03 in either dialect: pubTime kept, baseUrl rewritten, integrity as computed,
 //! unknown fields forwarded byte for byte.
 
+use super::members::v03_forwards;
 use super::{Format, Message};
 use crate::core::integrity::Method;
 use std::io::Write;
@@ -90,7 +91,7 @@ pub fn write_v03(out: &mut Vec<u8>, pub_time: &str, msg: Option<&Message<'_>>, o
         out.extend_from_slice(op.as_bytes());
     }
     if let Some(m) = msg {
-        for (k, v) in &m.extra {
+        for (k, v) in m.extra.iter().filter(|(k, _)| v03_forwards(m.dialect, k)) {
             out.push(b',');
             json_str(out, k);
             out.push(b':');
