@@ -80,16 +80,20 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-/// Whether our own client (`pipeline`) fetches `url`: plain `http://` without
-/// credentials in it (ureq sends those as Basic authorization, and speaks https).
+/// Whether our own client (`pipeline`) fetches `url`: `http://` or `https://` without
+/// credentials in it (ureq sends those as Basic authorization).
 pub fn own_client(url: &str) -> bool {
-    url.starts_with("http://") && !split_url(url).0.contains('@')
+    (url.starts_with("http://") || url.starts_with("https://")) && !split_url(url).0.contains('@')
 }
 
-/// A connection that could not be made, worded as ureq words it.
+/// A connection that could not be made, worded as ureq words it (the phase: connect,
+/// TLS handshake).
 pub fn connect_error(e: &io::Error) -> FetchError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => FetchError::Refused,
+        io::ErrorKind::TimedOut if e.to_string().starts_with("timeout: ") => {
+            FetchError::Transport(e.to_string())
+        }
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             FetchError::Transport("timeout: connect".into())
         }
@@ -110,9 +114,9 @@ pub fn split_url(url: &str) -> (&str, &str) {
 pub const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Fetcher {
-    /// `https://`, and what our own client leaves (redirects).
+    /// What our own client leaves: redirects, credentials in the URL.
     agent: ureq::Agent,
-    /// `http://`: our own keep-alive connections, which can pipeline.
+    /// `http://` and `https://`: our own keep-alive connections, which can pipeline.
     pool: Arc<Pool>,
     timeouts: Timeouts,
     min_rate: u64,
@@ -296,7 +300,7 @@ mod tests {
         );
         assert_eq!(split_url("http://b"), ("http://b", "/"));
         assert!(own_client("http://a:8000/data/x.txt"));
-        assert!(!own_client("https://a/x"), "https: ureq");
+        assert!(own_client("https://a/x"), "https: pipelined too");
         assert!(
             !own_client("http://peer:secret@a:8000/x"),
             "credentials: ureq sends them"

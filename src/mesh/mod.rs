@@ -16,6 +16,7 @@ pub mod roots;
 pub mod seen;
 pub mod servers;
 pub mod stats;
+mod stream;
 mod window;
 pub mod workers;
 

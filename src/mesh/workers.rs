@@ -226,8 +226,8 @@ struct Worker {
 }
 
 impl Worker {
-    /// Downloads a batch of one server's files: pipelined on one connection when it is
-    /// `http://` (see `pipeline`), else one by one. A file that fails its pipelined try
+    /// Downloads a batch of one server's files: pipelined on one connection when our
+    /// own client speaks its URL (`http://`, `https://`: see `pipeline`), else one by one. A file that fails its pipelined try
     /// takes the one-by-one path, with its budgets; when the server answers none of the
     /// batch (refused, silent), the first file takes that path and the rest share its
     /// fate, so a dead server costs one budget, not one per file.
@@ -239,7 +239,7 @@ impl Worker {
             return;
         }
         let origin = split_url(&jobs[0].url).0.to_string();
-        let host = origin["http://".len()..].to_string();
+        let host = origin[origin.find("://").map_or(0, |i| i + 3)..].to_string();
         let mut pending: VecDeque<Job> = jobs.into();
         // failed their pipelined try: (job, checksum mismatches so far)
         let mut again: Vec<(Job, u64)> = Vec::new();

@@ -1,8 +1,10 @@
-//! A small HTTP server over a directory (slow, stalling or counting on demand).
+//! A small HTTP server over a directory (slow, stalling, over TLS or counting on
+//! demand): it counts requests, and how many a client had sent on a connection before one
+//! was answered (more than one: the client pipelines).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -22,12 +24,19 @@ pub struct WebOptions {
     /// Close each connection after this many answers, whatever was asked on it since
     /// (as servers with a keep-alive request limit do, without saying so).
     pub close_after: Option<usize>,
+    /// Speak TLS with this certificate and key (PEM files): an https server.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
 pub struct WebServer {
     pub port: u16,
     pub requests: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
+    /// Most requests a connection had received, whole, when one of them was answered.
+    pub pipelined: Arc<AtomicUsize>,
+    tls: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -47,28 +56,44 @@ impl WebServer {
 
     fn listen(listener: TcpListener, root: &Path, opts: WebOptions) -> WebServer {
         let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(AtomicUsize::new(0));
+        let counts = Counts::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (root, req, st) = (root.to_path_buf(), requests.clone(), stop.clone());
+        let tls = opts.tls.as_ref().map(|(c, k)| tls_config(c, k));
+        let server = WebServer {
+            port,
+            requests: counts.requests.clone(),
+            connections: counts.connections.clone(),
+            pipelined: counts.pipelined.clone(),
+            tls: tls.is_some(),
+            stop: stop.clone(),
+        };
+        let root = root.to_path_buf();
         thread::spawn(move || {
             for conn in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (root, req, opts) = (root.clone(), req.clone(), opts.clone());
-                thread::spawn(move || serve(conn, &root, &req, &opts));
+                counts.connections.fetch_add(1, Ordering::SeqCst);
+                let (root, counts, opts, tls) =
+                    (root.clone(), counts.clone(), opts.clone(), tls.clone());
+                thread::spawn(move || match tls {
+                    Some(cfg) => {
+                        let Ok(c) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(c, conn), &root, &counts, &opts)
+                    }
+                    None => serve(conn, &root, &counts, &opts),
+                });
             }
         });
-        WebServer {
-            port,
-            requests,
-            stop,
-        }
+        server
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/data", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/data", self.port)
     }
 }
 
@@ -79,9 +104,39 @@ impl Drop for WebServer {
     }
 }
 
-fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
+#[derive(Clone, Default)]
+struct Counts {
+    requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    pipelined: Arc<AtomicUsize>,
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(cfg)
+}
+
+/// Whole request heads in `buf` (ended by an empty line).
+fn heads_in(buf: &[u8]) -> usize {
+    buf.windows(4).filter(|w| w == b"\r\n\r\n").count()
+}
+
+fn serve(conn: impl Read + Write, root: &Path, counts: &Counts, opts: &WebOptions) {
+    let requests = &counts.requests;
+    let mut reader = BufReader::with_capacity(64 * 1024, conn);
     let mut answered = 0;
     loop {
         if opts.close_after == Some(answered) {
@@ -101,6 +156,10 @@ fn serve(conn: TcpStream, root: &Path, requests: &AtomicUsize, opts: &WebOptions
                 break;
             }
         }
+        // this one, and those already here behind it
+        let depth = 1 + heads_in(reader.buffer());
+        counts.pipelined.fetch_max(depth, Ordering::SeqCst);
+        let out = reader.get_mut();
         let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
         thread::sleep(opts.delay);
         let path = line.split_whitespace().nth(1).unwrap_or("/");

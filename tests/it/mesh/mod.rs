@@ -18,13 +18,23 @@ pub fn subscribed(node: &Node, n: usize) -> bool {
 /// The usual arrangement: an upstream broker, a watched local broker, and a node
 /// (storing in `s/node`, with `extra` options) subscribed between them.
 pub fn node_between(s: &Scratch, extra: &[&str]) -> (Broker, Broker, Watcher, PathBuf, Node) {
+    node_between_env(s, extra, &[])
+}
+
+/// `node_between`, the node started with `env` added to its environment.
+pub fn node_between_env(
+    s: &Scratch,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Broker, Broker, Watcher, PathBuf, Node) {
     let up = Broker::start(&s.path("up"));
     let local = Broker::start(&s.path("local"));
     let watch = Watcher::start(&local, "xpublic/#");
     let dir = s.path("node");
-    let node = Node::start(
+    let node = Node::start_env(
         &s.path("node.log"),
         &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", extra),
+        env,
     );
     assert!(subscribed(&node, 1));
     (up, local, watch, dir, node)

@@ -40,8 +40,13 @@ fn wait_port(port: u16) {
 /// Announces `n` files of `origin` (served at `base`), pipelined 16 at a time over at
 /// most 2 connections, and checks each is stored as served and announced once.
 fn fetch_all_from(s: &Scratch, origin: &Path, base: &str, n: usize) {
+    fetch_all_from_env(s, origin, base, n, &[])
+}
+
+/// `fetch_all_from`, the node started with `env` added to its environment.
+fn fetch_all_from_env(s: &Scratch, origin: &Path, base: &str, n: usize, env: &[(&str, &str)]) {
     let (up, _local, watch, dir, node) =
-        node_between(s, &["--pipeline", "16", "--host-connections", "2"]);
+        node_between_env(s, &["--pipeline", "16", "--host-connections", "2"], env);
     let (batch, rels) = files(
         origin,
         base,
@@ -89,37 +94,21 @@ fn pipelined_from_webfsd() {
 fn pipelined_from_nginx_closing_every_five_requests() {
     let s = Scratch::new("pipe-nginx");
     let origin = s.path("origin");
-    let prefix = s.path("nginx");
-    std::fs::create_dir_all(&origin).unwrap();
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    let port = free_port();
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\n\
-             error_log {p}/logs/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  keepalive_requests 5;\n  client_body_temp_path {p}/body;\n\
-             server {{ listen 127.0.0.1:{port}; root {o}; }}\n}}\n",
-            p = prefix.display(),
-            o = origin.display()
-        ),
-    )
-    .unwrap();
-    let nginx = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("-v").output().is_ok())
-        .expect("nginx (Debian package nginx-light; scripts/test installs it)");
-    let _web = Server::spawn(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf),
-        "nginx (Debian package nginx-light)",
-    );
-    wait_port(port);
-    fetch_all_from(&s, &origin, &format!("http://127.0.0.1:{port}"), 200);
+    let nginx = Nginx::start(&origin, &s.path("nginx"), 5, None);
+    let base = format!("http://127.0.0.1:{}", nginx.port);
+    fetch_all_from(&s, &origin, &base, 200);
+}
+
+#[test]
+fn pipelined_over_https_from_nginx_closing_every_five_requests() {
+    let s = Scratch::new("pipe-nginx-tls");
+    make_cert(&s.0, "nginx");
+    let origin = s.path("origin");
+    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+    let nginx = Nginx::start(&origin, &s.path("nginx"), 5, Some((&cert, &key)));
+    let base = format!("https://127.0.0.1:{}", nginx.tls_port.unwrap());
+    let ca = s.path("ca.pem").display().to_string();
+    fetch_all_from_env(&s, &origin, &base, 200, &[("SSL_CERT_FILE", &ca)]);
 }
 
 #[test]
@@ -155,4 +144,42 @@ fn pipelined_from_a_server_that_closes_after_three_answers_without_notice() {
         },
     );
     fetch_all_from(&s, &origin, &web.base_url(), 100);
+    let depth = web.pipelined.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(depth >= 2, "requests were not pipelined (depth {depth})");
+}
+
+/// The server saw requests pipelined (more than one sent before the first answer on a
+/// connection), and far fewer connections than files: the node did not fall back to
+/// one request per connection.
+fn assert_pipelined(web: &WebServer, files: usize) {
+    let depth = web.pipelined.load(std::sync::atomic::Ordering::SeqCst);
+    let conns = web.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(depth >= 2, "requests were not pipelined (depth {depth})");
+    assert!(conns * 4 <= files, "{conns} connections for {files} files");
+}
+
+#[test]
+fn pipelined_over_https_from_a_server_that_counts() {
+    let s = Scratch::new("pipe-https");
+    make_cert(&s.0, "web");
+    let origin = s.path("origin");
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            tls: Some((s.path("cert.pem"), s.path("key.pem"))),
+            ..WebOptions::default()
+        },
+    );
+    let ca = s.path("ca.pem").display().to_string();
+    fetch_all_from_env(&s, &origin, &web.base_url(), 200, &[("SSL_CERT_FILE", &ca)]);
+    assert_pipelined(&web, 200);
+}
+
+#[test]
+fn pipelined_over_http_from_a_server_that_counts() {
+    let s = Scratch::new("pipe-count");
+    let origin = s.path("origin");
+    let web = WebServer::start(&origin, WebOptions::default());
+    fetch_all_from(&s, &origin, &web.base_url(), 200);
+    assert_pipelined(&web, 200);
 }
