@@ -149,7 +149,7 @@ pub static OPTIONS: &[Opt] = &[
     opt("host-connections", "N", "4", PF,
         "connections at once to one server (and keep-alive connections kept to it)"),
     opt("pipeline", "N", "16", PF,
-        "small http:// files asked for at once on one connection (HTTP/1.1 pipelining); 1: off"),
+        "small http:// and https:// files asked for at once on one connection (HTTP/1.1 pipelining); 1: off"),
     opt("keepalive", "SECONDS", "30", PF,
         "MQTT keepalive (at least 5)"),
     opt("retries", "N", "3", PF,

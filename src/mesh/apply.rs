@@ -151,6 +151,11 @@ impl Flow {
     /// retry queue if its server failed; then the messages held for its relPath are
     /// judged, in arrival order.
     pub(super) fn downloaded(&mut self, w: &mut Window, d: Done, poster: Option<&Poster>) {
+        if d.returned {
+            // not ended: asked for again on another connection
+            w.requeue(d.job);
+            return;
+        }
         self.stats.mismatches += d.mismatches;
         let (message, mut held) = w.ended(&d.job);
         let rel = d.job.rel.clone();

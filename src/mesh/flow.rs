@@ -258,6 +258,9 @@ pub struct Flow {
     pub(super) retry_done: Vec<(u64, u64)>,
     /// When the retry queue is looked at next.
     pub(super) retry_next: Instant,
+    /// Whether the retry queue may hold due entries (false once a scan found none:
+    /// looked at again at the next tick, or when a server comes back).
+    pub(super) retry_scan: bool,
     /// Downloads moved to the retry queue while running (their message acknowledged):
     /// window slot -> retry-queue entry.
     pub(super) spilled: std::collections::HashMap<u64, u64>,
@@ -387,6 +390,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         retrying: std::collections::HashMap::new(),
         retry_done: Vec::new(),
         retry_next: Instant::now(),
+        retry_scan: true,
         spilled: std::collections::HashMap::new(),
         servers: Servers::default(),
         last_message: None,
@@ -590,7 +594,9 @@ impl Flow {
                             sub.reconnect();
                         }
                     }
-                    let wait = if window.is_empty() {
+                    // queued retries are looked at every tick while workers are free
+                    let retrying = !self.retry.is_empty() && window.worker_free();
+                    let wait = if window.is_empty() && !retrying {
                         Duration::from_millis(500)
                     } else {
                         Duration::from_millis(20)

@@ -1,7 +1,8 @@
 //! What a flow does with downloads that failed for their server's sake: it keeps their
 //! messages in the retry queue (on disk before the upstream ack) and moves on; tries
 //! them again in the background when workers are free (fresh messages first), the
-//! freshest first; marks a server that keeps failing down, so its files go straight to
+//! freshest first, as many at once as the free workers take in full pipelined batches
+//! (one at a time drained a queue of 1,443 at 2 files/s after a 20 s outage); marks a server that keeps failing down, so its files go straight to
 //! the queue; drops what outlives `--retry-ttl`.
 
 use super::flow::{Flow, Outcome};
@@ -97,6 +98,7 @@ impl Flow {
             if self.servers.succeeded(origin) {
                 log::info!("{origin}: back up; its queued files are tried now");
                 self.retry.wake(origin);
+                self.retry_scan = true;
             }
             return;
         }
@@ -137,33 +139,39 @@ impl Flow {
         }
     }
 
-    /// Drops what is past its time to live; tries due entries while workers are free
-    /// and no fresh download waits.
+    /// Each tick, drops what is past its time to live; at every turn, tries due
+    /// entries while the free workers have room (a scan that finds none waits for the
+    /// next tick: the queue may hold thousands).
     fn retry_tick(&mut self, w: &mut Window, poster: Option<&Poster>) {
         let now = Instant::now();
-        if now < self.retry_next {
+        if now >= self.retry_next {
+            self.retry_next = now + RETRY_TICK;
+            self.retry_scan = true;
+            self.spill(w, now);
+            let unix = crate::sys::unix_now() as u64;
+            for d in self.retry.expire(unix) {
+                self.stats.expired += 1;
+                log::warn!(
+                    "{}: dropped from the retry queue after {} s (--retry-ttl), its server {} still failing",
+                    d.rel,
+                    d.age,
+                    d.origin
+                );
+            }
+        }
+        if !self.retry_scan || self.retry.is_empty() {
             return;
         }
-        self.retry_next = now + RETRY_TICK;
-        self.spill(w, now);
-        if self.retry.is_empty() {
-            return;
-        }
-        let unix = crate::sys::unix_now() as u64;
-        for d in self.retry.expire(unix) {
-            self.stats.expired += 1;
-            log::warn!(
-                "{}: dropped from the retry queue after {} s (--retry-ttl), its server {} still failing",
-                d.rel,
-                d.age,
-                d.origin
-            );
-        }
-        while w.queued() == 0 && w.worker_free() {
+        // enough to fill the free workers' pipelines, no more: a fresh message waits
+        // behind at most one batch of its server's retries
+        while w.queued() < w.room() {
             let servers = &mut self.servers;
             match self.retry.take_due(now, |o| servers.may_try(o, now)) {
                 Ok(Some(t)) => self.retry_one(w, t, poster),
-                Ok(None) => return,
+                Ok(None) => {
+                    self.retry_scan = false;
+                    return;
+                }
                 Err(e) => {
                     log::error!("retry queue: cannot read: {e}");
                     return;

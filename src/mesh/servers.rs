@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 /// Failures in a row (after each file's own attempts) that mark a server down.
 pub const DOWN_AFTER: u32 = 3;
-/// How long a server is first left alone; doubled each time a probe fails.
-pub const FIRST_DOWN: Duration = Duration::from_secs(10);
-pub const MAX_DOWN: Duration = Duration::from_secs(300);
+/// How long a server is first left alone; half as long again each time a probe fails,
+/// up to `MAX_DOWN`. Short: a web server back from a blip must not stay marked down for
+/// minutes (a probe is one GET), so after an outage of 20 s the first probe that finds
+/// it up comes within ~7 s (probes at 2, 5, 9.5, 16, 26 s...).
+pub const FIRST_DOWN: Duration = Duration::from_secs(2);
+pub const MAX_DOWN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 struct Health {
@@ -51,7 +54,7 @@ impl Servers {
             return Standing::Unchanged;
         }
         let again = h.down_until.is_some();
-        h.down_for = (h.down_for * 2).clamp(FIRST_DOWN, MAX_DOWN);
+        h.down_for = (h.down_for * 3 / 2).clamp(FIRST_DOWN, MAX_DOWN);
         h.down_until = Some(now + h.down_for);
         if again {
             Standing::StillDown
@@ -235,10 +238,17 @@ mod tests {
         let after = t0 + FIRST_DOWN;
         assert!(s.may_try("http://a", after), "one probe");
         assert!(!s.may_try("http://a", after), "only one at a time");
-        // the probe fails: down twice as long
+        // the probe fails: down half as long again
         assert_eq!(s.failed("http://a", after), Standing::StillDown);
-        assert!(s.is_down("http://a", after + FIRST_DOWN));
-        assert!(!s.is_down("http://a", after + FIRST_DOWN * 2));
+        assert!(s.is_down("http://a", after + FIRST_DOWN * 5 / 4));
+        assert!(!s.is_down("http://a", after + FIRST_DOWN * 3 / 2));
+        // and never longer than MAX_DOWN
+        let mut t = after;
+        for _ in 0..20 {
+            t += MAX_DOWN;
+            assert_eq!(s.failed("http://a", t), Standing::StillDown);
+        }
+        assert!(!s.is_down("http://a", t + MAX_DOWN));
         assert!(s.succeeded("http://a"));
         assert!(!s.is_down("http://a", after));
         assert!(!s.succeeded("http://a"), "no longer down");

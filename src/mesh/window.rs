@@ -357,14 +357,46 @@ impl Window {
         self.running < self.concurrency
     }
 
+    /// Downloads the free workers could take now, in full batches.
+    pub fn room(&self) -> usize {
+        self.concurrency.saturating_sub(self.running) * self.pipeline
+    }
+
     /// Downloads waiting for a worker or their server's turn.
     pub fn queued(&self) -> usize {
         self.queued
     }
 
+    /// A download its worker gave back unanswered (the connection it was pipelined on
+    /// is held by a large answer, or ends after one): first again among its server's,
+    /// for another connection, at once.
+    pub fn requeue(&mut self, job: Job) {
+        self.left_batch(&job);
+        self.queued += 1;
+        let limit = self.limit(&job.origin);
+        let origin = job.origin.clone();
+        let o = self.origins.entry(origin.clone()).or_default();
+        o.waiting.push_front(job);
+        if !o.ready && o.running < limit {
+            o.ready = true;
+            self.ready.push_back(origin);
+        }
+    }
+
     /// A download ended: its message (topic, payload), and the messages held for its
     /// relPath.
     pub fn ended(&mut self, job: &Job) -> (Option<(Bytes, Bytes)>, VecDeque<Arrival>) {
+        self.left_batch(job);
+        let message = self
+            .entry(job.slot)
+            .and_then(|e| e.fetch.take())
+            .map(|f| (f.topic, f.payload));
+        let held = self.fetching.remove(&job.rel).unwrap_or_default();
+        (message, held)
+    }
+
+    /// `job` is no longer part of its batch; the last one out frees the connection.
+    fn left_batch(&mut self, job: &Job) {
         self.running_jobs = self.running_jobs.saturating_sub(1);
         let left = self.batches.get_mut(&job.batch).map(|n| {
             *n -= 1;
@@ -385,12 +417,6 @@ impl Window {
                 }
             }
         }
-        let message = self
-            .entry(job.slot)
-            .and_then(|e| e.fetch.take())
-            .map(|f| (f.topic, f.payload));
-        let held = self.fetching.remove(&job.rel).unwrap_or_default();
-        (message, held)
     }
 
     /// Gives back a download taken by `take_blocking_fetch` (it could not be moved).

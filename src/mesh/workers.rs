@@ -9,7 +9,8 @@
 
 use super::fetch::{connect_error, own_client, split_url, FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
-use super::pipeline::{Conn, Head};
+use super::pipeline::{Conn, Framing, Head};
+use super::window::PIPELINE_SMALL;
 use crate::core::integrity::{Digest, Method};
 use crate::store::{is_local_trouble, CommitError, Store};
 use std::collections::VecDeque;
@@ -62,6 +63,9 @@ pub struct Done {
     pub transient: Option<String>,
     /// Not tried: its server is marked down.
     pub diverted: bool,
+    /// Given back unanswered: the connection it was pipelined on is held by a large
+    /// answer, or ends after one. It waits again, first, for another connection.
+    pub returned: bool,
 }
 
 /// What became of one pipelined answer.
@@ -93,6 +97,15 @@ impl Done {
             trouble: None,
             transient: None,
             diverted: false,
+            returned: false,
+        }
+    }
+
+    /// A job given back unanswered, to be asked for on another connection.
+    fn returned(job: Job) -> Done {
+        Done {
+            returned: true,
+            ..Done::given_up(job)
         }
     }
 
@@ -289,6 +302,29 @@ impl Worker {
                 };
                 answered += 1;
                 let close = head.close;
+                // the answers behind this one would wait for its body (large, or up to
+                // the close) or never come (the server closes after it): given back at
+                // once, to be asked for on another connection. In reverse: each goes
+                // first in its server's queue, so they keep their order there.
+                let holds = close
+                    || match head.framing {
+                        Framing::Length(n) => n > PIPELINE_SMALL,
+                        Framing::UntilClose => true,
+                        Framing::Chunked => false,
+                    };
+                if holds && !pending.is_empty() {
+                    log::debug!(
+                        "{origin}: {} requests behind {} go to another connection",
+                        pending.len(),
+                        job.rel
+                    );
+                    for j in pending.drain(..).rev() {
+                        out(Done::returned(j));
+                    }
+                    // their requests went out on this one: what it says later is not
+                    // to be read as anybody's answer
+                    keep = false;
+                }
                 match self.receive(&mut conn, &head, job) {
                     Received::Done(d, readable) => {
                         keep &= readable;
@@ -502,6 +538,7 @@ impl Worker {
             trouble,
             transient,
             diverted: false,
+            returned: false,
         }
     }
 }

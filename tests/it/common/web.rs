@@ -2,11 +2,12 @@
 //! demand): it counts requests, and how many a client had sent on a connection before one
 //! was answered (more than one: the client pipelines).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -26,6 +27,13 @@ pub struct WebOptions {
     pub close_after: Option<usize>,
     /// Speak TLS with this certificate and key (PEM files): an https server.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `delay` only for paths containing this (all paths when `None`).
+    pub delay_only: Option<&'static str>,
+    /// Answer as an HTTP/1.0 server: no Content-Length, the body up to the close, one
+    /// answer per connection.
+    pub http10: bool,
+    /// Paths containing `.0`: their body is sent `.1` bytes every `.2`.
+    pub slow: Option<(&'static str, usize, Duration)>,
 }
 
 /// A small HTTP/1.1 server over a directory (GET, keep-alive), counting requests.
@@ -38,6 +46,9 @@ pub struct WebServer {
     pub pipelined: Arc<AtomicUsize>,
     tls: bool,
     stop: Arc<AtomicBool>,
+    /// The connections accepted, to be cut when the server stops (an outage, not a
+    /// server that keeps its old clients).
+    live: Arc<Mutex<HashMap<usize, TcpStream>>>,
 }
 
 impl WebServer {
@@ -59,7 +70,9 @@ impl WebServer {
         let counts = Counts::default();
         let stop = Arc::new(AtomicBool::new(false));
         let tls = opts.tls.as_ref().map(|(c, k)| tls_config(c, k));
+        let live = Arc::new(Mutex::new(HashMap::new()));
         let server = WebServer {
+            live: live.clone(),
             port,
             requests: counts.requests.clone(),
             connections: counts.connections.clone(),
@@ -74,17 +87,27 @@ impl WebServer {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                counts.connections.fetch_add(1, Ordering::SeqCst);
+                let id = counts.connections.fetch_add(1, Ordering::SeqCst);
+                if let Ok(c) = conn.try_clone() {
+                    live.lock().unwrap().insert(id, c);
+                }
                 let (root, counts, opts, tls) =
                     (root.clone(), counts.clone(), opts.clone(), tls.clone());
-                thread::spawn(move || match tls {
-                    Some(cfg) => {
-                        let Ok(c) = rustls::ServerConnection::new(cfg) else {
-                            return;
-                        };
-                        serve(rustls::StreamOwned::new(c, conn), &root, &counts, &opts)
+                let live = live.clone();
+                thread::spawn(move || {
+                    match tls {
+                        Some(cfg) => {
+                            if let Ok(c) = rustls::ServerConnection::new(cfg) {
+                                serve(rustls::StreamOwned::new(c, conn), &root, &counts, &opts)
+                            }
+                        }
+                        None => serve(conn, &root, &counts, &opts),
                     }
-                    None => serve(conn, &root, &counts, &opts),
+                    // the copy kept to cut it would hold the socket open: the
+                    // connection ends when its server is done with it
+                    if let Some(c) = live.lock().unwrap().remove(&id) {
+                        let _ = c.shutdown(std::net::Shutdown::Both);
+                    }
                 });
             }
         });
@@ -101,6 +124,9 @@ impl Drop for WebServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
+        for (_, c) in self.live.lock().unwrap().drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -134,7 +160,27 @@ fn heads_in(buf: &[u8]) -> usize {
     buf.windows(4).filter(|w| w == b"\r\n\r\n").count()
 }
 
-fn serve(conn: impl Read + Write, root: &Path, counts: &Counts, opts: &WebOptions) {
+/// A connection the server can end its side of (an HTTP/1.0 body ends with the close,
+/// and closing with requests unread would reset the connection under the body).
+trait Conn: Read + Write {
+    fn half_close(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn half_close(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn half_close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+fn serve(conn: impl Conn, root: &Path, counts: &Counts, opts: &WebOptions) {
     let requests = &counts.requests;
     let mut reader = BufReader::with_capacity(64 * 1024, conn);
     let mut answered = 0;
@@ -161,11 +207,35 @@ fn serve(conn: impl Read + Write, root: &Path, counts: &Counts, opts: &WebOption
         counts.pipelined.fetch_max(depth, Ordering::SeqCst);
         let out = reader.get_mut();
         let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
-        thread::sleep(opts.delay);
         let path = line.split_whitespace().nth(1).unwrap_or("/");
+        if opts.delay_only.is_none_or(|p| path.contains(p)) {
+            thread::sleep(opts.delay);
+        }
         let rel = path.trim_start_matches("/data/");
         let file = root.join(rel);
         let resp = match (rel.contains(".."), std::fs::read(&file)) {
+            (false, Ok(body)) if opts.http10 => {
+                let _ = out.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+                match opts.slow.filter(|(p, _, _)| path.contains(p)) {
+                    Some((_, chunk, gap)) => {
+                        for piece in body.chunks(chunk.max(1)) {
+                            thread::sleep(gap);
+                            if out.write_all(piece).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = out.write_all(&body);
+                    }
+                }
+                // the end of the body is the close; what the client sent beyond its
+                // first request is read and dropped until it closes too
+                out.half_close();
+                let mut sink = [0u8; 4096];
+                while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                return;
+            }
             (false, Ok(body)) => {
                 let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
                     .into_bytes();

@@ -76,8 +76,15 @@ pub fn totals(log: &str) -> (u64, u64) {
 
 /// Stored files, and announcements seen, among `rels`.
 pub fn arrived(dir: &std::path::Path, watch: &Watcher, rels: &[String]) -> (usize, usize) {
-    let stored = rels.iter().filter(|r| read(dir, r).is_some()).count();
-    let announced = rels.iter().filter(|r| !watch.for_rel(r).is_empty()).count();
+    let stored = rels.iter().filter(|r| dir.join(r).is_file()).count();
+    // each announcement read once (a lookup per relPath in them all was quadratic)
+    let seen: std::collections::HashSet<String> = watch
+        .snapshot()
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter_map(|v| v["relPath"].as_str().map(str::to_string))
+        .collect();
+    let announced = rels.iter().filter(|r| seen.contains(r.as_str())).count();
     (stored, announced)
 }
 

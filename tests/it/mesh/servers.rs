@@ -183,3 +183,94 @@ fn pipelined_over_http_from_a_server_that_counts() {
     fetch_all_from(&s, &origin, &web.base_url(), 200);
     assert_pipelined(&web, 200);
 }
+
+/// The head-of-line case: a large file of unknown size (the demo's dialect
+/// carries no size, so it counts as small and is pipelined) trickling from an HTTP/1.0
+/// server, with small files pipelined behind it on its connection. Those are asked for
+/// again at once on another connection: all stored and announced before the large one.
+#[test]
+fn small_files_pipelined_behind_a_slow_http10_answer_are_not_held() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+    let s = Scratch::new("pipe-hol");
+    let origin = s.path("origin");
+    let web = WebServer::start(
+        &origin,
+        WebOptions {
+            http10: true,
+            delay: Duration::from_millis(1500),
+            delay_only: Some("/pioneer"),
+            // 640 KB at 160 KB/s: 4 s
+            slow: Some(("big", 16 * 1024, Duration::from_millis(100))),
+            ..WebOptions::default()
+        },
+    );
+    let (up, _local, watch, dir, node) = node_between(
+        &s,
+        &[
+            "--concurrency",
+            "2",
+            "--host-connections",
+            "2",
+            "--pipeline",
+            "16",
+        ],
+    );
+    // two pioneers hold both workers for 1.5 s, so that what comes next waits in the
+    // server's queue and goes out as one pipelined batch, the large file first
+    let base = web.base_url();
+    let (pioneers, _) = files(
+        &origin,
+        &base,
+        2,
+        |i| format!("hol/pioneer{i}.txt"),
+        |i| format!("pioneer {i}\n"),
+        |_| false,
+    );
+    publish_raw(&up, &pioneers);
+    assert!(wait_until(WAIT, || web.requests.load(SeqCst) >= 2));
+    let big = "big file of unknown size\n".repeat(640 * 1024 / 25);
+    put(&origin, "hol/big.bin", big.as_bytes());
+    let mut batch = vec![(
+        topic_of("hol/big.bin"),
+        announcement(&base, "hol/big.bin", big.as_bytes(), false),
+    )];
+    let (smalls, rels) = files(
+        &origin,
+        &base,
+        10,
+        |i| format!("hol/small{i}.txt"),
+        |i| format!("small {i}\n"),
+        |_| false,
+    );
+    batch.extend(smalls);
+    publish_raw(&up, &batch);
+    let mut all = rels.clone();
+    all.push("hol/big.bin".into());
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &all) == (11, 11)),
+        "{:?}\n{}",
+        arrived(&dir, &watch, &all),
+        node.log_text()
+    );
+    assert_eq!(read(&dir, "hol/big.bin").as_deref(), Some(big.as_bytes()));
+    let order: Vec<String> = watch
+        .snapshot()
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter_map(|v| v["relPath"].as_str().map(str::to_string))
+        .collect();
+    let at = |rel: &str| order.iter().position(|r| r == rel).unwrap();
+    for r in &rels {
+        assert!(
+            at(r) < at("hol/big.bin"),
+            "{r} was announced after the large file: {order:?}\n{}",
+            node.log_text()
+        );
+    }
+    assert!(
+        node.log_text().contains("go to another connection"),
+        "the batch behind the large file was given back: {}",
+        node.log_text()
+    );
+}
