@@ -17,7 +17,10 @@ use crate::core::message::Format;
 use crate::core::select::Selection;
 use crate::core::topic;
 use crate::store::Store;
+use bytes::Bytes;
 use flume::{RecvTimeoutError, TryRecvError};
+use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -829,7 +832,7 @@ impl Flow {
             return true;
         }
         self.seen.flush();
-        window.release(subs, acked);
+        send_acks(window, subs, acked);
         let retry = &mut self.retry;
         self.retry_done.retain(|&(seq, id)| {
             if seq <= acked {
@@ -861,4 +864,24 @@ impl Flow {
         }
         true
     }
+}
+
+/// Sends the upstream acks the window releases, in arrival order, until a connection's
+/// request queue is full (the rest go on the next turn).
+fn send_acks(window: &mut Window, subs: &[Subscriber], acked: u64) {
+    let mut sent = 0;
+    for a in window.releasable(acked) {
+        let sub = &subs[a.broker];
+        // an ack from an older connection could hit a new message with the same packet
+        // id; the broker redelivers the old one instead
+        if a.epoch == sub.epoch.load(Ordering::SeqCst) && a.qos != QoS::AtMostOnce {
+            let mut ack = Publish::new("", a.qos, Bytes::new(), None);
+            ack.pkid = a.pkid;
+            if sub.client.try_ack(&ack).is_err() {
+                break; // request queue full: again on the next turn
+            }
+        }
+        sent += 1;
+    }
+    window.released(sent);
 }

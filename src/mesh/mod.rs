@@ -17,6 +17,7 @@ pub mod seen;
 pub mod servers;
 pub mod stats;
 mod stream;
+mod transfer;
 mod window;
 pub mod workers;
 

@@ -10,8 +10,8 @@
 //! servers with a keep-alive request limit do, loses nothing: the requests it did not
 //! answer are sent again on another connection.
 
-use super::fetch::{FetchError, Timeouts};
 use super::stream::Stream;
+use super::transfer::{FetchError, Timeouts, READ_CHUNK};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,7 +81,7 @@ impl Pool {
         Ok((
             Conn {
                 stream,
-                buf: vec![0; super::fetch::READ_CHUNK],
+                buf: vec![0; READ_CHUNK],
                 start: 0,
                 end: 0,
                 answered: 0,

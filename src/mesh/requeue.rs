@@ -31,11 +31,14 @@ impl Flow {
         loop {
             let now = Instant::now();
             let servers = &self.servers;
-            let diverted = w.dispatch(workers, |o| servers.is_down(o, now));
-            if diverted.is_empty() {
+            let d = w.dispatch(|o| servers.is_down(o, now));
+            for batch in d.batches {
+                workers.submit(batch);
+            }
+            if d.diverted.is_empty() {
                 return;
             }
-            for job in diverted {
+            for job in d.diverted {
                 self.downloaded(w, Done::diverted(job), poster);
             }
         }

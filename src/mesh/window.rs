@@ -4,14 +4,15 @@
 //! `--concurrency` and `--host-connections`; a message for a relPath being downloaded
 //! is held until that download ends, then judged again (so a file announced by two
 //! peers at once is fetched once, and a removal never overtakes the file).
+//!
+//! No I/O here: the window says which acks are due (`releasable`) and which batches
+//! to start (`dispatch`); the flow sends and submits them. So its rules are unit-tested
+//! below, with a seeded simulation of random schedules.
 
-use super::mqtt::Subscriber;
-use super::workers::{Job, Workers};
+use super::workers::{Job, PIPELINE_SMALL};
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Slots of retry-queue entries (id + `RETRY_SLOTS`): never in the window, so never
@@ -44,6 +45,24 @@ pub(super) struct Fetching {
     pub rel: String,
     pub origin: String,
     pub since: Instant,
+}
+
+/// An upstream acknowledgement due: to be sent on connection `broker` unless that
+/// connection is not the one the message came on (`epoch`), or its QoS needs none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub broker: usize,
+    pub epoch: u32,
+    pub pkid: u16,
+    pub qos: QoS,
+}
+
+/// What `dispatch` starts: batches for the workers, and the downloads of servers
+/// marked down, not started (each ends through `ended`).
+#[derive(Debug, Default)]
+pub struct Dispatch {
+    pub batches: Vec<Vec<Job>>,
+    pub diverted: Vec<Job>,
 }
 
 /// A message as it arrived (held, when its relPath is being downloaded, until that ends).
@@ -182,26 +201,34 @@ impl Window {
         self.entries.front().is_some_and(|e| e.post_seq.is_some())
     }
 
-    /// Acknowledges, in arrival order, every message finished and whose
-    /// re-announcement the post broker acknowledged (`acked`).
-    pub fn release(&mut self, subs: &[Subscriber], acked: u64) {
-        while let Some(e) = self.entries.front() {
-            match e.post_seq {
-                Some(seq) if seq <= acked => {}
-                _ => break,
+    /// The acks due, in arrival order: every message at the head that is finished and
+    /// whose re-announcement the post broker acknowledged (`acked`). They stay due
+    /// until `released` says they went.
+    pub fn releasable(&self, acked: u64) -> impl Iterator<Item = Ack> + '_ {
+        self.entries
+            .iter()
+            .take_while(move |e| e.post_seq.is_some_and(|seq| seq <= acked))
+            .map(|e| Ack {
+                broker: e.broker,
+                epoch: e.epoch,
+                pkid: e.pkid,
+                qos: e.qos,
+            })
+    }
+
+    /// The first `n` acks `releasable` gave were sent (or needed none): their messages
+    /// leave the window.
+    pub fn released(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(e) = self.entries.front() else {
+                return;
+            };
+            debug_assert!(e.post_seq.is_some(), "an unfinished message released");
+            if e.post_seq.is_none() {
+                return;
             }
-            let sub = &subs[e.broker];
-            // an ack from an older connection could hit a new message with the same
-            // packet id; the broker redelivers the old one instead
-            if e.epoch == sub.epoch.load(Ordering::SeqCst) && e.qos != QoS::AtMostOnce {
-                let mut ack = Publish::new("", e.qos, Bytes::new(), None);
-                ack.pkid = e.pkid;
-                if sub.client.try_ack(&ack).is_err() {
-                    return; // request queue full: again on the next turn
-                }
-            }
-            if let Some(n) = self.per_broker.get_mut(e.broker) {
-                *n -= 1;
+            if let Some(c) = self.per_broker.get_mut(e.broker) {
+                *c -= 1;
             }
             self.entries.pop_front();
             self.first += 1;
@@ -246,15 +273,12 @@ impl Window {
 
     /// Starts waiting downloads while workers are free: servers take turns, each
     /// server's downloads in arrival order, in batches of up to `pipeline` small files
-    /// on one connection, never more connections to a server than its share. Returns
-    /// the downloads of servers `is_down` says are down, not started (counted as
-    /// running: each ends through `ended`).
-    pub fn dispatch(
-        &mut self,
-        workers: &Workers,
-        mut is_down: impl FnMut(&str) -> bool,
-    ) -> Vec<Job> {
-        let mut diverted = Vec::new();
+    /// on one connection, never more connections to a server than its share. The
+    /// downloads of servers `is_down` says are down are not started but diverted
+    /// (counted as running: each ends through `ended`).
+    pub fn dispatch(&mut self, mut is_down: impl FnMut(&str) -> bool) -> Dispatch {
+        let mut out = Dispatch::default();
+        let diverted = &mut out.diverted;
         // everything waiting for a server marked down goes at once, whatever its turn
         let down: Vec<String> = self
             .origins
@@ -300,10 +324,10 @@ impl Window {
             if is_down(&batch[0].origin) {
                 diverted.extend(batch);
             } else {
-                workers.submit(batch);
+                out.batches.push(batch);
             }
         }
-        diverted
+        out
     }
 
     /// Counts a batch (its server's connection counted by the caller) as running.
@@ -466,11 +490,10 @@ impl Window {
 /// Servers whose connection allowance is remembered, at most.
 const MAX_KNOWN_SERVERS: usize = 1024;
 
-/// Files larger than this (as announced) are fetched alone: pipelined behind a large
-/// file, small ones would wait for it.
-pub const PIPELINE_SMALL: u64 = 64 * 1024;
-
 /// Whether a download may share a pipelined connection.
 fn pipelinable(j: &Job) -> bool {
     super::fetch::own_client(&j.url) && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,6 @@
 use super::fetch::{connect_error, own_client, split_url, FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
 use super::pipeline::{Conn, Framing, Head};
-use super::window::PIPELINE_SMALL;
 use crate::core::integrity::{Digest, Method};
 use crate::store::{is_local_trouble, CommitError, Store};
 use std::collections::VecDeque;
@@ -26,6 +25,10 @@ use std::time::{Duration, Instant};
 pub const MAX_DOWNLOAD_BACKOFF: Duration = Duration::from_secs(30);
 /// Stack of a worker: a download needs a read buffer (on the heap) and a hash.
 const WORKER_STACK: usize = 256 * 1024;
+
+/// Files larger than this (as announced, or as an answer's head says) are not
+/// pipelined with others: behind a large file, small ones would wait for it.
+pub const PIPELINE_SMALL: u64 = 64 * 1024;
 
 /// One file to download.
 #[derive(Debug)]
