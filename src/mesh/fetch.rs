@@ -1,21 +1,26 @@
-//! Blocking HTTP(S) GET of announced files, streamed into the store, with keep-alive
-//! connections and timeouts named by phase.
+//! Blocking HTTP(S) GET of one announced file, streamed into the store, over the same
+//! kept-alive connections as the pipelined batches (one client, one pool): redirects
+//! followed (at most `MAX_REDIRECTS`, a relative `Location` too), Basic credentials
+//! from the URL, never sent to another origin than the one they came with.
 
 use super::pipeline::{Conn, Pool};
 pub use super::transfer::{FetchError, Timeouts, READ_CHUNK};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// Whether our own client (`pipeline`) fetches `url`: `http://` or `https://` without
-/// credentials in it (ureq sends those as Basic authorization).
-pub fn own_client(url: &str) -> bool {
+/// Redirects followed for one file at most.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Whether `url` may share a pipelined connection: `http://` or `https://` without
+/// credentials in it (those go one by one, with their authorization).
+pub fn can_pipeline(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://")) && !split_url(url).0.contains('@')
 }
 
-/// A connection that could not be made, worded as ureq words it (the phase: connect,
-/// TLS handshake).
+/// A connection that could not be made, worded by its phase (connect, TLS handshake).
 pub fn connect_error(e: &io::Error) -> FetchError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => FetchError::Refused,
@@ -38,17 +43,70 @@ pub fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
+/// Where one GET goes: the origin connected to (no credentials in it), the path, and
+/// the `Authorization` the URL's credentials make.
+#[derive(Debug, PartialEq)]
+struct Target {
+    origin: String,
+    path: String,
+    auth: Option<String>,
+}
+
+fn target(url: &str) -> Result<Target, FetchError> {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        let scheme = url.split("://").next().unwrap_or_default();
+        return Err(FetchError::Transport(format!(
+            "URL scheme {scheme:?} is not http or https"
+        )));
+    }
+    let (origin, path) = split_url(url);
+    let scheme_end = origin.find("://").map_or(0, |i| i + 3);
+    let (auth, hostport) = match origin[scheme_end..].rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let plain = crate::core::relpath::percent_decode(userinfo)
+                .unwrap_or_else(|| userinfo.to_string());
+            (Some(format!("Basic {}", B64.encode(plain))), hostport)
+        }
+        None => (None, &origin[scheme_end..]),
+    };
+    Ok(Target {
+        origin: format!("{}{hostport}", &origin[..scheme_end]),
+        path: path.to_string(),
+        auth,
+    })
+}
+
+/// The URL a `Location` names, seen from `base` (absolute, scheme-relative,
+/// absolute-path or relative to the base's directory; the fragment dropped).
+fn resolve(base: &Target, location: &str) -> String {
+    let loc = location.split('#').next().unwrap_or_default().trim();
+    if loc.contains("://") {
+        return loc.to_string();
+    }
+    if let Some(rest) = loc.strip_prefix("//") {
+        let scheme = base.origin.split("://").next().unwrap_or("http");
+        return format!("{scheme}://{rest}");
+    }
+    if loc.starts_with('/') {
+        return format!("{}{loc}", base.origin);
+    }
+    let path = base.path.split('?').next().unwrap_or("/");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!("{}{dir}{loc}", base.origin)
+}
+
+/// What one GET gave.
+enum Got {
+    Body(u64),
+    /// A redirect, to the URL in its `Location`.
+    Redirect(String),
+}
+
 pub struct Fetcher {
-    /// What our own client leaves: redirects, credentials in the URL.
-    agent: ureq::Agent,
-    /// `http://` and `https://`: our own keep-alive connections, which can pipeline.
+    /// Kept-alive connections, `http://` and `https://`, shared with the pipelines.
     pool: Arc<Pool>,
     timeouts: Timeouts,
-    min_rate: u64,
-    rate_window: Duration,
     stop: Arc<AtomicBool>,
-    /// Reused for every download: zeroing a fresh one each time cost more than md5.
-    buf: Vec<u8>,
 }
 
 impl Fetcher {
@@ -60,48 +118,23 @@ impl Fetcher {
     /// abandons a transfer in progress once `stop` is set, so a large download never
     /// holds up a shutdown.
     pub fn with_stop(t: Timeouts, per_host: usize, stop: Arc<AtomicBool>) -> Fetcher {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // peers are addressed directly; an http_proxy meant for other traffic must not apply
-            .proxy(None)
-            .timeout_connect(Some(t.connect))
-            .timeout_recv_response(Some(t.response))
-            .timeout_per_read(Some(t.per_read))
-            .max_idle_connections(16.max(per_host))
-            .max_idle_connections_per_host(per_host)
-            .user_agent(concat!("meshnode/", env!("CARGO_PKG_VERSION")))
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(super::roots::ureq_roots())
-                    .build(),
-            )
-            .build()
-            .new_agent();
         Fetcher {
-            agent,
             pool: Arc::new(Pool::new(t, per_host)),
             timeouts: t,
-            min_rate: t.min_rate,
-            rate_window: t.rate_window,
             stop,
-            buf: vec![0; READ_CHUNK],
         }
     }
 
     /// Another fetcher on the same connection pool (for another thread).
     pub fn share(&self) -> Fetcher {
         Fetcher {
-            agent: self.agent.clone(),
             pool: self.pool.clone(),
             timeouts: self.timeouts,
-            min_rate: self.min_rate,
-            rate_window: self.rate_window,
             stop: self.stop.clone(),
-            buf: vec![0; READ_CHUNK],
         }
     }
 
-    /// The kept-alive `http://` connections.
+    /// The kept-alive connections.
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -116,120 +149,214 @@ impl Fetcher {
 
     /// GETs `url` and copies its body into `sink`; returns the number of bytes.
     pub fn get_into(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
-        if own_client(url) {
-            match self.get_plain(url, sink) {
-                // a redirect: ureq follows it
-                Err(FetchError::Status(s)) if (300..400).contains(&s) => {}
-                other => return other,
-            }
-        }
-        let mut resp = self.agent.get(url).call().map_err(|e| match e {
-            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
-                FetchError::Refused
-            }
-            e => FetchError::Transport(e.to_string()),
-        })?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(FetchError::Status(status));
-        }
-        let mut reader = resp.body_mut().as_reader();
-        let buf = &mut self.buf;
-        let mut total = 0u64;
-        // the rate over the last window: a trickle that beats the per-read timeout
-        // must not hold a download slot for hours
-        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
-        loop {
-            let n = match io::Read::read(&mut reader, buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(FetchError::Transport(format!("reading body: {e}"))),
-            };
-            sink.write_all(&buf[..n]).map_err(FetchError::Write)?;
-            total += n as u64;
-            window_bytes += n as u64;
-            let elapsed = window_start.elapsed();
-            if self.min_rate > 0 && elapsed >= self.rate_window {
-                if (window_bytes as f64) < self.min_rate as f64 * elapsed.as_secs_f64() {
-                    return Err(FetchError::TooSlow {
-                        bytes: window_bytes,
-                        secs: elapsed.as_secs(),
-                    });
+        let mut t = target(url)?;
+        let (first_origin, first_auth) = (t.origin.clone(), t.auth.clone());
+        for _ in 0..=MAX_REDIRECTS {
+            match self.get_once(&t, sink)? {
+                Got::Body(n) => return Ok(n),
+                Got::Redirect(location) => {
+                    let mut next = target(&resolve(&t, &location))?;
+                    // the URL's credentials are for its own origin only
+                    if next.auth.is_none() && next.origin == first_origin {
+                        next.auth.clone_from(&first_auth);
+                    }
+                    t = next;
                 }
-                (window_start, window_bytes) = (Instant::now(), 0);
-            }
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(FetchError::Stopped);
             }
         }
-        Ok(total)
+        Err(FetchError::Transport(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
     }
 
-    /// One GET over our own kept-alive connection. A connection kept from before that
-    /// fails before answering was closed by the server meanwhile: tried again on a new
-    /// one.
-    fn get_plain(&mut self, url: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
-        let (origin, path) = split_url(url);
+    /// One GET over a kept-alive connection. A connection kept from before that fails
+    /// before answering was closed by the server meanwhile: tried again on a new one.
+    fn get_once(&mut self, t: &Target, sink: &mut impl Write) -> Result<Got, FetchError> {
         let mut fresh = false;
         loop {
             let (mut conn, reused) = self
                 .pool
-                .take(origin, fresh)
+                .take(&t.origin, fresh)
                 .map_err(|e| connect_error(&e))?;
-            let result = self.exchange(&mut conn, origin, path, sink);
-            match result {
+            match self.exchange(&mut conn, t, sink) {
                 Err(FetchError::Transport(_)) if reused && conn.answered == 0 => fresh = true,
-                Ok((size, keep)) => {
+                Ok((got, keep)) => {
                     if keep {
-                        self.pool.give(origin, conn);
+                        self.pool.give(&t.origin, conn);
                     }
-                    return Ok(size);
+                    return Ok(got);
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Sends one GET on `conn` and reads its answer: (size, whether the connection can
-    /// be kept).
+    /// Sends one GET on `conn` and reads its answer: what it gave, and whether the
+    /// connection can be kept.
     fn exchange(
         &mut self,
         conn: &mut Conn,
-        origin: &str,
-        path: &str,
+        t: &Target,
         sink: &mut impl Write,
-    ) -> Result<(u64, bool), FetchError> {
-        let host = &origin[origin.find("://").map_or(0, |i| i + 3)..];
-        conn.send_gets(host, &[path])
+    ) -> Result<(Got, bool), FetchError> {
+        let host = &t.origin[t.origin.find("://").map_or(0, |i| i + 3)..];
+        conn.send_gets(host, &[&t.path], t.auth.as_deref())
             .map_err(|e| FetchError::Transport(format!("io: {e}")))?;
         let head = conn.read_head(self.timeouts.response)?;
+        let redirect = matches!(head.status, 301 | 302 | 303 | 307 | 308);
+        if let (true, Some(location)) = (redirect, head.location.clone()) {
+            // read past its body, so the connection can serve the next request
+            let kept = conn
+                .read_body(&head, &mut io::sink(), &self.timeouts, &self.stop)
+                .is_ok();
+            return Ok((Got::Redirect(location), kept && !head.close));
+        }
         if head.status != 200 {
             // the connection is dropped with its unread body
             return Err(FetchError::Status(head.status));
         }
         let size = conn.read_body(&head, sink, &self.timeouts, &self.stop)?;
-        Ok((size, !head.close))
+        Ok((Got::Body(size), !head.close))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
 
     #[test]
-    fn urls_split_and_who_fetches_them() {
+    fn urls_split_and_which_may_be_pipelined() {
         assert_eq!(
             split_url("http://a:8000/data/x.txt?q=1"),
             ("http://a:8000", "/data/x.txt?q=1")
         );
         assert_eq!(split_url("http://b"), ("http://b", "/"));
-        assert!(own_client("http://a:8000/data/x.txt"));
-        assert!(own_client("https://a/x"), "https: pipelined too");
+        assert!(can_pipeline("http://a:8000/data/x.txt"));
+        assert!(can_pipeline("https://a/x"), "https: pipelined too");
         assert!(
-            !own_client("http://peer:secret@a:8000/x"),
-            "credentials: ureq sends them"
+            !can_pipeline("http://peer:secret@a:8000/x"),
+            "credentials: one by one"
         );
-        assert!(own_client("http://a/x@y"), "an @ in the path is not a user");
+        assert!(
+            can_pipeline("http://a/x@y"),
+            "an @ in the path is not a user"
+        );
+    }
+
+    #[test]
+    fn credentials_leave_the_origin_and_become_basic_authorization() {
+        let t = target("https://peer:s%40cret@cache.example:8443/d/x.bufr").unwrap();
+        assert_eq!(t.origin, "https://cache.example:8443");
+        assert_eq!(t.path, "/d/x.bufr");
+        assert_eq!(
+            t.auth.as_deref(),
+            Some(format!("Basic {}", B64.encode("peer:s@cret")).as_str())
+        );
+        assert!(target("ftp://h/x").is_err());
+    }
+
+    #[test]
+    fn locations_resolve_against_the_url_they_answer() {
+        let base = target("http://a:8000/data/2026/x.txt?v=1").unwrap();
+        assert_eq!(resolve(&base, "https://b/y"), "https://b/y");
+        assert_eq!(resolve(&base, "//c/z"), "http://c/z");
+        assert_eq!(resolve(&base, "/other/y.txt"), "http://a:8000/other/y.txt");
+        assert_eq!(
+            resolve(&base, "y.txt#frag"),
+            "http://a:8000/data/2026/y.txt"
+        );
+    }
+
+    /// A server answering each request with `answer(request line, Authorization)`;
+    /// the requests' (line, authorization) go to the returned receiver.
+    fn server(answer: fn(&str, u16) -> String) -> (u16, mpsc::Receiver<(String, Option<String>)>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { return };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut auth = None;
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = h.strip_prefix("Authorization: ") {
+                                auth = Some(v.trim().to_string());
+                            }
+                        }
+                        let _ = tx.send((line.trim().to_string(), auth));
+                        if w.write_all(answer(&line, port).as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    fn fetch(url: &str) -> Result<(u64, Vec<u8>), String> {
+        let mut f = Fetcher::new(Timeouts::default());
+        let mut body = Vec::new();
+        f.get_into(url, &mut body)
+            .map(|n| (n, body))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn redirects_are_followed_with_credentials_kept_to_their_origin() {
+        // the other origin: records what it was sent
+        let (other, other_rx) =
+            server(|_, _| "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthere".to_string());
+        static OTHER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        OTHER.store(other, std::sync::atomic::Ordering::SeqCst);
+        let (port, rx) = server(|line, _| {
+            if line.contains("/start") {
+                // relative, then absolute-path, then another origin
+                "HTTP/1.1 302 Found\r\nLocation: next\r\nContent-Length: 3\r\n\r\nabc".into()
+            } else if line.contains("/d/next") {
+                "HTTP/1.1 301 Moved\r\nLocation: /far\r\nContent-Length: 0\r\n\r\n".into()
+            } else if line.contains("/far") {
+                let p = OTHER.load(std::sync::atomic::Ordering::SeqCst);
+                format!("HTTP/1.1 307 Temporary\r\nLocation: http://127.0.0.1:{p}/end\r\nContent-Length: 0\r\n\r\n")
+            } else if line.contains("/loop") {
+                "HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n".into()
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into()
+            }
+        });
+        let got = fetch(&format!("http://u:pw@127.0.0.1:{port}/d/start")).unwrap();
+        assert_eq!(got, (5, b"there".to_vec()));
+        let auth = Some(format!("Basic {}", B64.encode("u:pw")));
+        let seen: Vec<_> = rx.try_iter().collect();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(
+            seen.iter().all(|(_, a)| *a == auth),
+            "same origin: {seen:?}"
+        );
+        assert_eq!(seen[1].0, "GET /d/next HTTP/1.1");
+        let (line, a) = other_rx.try_recv().unwrap();
+        assert_eq!(line, "GET /end HTTP/1.1");
+        assert_eq!(a, None, "no credentials to another origin");
+        let e = fetch(&format!("http://127.0.0.1:{port}/loop")).unwrap_err();
+        assert_eq!(e, format!("more than {MAX_REDIRECTS} redirects"));
+        assert_eq!(
+            fetch(&format!("http://127.0.0.1:{port}/nothere")).unwrap_err(),
+            "HTTP status 404"
+        );
     }
 }

@@ -45,6 +45,8 @@ pub struct Head {
     pub framing: Framing,
     /// The server closes the connection after this response.
     pub close: bool,
+    /// Where a redirect points.
+    pub location: Option<String>,
 }
 
 pub struct Conn {
@@ -105,15 +107,20 @@ impl Pool {
 }
 
 impl Conn {
-    /// Sends a GET for each path (already URL-encoded), all at once.
-    pub fn send_gets(&mut self, host: &str, paths: &[&str]) -> io::Result<()> {
+    /// Sends a GET for each path (already URL-encoded), all at once, with an
+    /// `Authorization` header when given.
+    pub fn send_gets(&mut self, host: &str, paths: &[&str], auth: Option<&str>) -> io::Result<()> {
         let mut out = Vec::with_capacity(paths.len() * 128);
         for p in paths {
             write!(
                 out,
-                "GET {p} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: meshnode/{}\r\nAccept-Encoding: identity\r\n\r\n",
+                "GET {p} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: meshnode/{}\r\nAccept-Encoding: identity\r\n",
                 env!("CARGO_PKG_VERSION")
             )?;
+            if let Some(a) = auth {
+                write!(out, "Authorization: {a}\r\n")?;
+            }
+            out.extend_from_slice(b"\r\n");
         }
         self.stream.write_all(&out)?;
         // TLS holds what it could not send at once
@@ -296,6 +303,7 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
     let status = resp.code.unwrap_or(0);
     let http10 = resp.version == Some(0);
     let (mut length, mut chunked, mut close, mut keep) = (None, false, false, false);
+    let mut location = None;
     for h in resp.headers.iter() {
         let v = String::from_utf8_lossy(h.value);
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -317,6 +325,8 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
             if !chunked {
                 return Err(FetchError::Transport(format!("transfer encoding {v:?}")));
             }
+        } else if h.name.eq_ignore_ascii_case("location") {
+            location = Some(v.trim().to_string());
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in v.split(',') {
                 close |= token.trim().eq_ignore_ascii_case("close");
@@ -338,6 +348,7 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
         status,
         framing,
         close: close || (http10 && !keep) || framing == Framing::UntilClose,
+        location,
     })
 }
 
@@ -474,7 +485,7 @@ mod tests {
         let (mut c, _) = pool.take(origin, false).unwrap();
         let paths: Vec<String> = (0..n).map(|i| format!("/f{i}")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        c.send_gets(&origin[7..], &refs).unwrap();
+        c.send_gets(&origin[7..], &refs, None).unwrap();
         let stop = AtomicBool::new(false);
         let mut out = Vec::new();
         for _ in 0..n {

@@ -48,7 +48,7 @@ pub fn system_certs() -> &'static [Certificate<'static>] {
     })
 }
 
-/// Mozilla's roots and the system's, for rustls clients (MQTTS).
+/// Mozilla's roots and the system's, for rustls clients (MQTTS, HTTPS downloads).
 pub fn root_store() -> Arc<rustls::RootCertStore> {
     static STORE: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
     STORE
@@ -62,22 +62,6 @@ pub fn root_store() -> Arc<rustls::RootCertStore> {
             let (added, ignored) = store.add_parsable_certificates(system);
             log::debug!("CA roots: {added} from the system's bundle ({ignored} unusable)");
             Arc::new(store)
-        })
-        .clone()
-}
-
-/// The roots for ureq (HTTPS downloads): the system's bundle when it has certificates
-/// (Debian's holds Mozilla's set and what the operator added), else Mozilla's built in.
-pub fn ureq_roots() -> ureq::tls::RootCerts {
-    static ROOTS: OnceLock<ureq::tls::RootCerts> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let system = system_certs();
-            if system.is_empty() {
-                ureq::tls::RootCerts::WebPki
-            } else {
-                ureq::tls::RootCerts::new_with_certs(system)
-            }
         })
         .clone()
 }

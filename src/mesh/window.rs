@@ -492,7 +492,7 @@ const MAX_KNOWN_SERVERS: usize = 1024;
 
 /// Whether a download may share a pipelined connection.
 fn pipelinable(j: &Job) -> bool {
-    super::fetch::own_client(&j.url) && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
+    super::fetch::can_pipeline(&j.url) && j.size.is_none_or(|s| s <= PIPELINE_SMALL)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! a file with a hash on the way, and a handful of threads with small stacks cost less
 //! on a Pi than the machinery to interleave them.
 
-use super::fetch::{connect_error, own_client, split_url, FetchError, Fetcher, Timeouts};
+use super::fetch::{can_pipeline, connect_error, split_url, FetchError, Fetcher, Timeouts};
 use super::mqtt::Inbound;
 use super::pipeline::{Conn, Framing, Head};
 use crate::core::integrity::{Digest, Method};
@@ -248,7 +248,7 @@ impl Worker {
     /// batch (refused, silent), the first file takes that path and the rest share its
     /// fate, so a dead server costs one budget, not one per file.
     fn download_batch(&mut self, jobs: Vec<Job>, out: &mut dyn FnMut(Done)) {
-        if jobs.len() == 1 || !own_client(&jobs[0].url) {
+        if jobs.len() == 1 || !can_pipeline(&jobs[0].url) {
             for job in jobs {
                 out(self.download(job, 0));
             }
@@ -271,7 +271,7 @@ impl Worker {
                 }
             };
             let paths: Vec<&str> = pending.iter().map(|j| split_url(&j.url).1).collect();
-            if let Err(e) = conn.send_gets(&host, &paths) {
+            if let Err(e) = conn.send_gets(&host, &paths, None) {
                 if reused {
                     fresh = true;
                     continue;
