@@ -163,8 +163,30 @@ fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
+/// What a dispatcher (which holds no copy) can say of a message's integrity in
+/// `format`: the method as it came when the format names it; in v03, `cod` (checksum on
+/// download, with the dialect's method) for one it does not (a WIS2 sha256, sr3's
+/// `arbitrary`): a v03 message needs an integrity, and the receiver computes it as it
+/// downloads. WIS2 has no such form: none.
+fn forwarded_integrity<'v>(
+    format: Format,
+    msg: &Message<'_>,
+    value: &'v str,
+) -> Option<(Method, &'v str)> {
+    let i = msg.integrity.as_ref()?;
+    match format {
+        _ if format.announces(i.method) => Some((i.method, value)),
+        Format::Wis2 => None,
+        Format::WmoMesh | Format::Sr3 if i.method == Method::Md5Name => Some((i.method, value)),
+        Format::WmoMesh | Format::Sr3 => {
+            Some((Method::Unverifiable, format.default_method().name()))
+        }
+    }
+}
+
 /// A dispatcher's forward: the upstream download URL and content kept, written in
-/// `format` (`id`: the new message's id, for WIS2).
+/// `format` (`id`: the new message's id, for WIS2). Err: what the format cannot say of
+/// it (a WNM needs a whole URL or inline content it can carry), in one line.
 pub fn forward(
     out: &mut Vec<u8>,
     format: Format,
@@ -172,17 +194,13 @@ pub fn forward(
     rel: &str,
     value: &str,
     id: &str,
-) {
+) -> Result<(), String> {
     let pub_time = pub_time_for(format, &msg.pub_time);
     let content = msg
         .content
         .as_ref()
         .map(|c| (c.encoding.as_ref(), c.value.as_ref()));
-    let integrity = msg
-        .integrity
-        .as_ref()
-        .filter(|i| format.announces(i.method))
-        .map(|i| (i.method, value));
+    let integrity = forwarded_integrity(format, msg, value);
     if format == Format::Wis2 {
         let mut href = String::with_capacity(128);
         match &msg.url {
@@ -193,6 +211,14 @@ pub fn forward(
                 msg.ret_path.as_deref().unwrap_or(rel),
             ),
         }
+        // WIS2 knows no latin1: such content stays behind, the link serves
+        let content = content.filter(|(e, _)| matches!(*e, "utf-8" | "base64" | "gzip"));
+        if !href.contains("://") && content.is_none() {
+            return Err(format!(
+                "no WIS2 form: no whole URL (baseUrl {:?}) and no content WIS2 can carry",
+                msg.base_url
+            ));
+        }
         let o = WnmOut {
             id,
             pub_time: &pub_time,
@@ -201,11 +227,10 @@ pub fn forward(
             data_id: rel,
             integrity,
             size: msg.size,
-            // WIS2 knows no latin1: such content stays behind, the link serves
-            content: content.filter(|(e, _)| matches!(*e, "utf-8" | "base64" | "gzip")),
+            content,
         };
         write_wnm(out, Some(msg), &o);
-        return;
+        return Ok(());
     }
     // a WIS2 link is a whole URL: v03 says it as baseUrl + retPath
     let (base_url, ret_path) = match &msg.url {
@@ -226,6 +251,7 @@ pub fn forward(
         file_op: None,
     };
     write_v03(out, &pub_time, Some(msg), &o);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -300,7 +326,8 @@ mod tests {
             "a/b.txt",
             "XUFAKrxLKna5cZ2REBfFkg==",
             "",
-        );
+        )
+        .unwrap();
         let j = text(&out);
         assert_eq!(j["baseUrl"], "http://up:8000");
         assert_eq!(j["content"]["value"], "hello");
@@ -476,10 +503,30 @@ mod tests {
     fn a_dispatcher_forwards_wis2_as_v03_with_the_whole_url() {
         let m = parse(WNM_IN.as_bytes()).unwrap();
         let mut out = Vec::new();
-        forward(&mut out, Format::WmoMesh, &m, &m.rel_path, "x", "");
+        forward(&mut out, Format::WmoMesh, &m, &m.rel_path, "x", "").unwrap();
         let j = text(&out);
         assert_eq!(j["baseUrl"], "https://gc.example");
         assert_eq!(j["retPath"], "/cache/71628_1200.bufr4");
-        assert!(j.get("integrity").is_none(), "sha256 is not said in v03");
+        // v03 cannot name sha256: checksum on download, as the dialect computes it
+        assert_eq!(j["integrity"]["method"], "cod");
+        assert_eq!(j["integrity"]["value"], "md5");
+        let again = parse(&out).expect("a v03 reader takes it");
+        assert_eq!(again.integrity.unwrap().method, Method::Unverifiable);
+    }
+
+    #[test]
+    fn a_forward_that_wis2_cannot_say_is_refused_by_name() {
+        let m = parse(br#"{"pubTime":"20261123T065146.406","relPath":"a/b.txt","integrity":{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="},"content":{"encoding":"rot13","value":"uryyb"}}"#).unwrap();
+        let mut out = Vec::new();
+        let e = forward(
+            &mut out,
+            Format::Wis2,
+            &m,
+            "a/b.txt",
+            "",
+            "6f5a1c9e-0000-4000-8000-000000000009",
+        )
+        .unwrap_err();
+        assert!(e.contains("no WIS2 form"), "{e}");
     }
 }

@@ -102,7 +102,9 @@ impl Method {
             Method::Sha3_384 => "sha3-384",
             Method::Sha3_512 => "sha3-512",
             Method::Md5Name => "md5name",
-            Method::Unverifiable => "arbitrary",
+            // written only by a dispatcher that cannot say the checksum in v03: computed
+            // on download, with the method its value names
+            Method::Unverifiable => "cod",
             Method::Remove => "remove",
             Method::Link => "link",
         }

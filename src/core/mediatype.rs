@@ -32,6 +32,12 @@ impl fmt::Display for MediaTypeError {
 
 impl std::error::Error for MediaTypeError {}
 
+/// What a quoted string holds: tab, space, visible characters and non-ASCII; no other
+/// control character.
+fn quotable(c: char) -> bool {
+    c == '\t' || (c >= ' ' && c != '\x7f')
+}
+
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
@@ -86,11 +92,14 @@ impl MediaType {
                             end = Some(i + 1);
                             break;
                         }
+                        // an escaped character is one a quoted string may hold anyway
+                        // (RFC 9110 quoted-pair): an escaped NUL read and written back
+                        // raw would not read again
                         '\\' => match chars.next() {
-                            Some((_, e)) if e != '\r' && e != '\n' => value.push(e),
+                            Some((_, e)) if quotable(e) => value.push(e),
                             _ => return err(&format!("bad escape in parameter {name}")),
                         },
-                        '\r' | '\n' | '\0' => {
+                        c if !quotable(c) => {
                             return err(&format!("control character in parameter {name}"))
                         }
                         c => value.push(c),
@@ -193,6 +202,19 @@ mod tests {
     }
 
     #[test]
+    fn what_is_written_reads_back_the_same() {
+        for s in [
+            "text/plain; t=\"a\\\tb\"",
+            "text/plain; t=\"caf\u{e9} \\\"x\\\"\"",
+            "application/x; a=1; b=\"\"; c=\"sp ace\"",
+        ] {
+            let m = MediaType::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            let again = MediaType::parse(&m.to_string()).unwrap();
+            assert_eq!(again, m, "{s:?} -> {m}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_types() {
         for (bad, why) in [
             ("", "no type"),
@@ -204,6 +226,9 @@ mod tests {
             ("text/plain; =x", "bad parameter name"),
             ("text/plain; t=\"open", "unterminated"),
             ("text/plain; t=\"a\nb\"", "control character"),
+            ("text/plain; t=\"a\\\0b\"", "bad escape"),
+            ("text/plain; t=\"a\x01b\"", "control character"),
+            ("text/plain; t=\"a\\\x7fb\"", "bad escape"),
             ("text/plain; t=a b", "expected ';'"),
         ] {
             let e = MediaType::parse(bad).unwrap_err();

@@ -207,10 +207,20 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
         return None;
     };
     let m = MONTHS.iter().position(|x| x == mon)? as i64 + 1;
-    let (d, y): (i64, i64) = (d.parse().ok()?, y.parse().ok()?);
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
-    Some(days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + se)
+    // every field in its range (a header is anybody's input: `h * 3600` of a huge hour
+    // overflowed), and the day one the month has: an impossible date is no date
+    let field = |s: &str, max: i64| s.parse::<i64>().ok().filter(|v| (0..=max).contains(v));
+    let (d, y) = (field(d, 31)?, field(y, 9999)?);
+    let t: Vec<&str> = hms.split(':').collect();
+    let [h, mi, se] = t.as_slice() else {
+        return None;
+    };
+    let (h, mi, se) = (field(h, 23)?, field(mi, 59)?, field(se, 60)?);
+    let days = days_from_civil(y, m, d);
+    if d == 0 || civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    Some(days * 86400 + h * 3600 + mi * 60 + se)
 }
 
 /// RFC 3339 (UTC, whole seconds) of epoch seconds.
@@ -243,6 +253,28 @@ mod tests {
         let mut s = String::new();
         format_time(&mut s, 1548819502.951);
         assert_eq!(s, "20190130T033822.951");
+    }
+
+    #[test]
+    fn impossible_http_dates_are_no_dates() {
+        for s in [
+            "Sun, 06 Nov 1994 99999999999999999:48:37 GMT",
+            "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
+            "Sun, 99999999999999999 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 -1:00:00 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:01 GMT",
+        ] {
+            assert_eq!(parse_http_date(s), None, "{s}");
+        }
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"),
+            Some(951_782_400)
+        );
     }
 
     #[test]

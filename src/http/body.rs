@@ -4,7 +4,7 @@
 //! them to the handler, which reads them as a plain `std::io::Read`. Memory per upload
 //! stays a few frames whatever the product's size.
 
-use super::server::refused;
+use super::refusals::refused;
 use bytes::Bytes;
 use http_body::Body as _;
 use hyper::body::Incoming;

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod files;
 pub mod multipart;
+pub mod refusals;
 pub mod request;
 pub mod response;
 pub mod server;

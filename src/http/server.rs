@@ -11,6 +11,7 @@
 //! a minimum rate; an answer nobody reads is dropped after `write_timeout`.
 
 use super::body;
+pub use super::refusals::refused;
 use super::request::{Request, MAX_HEADERS, MAX_HEADER_BYTES};
 use super::response::{Reply, ReplyBody};
 use super::tls::{Tls, TlsFiles};
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -205,6 +206,14 @@ impl Server {
                         Err(e) => log::error!("http: {e}"),
                     }
                 }
+                // refusals held back by the flood limit are said within 10 s
+                drop(tokio::spawn(async {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        super::refusals::flush_refusals();
+                    }
+                }));
                 if let Some((l, tls)) = secure {
                     match TcpListener::from_std(l) {
                         Ok(l) => {
@@ -365,6 +374,9 @@ where
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
         .title_case_headers(true)
+        // a client may shut its side after the request (an empty POST with no length):
+        // it still gets its answer
+        .half_close(true)
         .serve_connection(TokioIo::new(timed), svc);
     let done = tokio::select! {
         r = conn => r,
@@ -729,33 +741,4 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
-}
-
-/// Clients whose last refusal was logged, and when: at most one line a second each, so
-/// a flood of bad requests cannot flood the log.
-static LAST_LOGGED: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
-/// Clients remembered at most; beyond, the old ones are forgotten.
-const LOG_MEMORY: usize = 4096;
-
-/// Logs a refusal at the HTTP layer (400, 403, 408, 431, 503) with the client's
-/// address, at most once a second per client address.
-pub fn refused(peer: &str, status: u16, why: &str) {
-    let addr = peer.rsplit_once(':').map_or(peer, |(a, _)| a).to_string();
-    let now = Instant::now();
-    let mut last = LAST_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
-    let map = last.get_or_insert_with(HashMap::new);
-    if map
-        .get(&addr)
-        .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
-    {
-        return;
-    }
-    if map.len() >= LOG_MEMORY {
-        map.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
-        if map.len() >= LOG_MEMORY {
-            map.clear();
-        }
-    }
-    map.insert(addr, now);
-    log::warn!("http {peer}: {status} {why}");
 }

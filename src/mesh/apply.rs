@@ -353,7 +353,13 @@ impl Flow {
                     .unwrap_or_default();
                 self.out.clear();
                 let id = self.new_id();
-                announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value, &id);
+                if let Err(why) =
+                    announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value, &id)
+                {
+                    log::warn!("{rel}: not forwarded: {why}");
+                    self.stats.rejected += 1;
+                    return Outcome::Done(0);
+                }
                 let dirs = self.topic_dirs(topic, &rel);
                 self.announce(&rel, &dirs, &value, poster)
             }

@@ -1410,3 +1410,24 @@ fn products_announced_before_a_restart_or_a_sigkill_are_not_announced_again() {
         );
     }
 }
+
+/// A POST with neither Content-Length nor chunking, its client half-closing after the
+/// head (hardening issue, item 6): answered with a refusal naming what is missing, not
+/// dropped.
+#[test]
+fn an_empty_half_closed_post_is_answered() {
+    use std::io::{Read, Write};
+    let s = Scratch::new("ch-halfclose");
+    let port = free_port();
+    let _node = start_node(&s, "n1", port, "");
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    c.write_all(b"POST /taker HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain; cid=MEMO\r\n\r\n")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 411"), "no refusal: {answer:?}");
+    assert!(answer.contains("Content-Length"), "{answer}");
+}

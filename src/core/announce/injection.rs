@@ -227,7 +227,7 @@ fn a_forward_never_takes_a_field_from_free_form_members() {
             let value = m.integrity.as_ref().and_then(|i| i.digest.as_ref());
             let value = value.map(|d| d.to_base64()).unwrap_or_default();
             let id = "6f5a1c9e-0000-4000-8000-00000000000c";
-            forward(&mut out, f, &m, "a/b.txt", &value, id);
+            forward(&mut out, f, &m, "a/b.txt", &value, id).unwrap();
             let text = String::from_utf8_lossy(&out);
             let again = parse(&out).unwrap_or_else(|e| panic!("{name} -> {f:?}: {e}: {text}"));
             assert_eq!(again.rel_path, "a/b.txt", "{name} -> {f:?}: {text}");
@@ -275,7 +275,7 @@ fn an_array_header_named_integrity_does_not_replace_the_checksum() {
         .as_ref()
         .unwrap()
         .to_base64();
-    forward(&mut out, Format::WmoMesh, &m, "2019013003/GTt", &value, "");
+    forward(&mut out, Format::WmoMesh, &m, "2019013003/GTt", &value, "").unwrap();
     let again = parse(&out).unwrap();
     assert_eq!(
         again.integrity.unwrap().digest,

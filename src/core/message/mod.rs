@@ -352,6 +352,8 @@ mod tests {
             (br#"["20190130033826", "http://h/", "/a/b"]"#, "4 elements"),
             (br#"["20190130033826", "http://h/", "/a/b", {"sum": "x,00"}]"#, "flag"),
             (br#"["20190130033826", 7, "/a/b", {"sum": "d,00"}]"#, "baseUrl is not a string"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "pubTime \"x\" is not a time"),
+            (br#"["2019013003", "http://h/", "/a/b", {"sum": "R,"}]"#, "[0] pubTime"),
         ];
         for (payload, want) in cases {
             let e = parse(payload).unwrap_err();
@@ -379,7 +381,7 @@ mod tests {
 
     #[test]
     fn unescapes_strings_and_surrogate_pairs() {
-        let p = br#"{"pubTime":"x","baseUrl":"h","relPath":"a","integrity":{"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="},"content":{"encoding":"utf-8","value":"line\n\"q\" \ud83d\ude00"}}"#;
+        let p = br#"{"pubTime":"20261123T000000","baseUrl":"h","relPath":"a","integrity":{"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="},"content":{"encoding":"utf-8","value":"line\n\"q\" \ud83d\ude00"}}"#;
         let m = parse(p).unwrap();
         assert_eq!(m.content.unwrap().value, "line\n\"q\" \u{1F600}");
     }

@@ -4,6 +4,18 @@
 use super::json::{err, object, parse_integrity, string, RawObject};
 use super::*;
 use crate::core::integrity;
+use crate::core::time;
+
+/// A pubTime this node can read (and so write again in any dialect): the v03 forms or
+/// RFC 3339. One that is not would be forwarded as it came and refused further on.
+fn check_pub_time(p: &str, field: &str) -> Result<(), ParseError> {
+    match time::parse_time(p) {
+        Some(_) => Ok(()),
+        None => err(format!(
+            "{field} {p:?} is not a time (YYYYMMDDTHHMMSS[.f] or RFC 3339)"
+        )),
+    }
+}
 
 fn parse_size(raw: &RawValue) -> Option<u64> {
     let t = raw.get().trim();
@@ -106,6 +118,7 @@ fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
     if base_url.is_empty() && content.is_none() && file_op.is_none() {
         return err("missing baseUrl and no inline content");
     }
+    check_pub_time(&pub_time, "pubTime")?;
     Ok(Message {
         dialect,
         pub_time,
@@ -176,6 +189,7 @@ fn parse_array(text: &str) -> Result<Message<'_>, ParseError> {
     let Some(integrity) = integrity else {
         return err("array form without a sum header");
     };
+    check_pub_time(&pub_time, "[0] pubTime")?;
     Ok(Message {
         dialect: Dialect::Array,
         pub_time,
