@@ -4,7 +4,7 @@
 
 use crate::core::integrity::Method;
 use crate::core::message::{
-    write_v03, write_wnm, Format, Message, Outgoing, Relation, WnmOut, FILEOP_REMOVE,
+    write_v03, write_wnm, Format, Message, Outgoing, Relation, WnmOut, CONTENT_MAX, FILEOP_REMOVE,
 };
 use crate::core::relpath;
 use crate::core::time;
@@ -167,20 +167,23 @@ fn split_url(url: &str) -> (&str, &str) {
 /// `format`: the method as it came when the format names it; in v03, `cod` (checksum on
 /// download, with the dialect's method) for one it does not (a WIS2 sha256, sr3's
 /// `arbitrary`): a v03 message needs an integrity, and the receiver computes it as it
-/// downloads. WIS2 has no such form: none.
+/// downloads (so too when the message had none: a WNM need not). WIS2 has no such
+/// form: none.
 fn forwarded_integrity<'v>(
     format: Format,
     msg: &Message<'_>,
     value: &'v str,
 ) -> Option<(Method, &'v str)> {
-    let i = msg.integrity.as_ref()?;
+    let cod = (Method::Unverifiable, format.default_method().name());
+    let Some(i) = msg.integrity.as_ref() else {
+        // a WNM may come without one (it is optional there); a v03 message may not
+        return (format != Format::Wis2).then_some(cod);
+    };
     match format {
         _ if format.announces(i.method) => Some((i.method, value)),
         Format::Wis2 => None,
         Format::WmoMesh | Format::Sr3 if i.method == Method::Md5Name => Some((i.method, value)),
-        Format::WmoMesh | Format::Sr3 => {
-            Some((Method::Unverifiable, format.default_method().name()))
-        }
+        Format::WmoMesh | Format::Sr3 => Some(cod),
     }
 }
 
@@ -211,8 +214,17 @@ pub fn forward(
                 msg.ret_path.as_deref().unwrap_or(rel),
             ),
         }
-        // WIS2 knows no latin1: such content stays behind, the link serves
-        let content = content.filter(|(e, _)| matches!(*e, "utf-8" | "base64" | "gzip"));
+        // what a WNM carries inline: a known size (said, or that of the content), within
+        // the standard's limit; WIS2 knows no latin1: such content stays behind, the
+        // link serves
+        let size = msg.size.or_else(|| {
+            let c = msg.content.as_ref()?;
+            c.decode().ok().map(|d| d.len() as u64)
+        });
+        let small =
+            |v: &str| v.len() <= CONTENT_MAX && size.is_some_and(|n| n <= CONTENT_MAX as u64);
+        let content =
+            content.filter(|(e, v)| matches!(*e, "utf-8" | "base64" | "gzip") && small(v));
         if !href.contains("://") && content.is_none() {
             return Err(format!(
                 "no WIS2 form: no whole URL (baseUrl {:?}) and no content WIS2 can carry",
@@ -226,7 +238,7 @@ pub fn forward(
             relation: relation_of(Some(msg)),
             data_id: rel,
             integrity,
-            size: msg.size,
+            size,
             content,
         };
         write_wnm(out, Some(msg), &o);
@@ -512,6 +524,27 @@ mod tests {
         assert_eq!(j["integrity"]["value"], "md5");
         let again = parse(&out).expect("a v03 reader takes it");
         assert_eq!(again.integrity.unwrap().method, Method::Unverifiable);
+    }
+
+    /// The fuzzer's findings: a WNM without integrity (optional there) forwarded as v03
+    /// had none (refused by every v03 reader); a v03 message with inline content and no
+    /// baseUrl forwarded as a WNM lost its content (no size) and kept a relative link.
+    #[test]
+    fn forwards_the_fuzzer_found_unreadable_now_read_back() {
+        let wnm = br#"{"id":"1","conformsTo":["http://wis.wmo.int/spec/wnm/1/conf/core"],"type":"Feature","geometry":null,"properties":{"pubtime":"2024-01-02T03:04:05Z","datetime":null,"data_id":"a/b.txt"},"links":[{"href":"https://e.org/b.txt","rel":"canonical"}]}"#;
+        let m = parse(wnm).unwrap();
+        let mut out = Vec::new();
+        forward(&mut out, Format::Sr3, &m, "a/b.txt", "", "").unwrap();
+        let again = parse(&out).expect("a v03 reader takes it");
+        assert_eq!(again.integrity.unwrap().method, Method::Unverifiable);
+        let v03 = br#"{"pubTime":"20190130T033822.951880","relPath":"a/c.txt","integrity":{"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="},"content":{"encoding":"utf-8","value":"hello\n"}}"#;
+        let m = parse(v03).unwrap();
+        out.clear();
+        let id = "6f5a1c9e-0000-4000-8000-00000000000d";
+        forward(&mut out, Format::Wis2, &m, "a/c.txt", "", id).unwrap();
+        let again = parse(&out).expect("a WNM reader takes it");
+        assert_eq!(again.content.unwrap().decode().unwrap(), b"hello\n");
+        assert_eq!(again.size, Some(6));
     }
 
     #[test]
