@@ -59,21 +59,38 @@ pub fn start(
     let marker = format!("meshnode-audit/{}", session.client_id);
     let tag = publisher_tag(publisher);
     let a = Auditor::spawn(url, session, filters, marker, tag, stop.clone());
-    if !a.wait_drained(DRAIN, &stop) {
+    let end = Instant::now() + DRAIN;
+    let mut n = 0;
+    let drained = loop {
+        let wait = end.saturating_duration_since(Instant::now());
+        let done = a.wait_drained(wait.min(Duration::from_millis(200)), &stop);
+        // journaled and acknowledged as it comes: the broker sends no more than the
+        // receive maximum unacknowledged, and the marker comes behind the backlog
+        let audited = a.take();
+        n += audited.keys.len();
+        for k in &audited.keys {
+            journal.record(*k);
+        }
+        match journal.sync() {
+            Ok(()) => a.ack(audited),
+            Err(e) => {
+                log::error!("announcement journal: cannot sync ({e})");
+                break false;
+            }
+        }
+        if done {
+            break true;
+        }
+        if Instant::now() >= end || stop.load(Ordering::Relaxed) {
+            break false;
+        }
+    };
+    if !drained {
         log::warn!(
             "post {}: the audit session did not answer within {} s: announcements the broker took before a crash may be made again",
             url.redacted(),
             DRAIN.as_secs()
         );
-    }
-    let audited = a.take();
-    let n = audited.keys.len();
-    for k in &audited.keys {
-        journal.record(*k);
-    }
-    match journal.sync() {
-        Ok(()) => a.ack(audited),
-        Err(e) => log::error!("announcement journal: cannot sync ({e})"),
     }
     if n > 0 {
         log::info!(
@@ -117,6 +134,9 @@ struct Received {
     /// was delivered.
     drained: bool,
 }
+
+/// Longest wait for room in the audit connection's request queue for one ack.
+const ACK_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Auditor {
     client: Client,
@@ -203,8 +223,20 @@ impl Auditor {
     pub fn ack(&self, audited: Audited) {
         let current = self.epoch.load(Ordering::SeqCst);
         for (epoch, p) in audited.acks {
-            if epoch == current {
-                let _ = self.client.try_ack(&p);
+            if epoch != current {
+                continue;
+            }
+            // waits a moment while the request queue is full (its thread drains it):
+            // an ack lost there would leave the message unacknowledged, and the broker
+            // sends no more than the receive maximum of those. Bounded: a connection
+            // that is down is not waited for (the broker delivers them again)
+            let end = Instant::now() + ACK_WAIT;
+            while self.client.try_ack(&p).is_err() {
+                if Instant::now() >= end {
+                    log::warn!("audit: acknowledgements not sent: the session's queue stays full");
+                    return;
+                }
+                thread::sleep(Duration::from_millis(2));
             }
         }
     }
@@ -229,8 +261,22 @@ fn audit_loop(
     let mut backoff = Duration::from_secs(1);
     let mut current = 0;
     let mut marker_sent = false;
+    // subscribed, the marker not yet taken by the client's request queue (full of the
+    // backlog's acks at start: tried again after each event, as the queue drains)
+    let mut marker_due = false;
     let (lock, cv) = &*received;
     loop {
+        if marker_due {
+            let payload = b"meshnode: end of the audit session's backlog".to_vec();
+            match client.try_publish(marker.clone(), QoS::AtLeastOnce, false, payload) {
+                Ok(()) => marker_due = false,
+                Err(rumqttc::v5::ClientError::TryRequest(_)) => {} // full: again soon
+                Err(e) => {
+                    log::error!("audit {name}: cannot publish its marker: {e}");
+                    marker_due = false;
+                }
+            }
+        }
         let event = match connection.recv() {
             Ok(e) => e,
             Err(_) => return,
@@ -240,6 +286,7 @@ fn audit_loop(
                 current = epoch.fetch_add(1, Ordering::SeqCst) + 1;
                 backoff = Duration::from_secs(1);
                 marker_sent = false;
+                marker_due = false;
                 lock.lock().unwrap_or_else(|p| p.into_inner()).drained = false;
                 for f in filters.iter().chain([&marker]) {
                     if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
@@ -250,11 +297,7 @@ fn audit_loop(
             Ok(Event::Incoming(Packet::SubAck(_))) if !marker_sent => {
                 // subscribed (or the session resumed): what the broker held comes before
                 marker_sent = true;
-                let payload = b"meshnode: end of the audit session's backlog".to_vec();
-                if let Err(e) = client.try_publish(marker.clone(), QoS::AtLeastOnce, false, payload)
-                {
-                    log::error!("audit {name}: cannot publish its marker: {e}");
-                }
+                marker_due = true;
             }
             Ok(Event::Incoming(Packet::Publish(mut p))) => {
                 let key = p

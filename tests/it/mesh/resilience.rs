@@ -428,3 +428,65 @@ fn a_web_server_outage_mid_drain_is_caught_up_at_full_speed() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(watch.count(), n, "each announced once");
 }
+
+/// The audit session at start behind a backlog larger than its receive maximum
+/// (hardening issue, item 9): announcements of the node's own (its correlation data)
+/// that the broker took while the node was down wait in the persistent audit session;
+/// they are journaled and acknowledged as they come, so the rest and the marker behind
+/// them arrive (before: the first 64 waited unacknowledged for the marker, which could
+/// not come: "the audit session did not answer within 10 s"); and the marker is
+/// published even when the request queue is full.
+#[test]
+fn an_audit_backlog_beyond_the_receive_maximum_is_drained_at_start() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{Client, Event, MqttOptions};
+    let s = Scratch::new("audit-backlog");
+    let (_up, local, _watch, _dir, mut node) = node_between(&s, &["--client-id", "auditfull"]);
+    // the first start made the audit session, persistent; it waits for the node
+    assert_eq!(node.term(), Some(0));
+    let tag = meshnode::mesh::mqtt::publisher_tag("auditfull-post");
+    let mut o = MqttOptions::new("backlog-publisher", "127.0.0.1", local.port);
+    o.set_max_packet_size(Some(2_000_000));
+    let n = 400;
+    let (client, mut conn) = Client::new(o, n + 10);
+    for i in 0..n {
+        let rel = format!("2026120217/AUD/f{i}.txt");
+        let a = announcement("http://127.0.0.1:9/data", &rel, b"x\n", false);
+        let props = PublishProperties {
+            correlation_data: Some(
+                meshnode::mesh::mqtt::key_bytes(tag, (i as u64 + 1, 7))
+                    .to_vec()
+                    .into(),
+            ),
+            ..PublishProperties::default()
+        };
+        client
+            .publish_with_properties(topic_of(&rel), QoS::AtLeastOnce, false, a, props)
+            .unwrap();
+    }
+    let mut acked = 0;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acked < n && std::time::Instant::now() < end {
+        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
+            conn.recv_timeout(std::time::Duration::from_secs(1))
+        {
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, n);
+    let before = node.log_text().len();
+    node.restart();
+    assert!(
+        wait_until(WAIT, || node.log_text()[before..].contains("subscribed")),
+        "{}",
+        node.log_text()
+    );
+    let log = node.log_text()[before..].to_string();
+    assert!(!log.contains("did not answer"), "{log}");
+    assert!(!log.contains("cannot publish its marker"), "{log}");
+    assert!(
+        log.contains(&format!("{n} announcements the broker took are journaled")),
+        "{log}"
+    );
+}
