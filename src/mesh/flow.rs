@@ -353,6 +353,20 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
             dir: cfg.dir.clone(),
             source,
         })?;
+    // what a SIGKILLed process left mid-download, swept in the background
+    let root = store.root().to_path_buf();
+    let own = crate::store::sweep::this_process();
+    let _ = std::thread::Builder::new()
+        .name("sweep".into())
+        .spawn(move || {
+            let n = crate::store::sweep::sweep_temporaries(&root, own);
+            if n > 0 {
+                log::info!(
+                    "{}: removed {n} temporaries left by an interrupted process",
+                    root.display()
+                );
+            }
+        });
     let retry_dir = cfg.retry_dir();
     let ttl = cfg
         .retry_ttl

@@ -3,6 +3,7 @@
 
 pub mod retention;
 pub mod sidecar;
+pub mod sweep;
 mod tree;
 
 pub use tree::{

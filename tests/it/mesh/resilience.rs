@@ -490,3 +490,31 @@ fn an_audit_backlog_beyond_the_receive_maximum_is_drained_at_start() {
         "{log}"
     );
 }
+
+/// A 0-byte temporary a SIGKILLed node left in the tree (hardening issue, item 10) is
+/// swept when a flow starts; a live process's is kept.
+#[test]
+fn temporaries_of_a_killed_node_are_swept_at_start() {
+    let s = Scratch::new("sweep");
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let dir = s.path("node");
+    let left = format!("2026120217/SW/.meshnode.{dead}.0.tmp");
+    let live = format!("2026120217/SW/.meshnode.{}.0.tmp", std::process::id());
+    put(&dir, &left, b"");
+    put(&dir, &live, b"");
+    let (_up, _local, _watch, _dir, node) = node_between(&s, &[]);
+    assert!(
+        wait_until(WAIT, || !dir.join(&left).exists()),
+        "{}",
+        node.log_text()
+    );
+    assert!(wait_until(WAIT, || node
+        .log_text()
+        .contains("removed 1 temporaries")));
+    assert!(
+        dir.join(&live).exists(),
+        "a live process's temporary is kept"
+    );
+}
