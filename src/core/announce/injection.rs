@@ -89,16 +89,11 @@ fn sources() -> Vec<(&'static str, String)> {
         r#"["20261123065146.406","http://up:8000","/a/b.txt",{{"sum":"d,5d41402abc4b2a76b9719d911017c592"{}}}]"#,
         members_json(&["sum", "parts", "link"])
     );
-    let wnm_taken = [
-        "pubtime",
-        "data_id",
-        "metadata_id",
-        "integrity",
-        "content",
-        "datetime",
-        "start_datetime",
-        "end_datetime",
-    ];
+    // what a WNM's reader takes itself (global-cache it leaves free-form: injected too)
+    let wnm_taken: Vec<&str> = members::WNM_WRITTEN
+        .into_iter()
+        .filter(|n| *n != "global-cache")
+        .collect();
     let wnm = format!(
         r#"{{"id":"6f5a1c9e-0000-4000-8000-00000000000a","conformsTo":["http://wis.wmo.int/spec/wnm/1/conf/core"],"type":"Feature","geometry":null,
           "properties":{{"pubtime":"2026-11-23T06:51:46.406Z","datetime":null,"data_id":"a/b","integrity":{{"method":"sha512","value":"{SHA512_HELLO}"}}{}}},

@@ -224,6 +224,15 @@ impl Rng {
     }
 }
 
+/// A download ended with its file stored: its message finished, its announcement
+/// published as number `seq + 1`.
+fn end_download(w: &mut Window, j: &Job, seq: &mut u64, finished: &mut HashMap<u64, u64>) {
+    w.ended(j);
+    *seq += 1;
+    w.done(j.slot, *seq);
+    finished.insert(j.slot, *seq);
+}
+
 /// Random schedules of arrivals, downloads started, given back and ended, messages
 /// finished, announcements acknowledged and acks sent (all or some): after every step,
 /// every ack sent is of a finished message whose announcement was acknowledged, acks
@@ -278,10 +287,7 @@ fn seeded_simulation_of_random_schedules_keeps_the_ack_rules() {
                     if r.below(5) == 0 {
                         w.requeue(j); // given back unanswered
                     } else {
-                        w.ended(&j);
-                        seq += 1;
-                        w.done(j.slot, seq);
-                        finished.insert(j.slot, seq);
+                        end_download(&mut w, &j, &mut seq, &mut finished);
                     }
                 }
                 5 => acked = seq.min(acked + 1 + r.below(3)),
@@ -321,10 +327,7 @@ fn seeded_simulation_of_random_schedules_keeps_the_ack_rules() {
                 running.extend(b);
             }
             for j in running.drain(..) {
-                w.ended(&j);
-                seq += 1;
-                w.done(j.slot, seq);
-                finished.insert(j.slot, seq);
+                end_download(&mut w, &j, &mut seq, &mut finished);
             }
             if w.downloads() == 0 {
                 break;
