@@ -62,21 +62,10 @@ const MD5_HELLO: &str = "XUFAKrxLKna5cZ2REBfFkg==";
 /// every one announces `a/b.txt` holding `hello`.
 fn sources() -> Vec<(&'static str, String)> {
     // a v03 message's free-form members are the names its reader does not take
-    let v03_taken = [
-        "pubTime",
-        "baseUrl",
-        "relPath",
-        "retPath",
-        "retrievePath",
-        "integrity",
-        "identity",
-        "content",
-        "size",
-        "fileOp",
-        "conformsTo",
-        "properties",
-        "type",
-    ];
+    let v03_taken: Vec<&str> = members::V03_WRITTEN
+        .into_iter()
+        .chain(members::WNM_MARKS)
+        .collect();
     let demo = format!(
         r#"{{"pubTime":"20261123T065146.406","baseUrl":"http://up:8000","relPath":"a/b.txt","integrity":{{"method":"md5","value":"{MD5_HELLO}"}}{}}}"#,
         members_json(&v03_taken)
