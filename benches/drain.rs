@@ -4,7 +4,8 @@
 //! node process) and peak RSS, for downloads (from webfsd, keep-alive) and for inline
 //! content.
 //!
-//! Modes: `download` (from webfsd), `inline`, `from-run` (from another meshnode started
+//! Modes: `download` (from webfsd), `inline`, `relay` (the C floor: mosquitto_sub
+//! piped into mosquitto_pub), `from-run` (from another meshnode started
 //! by `run`, serving its own tree; its CPU is shown too).
 //!
 //! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000; one mode with
@@ -18,7 +19,7 @@ mod support;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{bulletin, usage, FILE_SIZE};
+use support::{bulletin, context_switches, usage, FILE_SIZE};
 
 struct Figures {
     mode: &'static str,
@@ -27,6 +28,8 @@ struct Figures {
     cpu_us: f64,
     sys_share: f64,
     rss_kb: u64,
+    /// Context switches of the node's threads per message.
+    switches: f64,
     /// CPU of the serving meshnode per message, when the files come from one.
     server_cpu_us: Option<f64>,
 }
@@ -146,6 +149,16 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
     let done = wait_until(300, || watch.count() >= n);
     let secs = start.elapsed().as_secs_f64();
     let (user, sys, rss_kb) = usage(pid);
+    let switches = context_switches(pid) as f64 / n as f64;
+    // MESHNODE_BENCH_THREADS=1: where the switches are, by thread
+    if std::env::var_os("MESHNODE_BENCH_THREADS").is_some() {
+        for (name, k) in support::switches_by_thread(pid) {
+            println!(
+                "{mode}: thread {name:<16} {:>6.2} switches/message",
+                k as f64 / n as f64
+            );
+        }
+    }
     let cpu = user + sys;
     let server_cpu_us = server_node.as_ref().map(|srv| {
         let (u, s, _) = usage(srv.child.as_ref().unwrap().id());
@@ -164,7 +177,73 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
         cpu_us: cpu * 1e6 / n as f64,
         sys_share: sys / cpu.max(1e-9),
         rss_kb,
+        switches,
         server_cpu_us,
+    }
+}
+
+/// The floor of relaying: `mosquitto_sub | mosquitto_pub` (C, one process each, no
+/// download, no store) drains the same backlog of announcements from a persistent
+/// session to the local broker. CPU and switches are of both processes.
+fn relay_floor(n: usize) -> Figures {
+    let s = Scratch::new("bench-relay");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let sub_args = |up: &Broker| {
+        let mut c = Command::new("mosquitto_sub");
+        c.args(["-h", "127.0.0.1", "-p", &up.port.to_string()])
+            .args(["-t", "#", "-q", "1", "-c", "-i", "bench-relay"]);
+        c
+    };
+    // the persistent session, then the backlog while the relay is away
+    let mut first = sub_args(&up)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub (Debian package mosquitto-clients)");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = first.kill();
+    let _ = first.wait();
+    let base = "http://127.0.0.1:9/data";
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            let rel = format!("2026112316/GTS/B{}/f{i}.txt", i % 50);
+            (
+                topic_of(&rel),
+                announcement(base, &rel, &bulletin(i), false),
+            )
+        })
+        .collect();
+    publish_raw(&up, &items);
+    drop(items);
+    let watch = Watcher::start(&local, "xpublic/#");
+    let start = Instant::now();
+    let mut sub = sub_args(&up).stdout(Stdio::piped()).spawn().unwrap();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &local.port.to_string()])
+        .args(["-t", "xpublic/relay", "-q", "1", "-l"])
+        .stdin(sub.stdout.take().unwrap())
+        .spawn()
+        .unwrap();
+    let done = wait_until(300, || watch.count() >= n);
+    let secs = start.elapsed().as_secs_f64();
+    let (u1, s1, rss1) = usage(sub.id());
+    let (u2, s2, rss2) = usage(publisher.id());
+    let switches = (context_switches(sub.id()) + context_switches(publisher.id())) as f64;
+    assert!(done, "relay: only {} of {n} relayed", watch.count());
+    for c in [&mut sub, &mut publisher] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (cpu, sys) = (u1 + s1 + u2 + s2, s1 + s2);
+    Figures {
+        mode: "C relay",
+        n,
+        secs,
+        cpu_us: cpu * 1e6 / n as f64,
+        sys_share: sys / cpu.max(1e-9),
+        rss_kb: rss1 + rss2,
+        switches: switches / n as f64,
+        server_cpu_us: None,
     }
 }
 
@@ -194,7 +273,7 @@ fn main() {
     }
     let n = support::bench_n(20_000);
     let mut rows = Vec::new();
-    // MESHNODE_BENCH_MODE=download|inline runs one mode only
+    // MESHNODE_BENCH_MODE=relay|download|inline runs one mode only
     let only = std::env::var("MESHNODE_BENCH_MODE").unwrap_or_default();
     for (mode, source) in [
         ("download", Source::Webfs),
@@ -207,9 +286,12 @@ fn main() {
         rows.push(drain(mode, n, source));
         std::thread::sleep(Duration::from_millis(500));
     }
+    if only.is_empty() || only == "relay" {
+        rows.push(relay_floor(n));
+    }
     println!("\ndrain benchmark: {n} announcements of {FILE_SIZE}-byte files, node started with the backlog waiting");
     println!(
-        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>10} {:>13} {:>18}",
+        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>10} {:>13} {:>12} {:>18}",
         "mode",
         "messages",
         "seconds",
@@ -217,11 +299,12 @@ fn main() {
         "CPU us/msg",
         "of it sys",
         "peak RSS kB",
+        "switches/msg",
         "server CPU us/msg"
     );
     for r in &rows {
         println!(
-            "{:<10} {:>8} {:>9.2} {:>12.0} {:>12.1} {:>9.0}% {:>13} {:>18}",
+            "{:<10} {:>8} {:>9.2} {:>12.0} {:>12.1} {:>9.0}% {:>13} {:>12.2} {:>18}",
             r.mode,
             r.n,
             r.secs,
@@ -229,6 +312,7 @@ fn main() {
             r.cpu_us,
             r.sys_share * 100.0,
             r.rss_kb,
+            r.switches,
             r.server_cpu_us
                 .map_or("-".to_string(), |c| format!("{c:.1}"))
         );

@@ -28,6 +28,37 @@ pub fn usage(pid: u32) -> (f64, f64, u64) {
     (user, sys, hwm)
 }
 
+/// Context switches (voluntary and not) of all the threads of process `pid` alive now.
+#[allow(dead_code)] // the drain bench only
+pub fn context_switches(pid: u32) -> u64 {
+    switches_by_thread(pid).iter().map(|(_, n)| n).sum()
+}
+
+/// Context switches of each thread of process `pid` alive now, by thread name.
+#[allow(dead_code)]
+pub fn switches_by_thread(pid: u32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        let n = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+        all.push((name, n));
+    }
+    all
+}
+
 /// `MESHNODE_BENCH_N` (how many messages), or `default`.
 pub fn bench_n(default: usize) -> usize {
     std::env::var("MESHNODE_BENCH_N")

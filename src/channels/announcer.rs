@@ -288,14 +288,7 @@ fn open_announced(
             // products only (metcast/CID/OID): not the flows' traffic
             let exchanges = [cfg.post_exchange.clone()];
             let filters = audit::filters(&exchanges, cfg.post_prefix(), "metcast");
-            Some(audit::start(
-                url,
-                &s,
-                &session.client_id,
-                filters,
-                &mut journal,
-                stop.clone(),
-            ))
+            Some(audit::start(url, &s, filters, &mut journal, stop.clone()))
         }
         _ => None,
     };

@@ -1,7 +1,8 @@
 //! The post broker's own account of what it accepted: a persistent session of the flow
 //! on its post broker, subscribed to the flow's announcement topics. Every announcement
-//! the broker accepted is queued to it, acknowledged (PUBACK) or not; each carries its
-//! journal key as MQTT v5 correlation data. The flow journals what the audit session
+//! the broker accepted is queued to it, acknowledged (PUBACK) or not, whoever made it;
+//! the node's own carry their journal key as MQTT v5 correlation data, the key of
+//! another program's (`meshnode post`, a demo publisher) is read from the message. The flow journals what the audit session
 //! receives before acknowledging it, so after a SIGKILL the broker delivers the rest,
 //! and the announcement journal holds every announcement the broker took: a redelivered
 //! upstream message is then announced again only when the broker never had it. That
@@ -12,7 +13,7 @@
 //! publishes a marker on a topic of its own after subscribing, and the broker, which
 //! delivers a session's messages in order, delivers it after everything queued before.
 
-use super::mqtt::{back_off, key_of, mqtt_options, publisher_tag, BrokerUrl, SessionOptions};
+use super::mqtt::{back_off, key_of, mqtt_options, BrokerUrl, SessionOptions};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Connection, Event};
@@ -43,22 +44,21 @@ pub fn filters(exchanges: &[String], prefix: &str, under: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts the audit session (`session`) of the announcements `publisher` (a post
-/// session's client id) makes on `url` under `filters`, and journals in `journal`
-/// what the broker held for it from before (those the broker took that this node did
-/// not journal before it died). Called before anything is judged against the journal.
+/// Starts the audit session (`session`) of the announcements made on `url` under
+/// `filters` (by anyone: this flow, another flow or the channels of the node, `meshnode
+/// post`, another program), and journals in `journal` what the broker held for it from
+/// before (those the broker took that this node did not journal before it died).
+/// Called before anything is judged against the journal.
 pub fn start(
     url: &BrokerUrl,
     session: &SessionOptions,
-    publisher: &str,
     filters: Vec<String>,
     journal: &mut super::announced::Announced,
     stop: Arc<AtomicBool>,
 ) -> Auditor {
     // outside the exchanges: no subscriber of the announcements ever sees it
     let marker = format!("meshnode-audit/{}", session.client_id);
-    let tag = publisher_tag(publisher);
-    let a = Auditor::spawn(url, session, filters, marker, tag, stop.clone());
+    let a = Auditor::spawn(url, session, filters, marker, stop.clone());
     let end = Instant::now() + DRAIN;
     let mut n = 0;
     let drained = loop {
@@ -123,6 +123,20 @@ pub fn journal(
     Ok(())
 }
 
+/// The journal key of an announcement without correlation data: its relPath and the
+/// checksum it announces, as the flow keys its own (`Announced::key`). None for what
+/// announces no checksum (a removal, a WIS2 message without integrity) or is not
+/// readable: nothing to journal.
+fn key_of_payload(payload: &[u8]) -> Option<(u64, u64)> {
+    let m = crate::core::message::parse(payload).ok()?;
+    if m.file_op.is_some() {
+        return None;
+    }
+    let rel = crate::core::relpath::validate(&m.rel_path).ok()?;
+    let digest = m.integrity.as_ref()?.digest.as_ref()?;
+    Some(super::announced::Announced::key(rel, &digest.to_base64()))
+}
+
 /// What the audit connection received, waiting for the flow.
 #[derive(Default)]
 struct Received {
@@ -159,7 +173,6 @@ impl Auditor {
         session: &SessionOptions,
         filters: Vec<String>,
         marker: String,
-        tag: u64,
         stop: Arc<AtomicBool>,
     ) -> Auditor {
         let (client, connection) = Client::new(mqtt_options(url, session), 64);
@@ -174,7 +187,7 @@ impl Auditor {
                 .spawn(move || {
                     let _counted = crate::sys::flows::join(flow);
                     audit_loop(
-                        name, client, connection, filters, marker, tag, received, epoch, stop,
+                        name, client, connection, filters, marker, received, epoch, stop,
                     )
                 })
                 .expect("spawning a thread")
@@ -253,7 +266,6 @@ fn audit_loop(
     mut connection: Connection,
     filters: Vec<String>,
     marker: String,
-    tag: u64,
     received: Arc<(Mutex<Received>, Condvar)>,
     epoch: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
@@ -300,14 +312,20 @@ fn audit_loop(
                 marker_due = true;
             }
             Ok(Event::Incoming(Packet::Publish(mut p))) => {
-                let key = p
+                let is_marker = p.topic == marker.as_bytes();
+                // every publisher's announcements count: `meshnode post`, the channels,
+                // another flow of the node. What the broker carries from any of them is
+                // not to be announced again when its echo comes back redelivered
+                let key = match p
                     .properties
                     .as_ref()
                     .and_then(|pr| pr.correlation_data.as_deref())
                     .and_then(key_of)
-                    .filter(|(t, _)| *t == tag)
-                    .map(|(_, k)| k);
-                let is_marker = p.topic == marker.as_bytes();
+                {
+                    Some((_, k)) => Some(k),
+                    None if !is_marker => key_of_payload(&p.payload),
+                    None => None,
+                };
                 // the ack needs only the packet id and QoS: nothing keeps the read buffer
                 p.payload = bytes::Bytes::new();
                 p.topic = bytes::Bytes::new();
@@ -319,7 +337,7 @@ fn audit_loop(
                         r.acks.push((current, p));
                     }
                     None => {
-                        // the marker, or another publisher's: nothing to journal
+                        // the marker, or nothing to journal
                         let _ = client.try_ack(&p);
                         if is_marker {
                             r.drained = true;
@@ -344,7 +362,7 @@ fn audit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesh::mqtt::key_bytes;
+    use crate::mesh::mqtt::{key_bytes, publisher_tag};
 
     #[test]
     fn keys_travel_with_their_publisher() {
@@ -358,5 +376,23 @@ mod tests {
             ["xpublic00/v03/post/#", "xpublic01/v03/post/#"]
         );
         assert_eq!(filters(&["x".into()], "", "metcast"), ["x/metcast/#"]);
+    }
+
+    #[test]
+    fn another_programs_announcement_is_keyed_as_the_flow_keys_its_own() {
+        use crate::mesh::announced::Announced;
+        // a sha512 of 64 zero bytes, in base64
+        const ZEROS: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+        let v03 = br#"{"pubTime":"20261202T190000","baseUrl":"http://h/","relPath":"a/b.txt","integrity":{"method":"sha512","value":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}}"#;
+        assert_eq!(key_of_payload(v03), Some(Announced::key("a/b.txt", ZEROS)));
+        // the demo's form: a leading slash, the same file
+        let demo = br#"{"pubTime":"20261202T190000","baseUrl":"http://h/","relPath":"/a/b.txt","integrity":{"method":"sha512","value":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}}"#;
+        assert_eq!(key_of_payload(demo), key_of_payload(v03));
+        // nothing to journal: a removal, a path leaving the tree, no JSON
+        let remove = br#"{"pubTime":"20261202T190000","baseUrl":"http://h/","relPath":"a/b.txt","fileOp":{"remove":""}}"#;
+        assert_eq!(key_of_payload(remove), None);
+        let escape = br#"{"pubTime":"20261202T190000","baseUrl":"http://h/","relPath":"../b.txt","integrity":{"method":"sha512","value":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}}"#;
+        assert_eq!(key_of_payload(escape), None);
+        assert_eq!(key_of_payload(b"meshnode: end"), None);
     }
 }

@@ -467,16 +467,8 @@ impl Flow {
             _ => vec![self.cfg.post_exchange.clone()],
         };
         let filters = audit::filters(&exchanges, self.cfg.post_prefix(), "");
-        let publisher = self.session("-post").client_id;
         let stop = self.stop.clone();
-        Some(audit::start(
-            &url,
-            &s,
-            &publisher,
-            filters,
-            &mut self.announced,
-            stop,
-        ))
+        Some(audit::start(&url, &s, filters, &mut self.announced, stop))
     }
 
     fn run_once(&mut self) -> FlowEnd {
@@ -586,10 +578,10 @@ impl Flow {
                         break;
                     }
                 } else {
-                    match workers.done.recv_timeout(Duration::from_millis(20)) {
-                        Ok(d) => self.downloaded(&mut window, d, poster.as_ref()),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    match workers.wait_finished(Duration::from_millis(20)) {
+                        Ok(Some(d)) => self.downloaded(&mut window, d, poster.as_ref()),
+                        Ok(None) => {}
+                        Err(_) => break,
                     }
                 }
                 self.dispatch(&mut window, &workers, poster.as_ref());
@@ -650,7 +642,7 @@ impl Flow {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            while let Ok(d) = workers.done.try_recv() {
+            for d in workers.finished() {
                 self.downloaded(&mut window, d, poster.as_ref());
             }
             self.dispatch(&mut window, &workers, poster.as_ref());

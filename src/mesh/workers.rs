@@ -149,9 +149,16 @@ pub struct Settings {
     pub host_connections: usize,
 }
 
+/// Every download thread ended (they end only when the flow does, or on a panic).
+#[derive(Debug)]
+pub struct WorkersGone;
+
 pub struct Workers {
     jobs: Option<SyncSender<Vec<Job>>>,
-    pub done: Receiver<Done>,
+    done: Receiver<Done>,
+    /// A wake-up is on its way to the flow (or it is looking anyway): the workers send
+    /// no other. One per finished file woke the flow thread once per file.
+    notified: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -168,6 +175,7 @@ impl Workers {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Vec<Job>>(n);
         let (done_tx, done_rx) = mpsc::channel();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let notified = Arc::new(AtomicBool::new(false));
         // one agent: one pool of keep-alive connections for all workers
         let fetcher = Fetcher::with_stop(s.timeouts, s.host_connections, stop.clone());
         let mut threads = Vec::with_capacity(n);
@@ -180,6 +188,7 @@ impl Workers {
                 stop: stop.clone(),
             };
             let (rx, done, wake) = (jobs_rx.clone(), done_tx.clone(), wake.clone());
+            let notified = notified.clone();
             let flow = crate::sys::flows::current();
             threads.push(
                 thread::Builder::new()
@@ -196,11 +205,17 @@ impl Workers {
                             let mut gone = false;
                             w.download_batch(batch, &mut |d| {
                                 gone |= done.send(d).is_err();
-                                // a full queue means the flow is busy and will look anyway
-                                gone |= matches!(
-                                    wake.try_send(Inbound::Wake),
-                                    Err(flume::TrySendError::Disconnected(_))
-                                );
+                                if notified.swap(true, Ordering::SeqCst) {
+                                    return; // the flow has yet to look: it sees this too
+                                }
+                                match wake.try_send(Inbound::Wake) {
+                                    // the flow is busy and looks anyway
+                                    Err(flume::TrySendError::Full(_)) => {
+                                        notified.store(false, Ordering::SeqCst)
+                                    }
+                                    Err(flume::TrySendError::Disconnected(_)) => gone = true,
+                                    Ok(()) => {}
+                                }
                             });
                             if gone {
                                 return;
@@ -212,8 +227,27 @@ impl Workers {
         Ok(Workers {
             jobs: Some(jobs_tx),
             done: done_rx,
+            notified,
             threads,
         })
+    }
+
+    /// The downloads finished so far. Clears the wake-up flag first: a download
+    /// finishing after that wakes the flow again.
+    pub fn finished(&self) -> impl Iterator<Item = Done> + '_ {
+        self.notified.store(false, Ordering::SeqCst);
+        self.done.try_iter()
+    }
+
+    /// Waits at most `limit` for a download to finish: Ok(None) if none did, Err if the
+    /// workers are gone.
+    pub fn wait_finished(&self, limit: Duration) -> Result<Option<Done>, WorkersGone> {
+        self.notified.store(false, Ordering::SeqCst);
+        match self.done.recv_timeout(limit) {
+            Ok(d) => Ok(Some(d)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(WorkersGone),
+        }
     }
 
     /// Hands a batch (one server, one connection) to a free worker. The flow hands over

@@ -45,13 +45,16 @@ impl Node {
         // MESHNODE_WRAP="strace -c -f -o /tmp/s" runs the node under a profiler (benchmarks)
         let wrap = std::env::var("MESHNODE_WRAP").unwrap_or_default();
         let mut words = wrap.split_whitespace();
+        // MESHNODE_BIN: another build of the node (a benchmark's same-run comparison)
+        let bin = std::env::var("MESHNODE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshnode").to_string());
         let mut cmd = match words.next() {
             Some(w) => {
                 let mut c = Command::new(w);
-                c.args(words).arg(env!("CARGO_BIN_EXE_meshnode"));
+                c.args(words).arg(&bin);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_meshnode")),
+            None => Command::new(&bin),
         };
         let child = cmd
             .args(&self.args)
@@ -79,6 +82,13 @@ impl Node {
         let mut c = self.child.take()?;
         signal(c.id(), "TERM");
         c.wait().ok()?.code()
+    }
+
+    /// Sends `sig` (e.g. "STOP", "CONT") to the running node.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            signal(c.id(), sig);
+        }
     }
 
     pub fn log_text(&self) -> String {

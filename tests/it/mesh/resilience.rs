@@ -518,3 +518,89 @@ fn temporaries_of_a_killed_node_are_swept_at_start() {
         "a live process's temporary is kept"
     );
 }
+
+/// Issue 23, item 8: an origin's own posted files come back round the ring; the origin,
+/// frozen and then killed while the echoes were on their way, receives them again at
+/// restart as redeliveries (DUP) of files it holds. Its broker already carries their
+/// announcements (made by `meshnode post`, not by the flow): the flow must not announce
+/// them a second time.
+#[test]
+fn an_origin_killed_while_its_posted_files_echo_back_does_not_announce_them_again() {
+    let s = Scratch::new("ring-echo");
+    let b: Vec<Broker> = (1..=3)
+        .map(|i| Broker::start(&s.path(&format!("b{i}"))))
+        .collect();
+    let trees: Vec<_> = (1..=3).map(|i| s.path(&format!("node{i}"))).collect();
+    let origin_watch = Watcher::start(&b[0], "xpublic/#");
+    // ring 1 <- 3 <- 2 <- 1
+    let start = |i: usize, up: usize| {
+        Node::start(
+            &s.path(&format!("n{}.log", i + 1)),
+            &peer_args(
+                &[&b[up]],
+                &b[i],
+                &trees[i],
+                "http://127.0.0.1:9/",
+                &["--verbose", "1", "--inline"],
+            ),
+        )
+    };
+    let mut n1 = start(0, 2);
+    let n2 = start(1, 0);
+    let n3 = start(2, 1);
+    assert!(subscribed(&n1, 1) && subscribed(&n2, 1) && subscribed(&n3, 1));
+    // node 1 frozen: the echoes pile up in its session, the first ones sent to it
+    n1.signal("STOP");
+    const N: usize = 300;
+    let files: Vec<String> = (0..N)
+        .map(|i| {
+            let rel = format!("2026120219/E/f{i}.txt");
+            put(&trees[0], &rel, format!("echo {i}\n").as_bytes());
+            trees[0].join(rel).display().to_string()
+        })
+        .collect();
+    let post = std::process::Command::new(env!("CARGO_BIN_EXE_meshnode"))
+        .args(["post", "--inline", "--post-broker", &b[0].url()])
+        .args(["--post-baseUrl", "http://127.0.0.1:9/", "--post-baseDir"])
+        .arg(&trees[0])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        post.status.success(),
+        "{}",
+        String::from_utf8_lossy(&post.stderr)
+    );
+    assert!(
+        wait_until(WAIT, || walk_count(&trees[2]) >= N),
+        "node 3 holds the files: {}",
+        walk_count(&trees[2])
+    );
+    // node 3 announced them to node 1's session: some sent to it (unacknowledged)
+    std::thread::sleep(Duration::from_millis(500));
+    n1.kill9();
+    n1.restart();
+    assert!(subscribed(&n1, 2), "node 1 subscribed again");
+    // the redeliveries come first on the resumed session; let any repeat show up
+    std::thread::sleep(Duration::from_secs(4));
+    let mut per_rel: std::collections::HashMap<String, usize> = Default::default();
+    for m in origin_watch.snapshot() {
+        let v: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+        *per_rel
+            .entry(v["relPath"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_rel.len(), N, "node 1's broker announced every file");
+    let again = per_rel.values().filter(|n| **n > 1).count();
+    assert_eq!(
+        again,
+        0,
+        "files announced a second time on the origin's broker: {}",
+        n1.log_text()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
