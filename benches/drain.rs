@@ -255,13 +255,13 @@ fn inflight() -> String {
 /// The node's --pipeline (MESHNODE_BENCH_PIPELINE, default the node's own).
 fn pipeline() -> String {
     std::env::var("MESHNODE_BENCH_PIPELINE")
-        .unwrap_or_else(|_| meshnode::mesh::flow::DEFAULT_PIPELINE.to_string())
+        .unwrap_or_else(|_| meshnode::mesh::peer::DEFAULT_PIPELINE.to_string())
 }
 
 /// The node's --concurrency (MESHNODE_BENCH_CONCURRENCY, default the node's own).
 fn concurrency() -> String {
     std::env::var("MESHNODE_BENCH_CONCURRENCY")
-        .unwrap_or_else(|_| meshnode::mesh::flow::DEFAULT_CONCURRENCY.to_string())
+        .unwrap_or_else(|_| meshnode::mesh::peer::DEFAULT_CONCURRENCY.to_string())
 }
 
 fn main() {

@@ -12,7 +12,7 @@ use crate::channels::{self, ChannelDef};
 use crate::http::server::ServeConfig;
 use crate::http::tls::TlsFiles;
 use crate::http::Handler;
-use crate::mesh::flow::PeerConfig;
+use crate::mesh::peer::PeerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! What a flow does with one message: judge it (`core::decide`), then store inline
 //! content, download, apply a file operation or forward, and announce what is stored.
 
-use super::flow::{Flow, Outcome, Stall, MAX_STALL_BACKOFF};
+use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::recent::Recent;
 use super::window::{retry_id, Arrival, Window};
@@ -17,15 +17,15 @@ use crate::store::{is_local_trouble, CommitError, Store};
 use bytes::Bytes;
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The flow's facts about its copy of a file: the recent record first, then the disk.
 struct Local<'f> {
     store: &'f mut Store,
     recent: &'f mut Recent,
     announced: &'f super::announced::Announced,
-    seen: &'f mut super::flow::SeenState,
-    cfg: &'f super::flow::PeerConfig,
+    seen: &'f mut super::seen::SeenState,
+    cfg: &'f super::peer::PeerConfig,
     same_bytes: &'f super::recent::SameBytes,
 }
 
@@ -67,7 +67,8 @@ impl LocalCopy for Local<'_> {
         Some(t.as_secs_f64())
     }
     fn seen_id(&mut self, id: &str) -> bool {
-        self.seen.seen(self.cfg, id)
+        let cfg = self.cfg;
+        self.seen.seen(|| (cfg.seen_dir(), cfg.wis2_ids_max), id)
     }
     fn same_bytes(&mut self, method: Method, digest: &Digest) -> Option<String> {
         let from = self
@@ -107,17 +108,7 @@ impl Flow {
     /// The local disk refused a file: the flow pauses (one warning a minute, with the
     /// free space) and tries again with backoff; nothing is acknowledged meanwhile.
     fn stalled(&mut self, rel: &str, why: &str) {
-        let st = &mut self.stall;
-        // one retry per round, however many messages the round refused
-        if st.retry_at.is_none() {
-            st.backoff = (st.backoff * 2).clamp(Duration::from_secs(1), MAX_STALL_BACKOFF);
-            st.retry_at = Some(Instant::now() + st.backoff);
-        }
-        if st
-            .warned
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            st.warned = Some(Instant::now());
+        if let Some(pause) = self.stall.refused(Instant::now()) {
             let free = self
                 .store
                 .free_space()
@@ -125,7 +116,7 @@ impl Flow {
             log::warn!(
                 "{rel}: cannot store ({why}); free in {}: {free}. Not acknowledged: the flow pauses and tries again (next in {}s)",
                 self.cfg.dir.display(),
-                st.backoff.as_secs()
+                pause.as_secs()
             );
         }
     }
@@ -134,7 +125,7 @@ impl Flow {
     pub(super) fn retry_stalled(&mut self, w: &mut Window, poster: Option<&Poster>) -> bool {
         let waiting = w.take_stalled();
         let n = waiting.len();
-        self.stall.retry_at = None;
+        self.stall.retrying();
         for m in waiting {
             if !self.process(w, m, false, poster) {
                 return false;
@@ -142,7 +133,7 @@ impl Flow {
         }
         if !w.is_stalled() {
             log::info!("the data tree takes files again: {n} waiting messages taken up");
-            self.stall = Stall::default();
+            self.stall.cleared();
         }
         true
     }

@@ -2,215 +2,30 @@
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
 use super::audit::{self, Auditor};
-use super::fetch::Timeouts;
-use super::mqtt::{self, BrokerUrl, Inbound, PostError, Poster, SessionOptions, Subscriber};
-use super::recent::{Recent, RECENT_CAPACITY};
+use super::engine::ledger::Ledger;
+use super::engine::pace::{Pace, BUSY_POLL};
+use super::engine::stall::Stall;
+use super::mqtt::{self, Inbound, PostError, Poster, SessionOptions, Subscriber};
+use super::peer::PeerConfig;
+use super::recent::Recent;
 use super::retry::RetryQueue;
+use super::seen::SeenState;
 use super::servers::Servers;
 use super::stats::Stats;
 use super::window::{Arrival, Window};
 use super::workers::{Job, Settings, Workers};
 use super::Error;
-use crate::core::announce::{Encoding, Voice};
-use crate::core::message::Format;
 
-use crate::core::select::Selection;
 use crate::core::topic;
 use crate::store::Store;
 use bytes::Bytes;
 use flume::{RecvTimeoutError, TryRecvError};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Files downloading at once in one flow, by default: two servers' worth of connections
-/// (measured: 16 was no faster from one server, and cost 1 MB more RSS).
-pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Downloads at once from one server, by default: a polite client (WIS2 global caches
-/// may allow a client 5 connections).
-pub const DEFAULT_HOST_CONNECTIONS: usize = 4;
-/// Requests pipelined on one connection, by default (chosen by measurement: README,
-/// "wide area").
-pub const DEFAULT_PIPELINE: usize = 16;
-
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// The flow's name (in logs and in the default client id).
-    pub name: String,
-    pub brokers: Vec<BrokerUrl>,
-    pub subtopics: Vec<String>,
-    pub exchange: String,
-    pub topic_prefix: String,
-    pub client_id: Option<String>,
-    pub clean_session: bool,
-    pub session_expiry: u32,
-    pub dir: PathBuf,
-    pub download: bool,
-    pub select: Selection,
-    pub lag_warn: f64,
-    pub lag_drop: f64,
-    pub post_broker: Option<BrokerUrl>,
-    pub post_exchange: String,
-    pub post_topic_prefix: Option<String>,
-    pub post_base_url: String,
-    pub post_exchange_split: u32,
-    pub inline: bool,
-    pub inline_max: usize,
-    pub encoding: Encoding,
-    pub format: Format,
-    pub message_max: u32,
-    pub file_max: u64,
-    pub inflight: u16,
-    /// Files downloading at once.
-    pub concurrency: usize,
-    /// An MQTT v5 shared subscription group: nodes of one group split the messages.
-    pub share: Option<String>,
-    /// Downloads at once from one server (and keep-alive connections kept to it).
-    pub host_connections: usize,
-    /// Requests pipelined on one connection at most (small `http://` files).
-    pub pipeline: usize,
-    pub keepalive: Duration,
-    pub retries: u32,
-    /// How long a download is tried again while its server fails, before the retry
-    /// queue takes it.
-    pub retry_time: Duration,
-    /// How long a message stays in the retry queue (never beyond `lag_drop`).
-    pub retry_ttl: Duration,
-    /// Messages kept in the retry queue at most (the oldest gives way).
-    pub retry_max: usize,
-    /// Where the node keeps its state (the retry queue); `None`: `DIR.state` beside
-    /// the data tree.
-    pub state_dir: Option<PathBuf>,
-    pub timeouts: Timeouts,
-    pub stats_interval: Duration,
-    pub recent_capacity: usize,
-    /// WIS2 message ids remembered at most (at least 24 h each while they fit).
-    pub wis2_ids_max: usize,
-    /// Keep an audit session on the post broker, so that an announcement the broker took
-    /// is never made again after a crash.
-    pub exactly_once: bool,
-    /// Where the flow posts its counters about once a second (the node's metrics).
-    pub board: Option<super::stats::Board>,
-}
-
-impl Default for PeerConfig {
-    fn default() -> Self {
-        PeerConfig {
-            name: "peer".into(),
-            brokers: Vec::new(),
-            subtopics: Vec::new(),
-            exchange: "xpublic".into(),
-            topic_prefix: "v03/post".into(),
-            client_id: None,
-            clean_session: false,
-            session_expiry: 86_400,
-            dir: PathBuf::from("data"),
-            download: true,
-            select: Selection::default(),
-            lag_warn: 120.0,
-            lag_drop: 7200.0,
-            post_broker: None,
-            post_exchange: "xpublic".into(),
-            post_topic_prefix: None,
-            post_base_url: String::new(),
-            post_exchange_split: 0,
-            inline: false,
-            inline_max: 1024,
-            encoding: Encoding::Guess,
-            format: Format::WmoMesh,
-            message_max: 500_000,
-            file_max: 1 << 30,
-            inflight: 100,
-            concurrency: DEFAULT_CONCURRENCY,
-            share: None,
-            host_connections: DEFAULT_HOST_CONNECTIONS,
-            pipeline: DEFAULT_PIPELINE,
-            keepalive: Duration::from_secs(30),
-            retries: 3,
-            retry_time: Duration::from_secs(10),
-            retry_ttl: Duration::from_secs(7200),
-            retry_max: super::retry::DEFAULT_MAX,
-            state_dir: None,
-            timeouts: Timeouts::default(),
-            stats_interval: Duration::from_secs(60),
-            recent_capacity: RECENT_CAPACITY,
-            wis2_ids_max: super::seen::DEFAULT_MAX,
-            exactly_once: true,
-            board: None,
-        }
-    }
-}
-
-impl PeerConfig {
-    /// How this flow speaks in its announcements.
-    /// `id`: the new message's id (WIS2; ignored by v03).
-    pub fn voice<'v>(&'v self, id: &'v str) -> Voice<'v> {
-        Voice {
-            format: self.format,
-            base_url: &self.post_base_url,
-            encoding: self.encoding,
-            id,
-        }
-    }
-
-    /// Where the node keeps its state: `--state-dir`, else `DIR.state` beside the tree.
-    pub fn state_root(&self) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| {
-            let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
-            name.push(".state");
-            self.dir.with_file_name(name)
-        })
-    }
-
-    /// `STATE/<what>/<client id>`: one directory per flow for each kind of state.
-    fn state_dir_of(&self, what: &str) -> PathBuf {
-        let id = self
-            .client_id
-            .clone()
-            .unwrap_or_else(|| self.default_client_id());
-        self.state_root().join(what).join(id)
-    }
-
-    /// The flow's retry queue directory: `STATE/retry/CLIENT-ID`.
-    pub fn retry_dir(&self) -> PathBuf {
-        self.state_dir_of("retry")
-    }
-
-    /// Where the flow keeps the announcements its broker acknowledged.
-    pub fn announced_dir(&self) -> PathBuf {
-        self.state_dir_of("announced")
-    }
-
-    /// Where the flow keeps the WIS2 message ids it saw.
-    pub fn seen_dir(&self) -> PathBuf {
-        self.state_dir_of("wis2-ids")
-    }
-
-    pub fn post_prefix(&self) -> &str {
-        self.post_topic_prefix
-            .as_deref()
-            .unwrap_or(self.format.default_topic_prefix())
-    }
-
-    /// A client id stable across restarts, so the persistent session is found again.
-    pub fn default_client_id(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        crate::sys::hostname().hash(&mut h);
-        self.name.hash(&mut h);
-        self.dir.hash(&mut h);
-        self.exchange.hash(&mut h);
-        self.subtopics.hash(&mut h);
-        for b in &self.brokers {
-            b.redacted().hash(&mut h);
-        }
-        format!("meshnode-{:012x}", h.finish() & 0xffff_ffff_ffff)
-    }
-}
 
 /// What became of one message.
 pub(super) enum Outcome {
@@ -253,12 +68,12 @@ pub struct Flow {
     outbox: Vec<(String, Vec<u8>, (u64, u64))>,
     /// While the local disk refuses files: when to try again, and how long after that.
     pub(super) stall: Stall,
+    /// Announcements waiting for the post broker's acks, and what waits with them.
+    pub(super) ledger: Ledger,
     /// Messages whose server failed, kept to be tried again.
     pub(super) retry: RetryQueue,
     /// Retry-queue entries being downloaded: their messages, to announce the files.
     pub(super) retrying: std::collections::HashMap<u64, (bytes::Bytes, bytes::Bytes)>,
-    /// Retry-queue entries finished, removed once their announcement (seq) is acked.
-    pub(super) retry_done: Vec<(u64, u64)>,
     /// When the retry queue is looked at next.
     pub(super) retry_next: Instant,
     /// Whether the retry queue may hold due entries (false once a scan found none:
@@ -273,8 +88,6 @@ pub struct Flow {
     status_window: super::stats::Window,
     /// Announcements acknowledged by the post broker, kept across restarts.
     pub(super) announced: super::announced::Announced,
-    /// Announcements queued, not yet acknowledged: (sequence number, journal key).
-    unacked: std::collections::VecDeque<(u64, (u64, u64))>,
     /// WIS2 message ids seen, opened at the first WIS2 message.
     pub(super) seen: SeenState,
     /// The post broker's account of the announcements it took (while running).
@@ -283,68 +96,11 @@ pub struct Flow {
     pub(super) same_bytes: super::recent::SameBytes,
 }
 
-/// The WIS2 ids of a flow: not opened yet (no WIS2 message so far), open, or not
-/// available (its file could not be opened: every id counts as new).
-pub(super) enum SeenState {
-    Unopened,
-    Open(super::seen::SeenIds),
-    Failed,
-}
-
-impl SeenState {
-    /// Whether `id` was seen lately; records it. Opens the file at the first call.
-    pub fn seen(&mut self, cfg: &PeerConfig, id: &str) -> bool {
-        let now = crate::sys::unix_now() as u32;
-        if let SeenState::Unopened = self {
-            let dir = cfg.seen_dir();
-            *self = match super::seen::SeenIds::open(&dir, cfg.wis2_ids_max, now) {
-                Ok(s) => SeenState::Open(s),
-                Err(e) => {
-                    log::error!(
-                        "{}: cannot keep WIS2 message ids ({e}): duplicates by id are not caught",
-                        dir.display()
-                    );
-                    SeenState::Failed
-                }
-            };
-        }
-        match self {
-            SeenState::Open(s) => s.seen(id, now),
-            _ => false,
-        }
-    }
-
-    pub fn flush(&mut self) {
-        if let SeenState::Open(s) = self {
-            s.flush();
-        }
-    }
-}
-
-/// The flow's pause while the local disk refuses files.
-#[derive(Debug, Default)]
-pub(super) struct Stall {
-    pub retry_at: Option<Instant>,
-    pub backoff: Duration,
-    /// When the last warning was logged: one a minute.
-    pub warned: Option<Instant>,
-}
-
-/// Longest pause between two attempts to store while the disk refuses files.
-pub const MAX_STALL_BACKOFF: Duration = Duration::from_secs(30);
-
-/// How often a flow posts its counters on the node's board.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Publications and acks handed over at once while the flow is busy.
-pub const BATCH: usize = 32;
 /// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
 /// each upstream session).
 pub const QUEUE_CAPACITY: usize = 64;
 /// Messages in flight to a flow's audit session at most.
 pub const AUDIT_INFLIGHT: u16 = 64;
-/// Longest a stored file's announcement waits for its batch.
-pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
 pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
@@ -401,11 +157,11 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         topic: String::with_capacity(256),
         exchange: String::with_capacity(64),
         out: Vec::with_capacity(1024),
-        outbox: Vec::with_capacity(BATCH),
+        outbox: Vec::with_capacity(super::engine::pace::BATCH),
         stall: Stall::default(),
+        ledger: Ledger::default(),
         retry,
         retrying: std::collections::HashMap::new(),
-        retry_done: Vec::new(),
         retry_next: Instant::now(),
         retry_scan: true,
         spilled: std::collections::HashMap::new(),
@@ -413,7 +169,6 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         last_message: None,
         status_window: super::stats::Window::new(&Stats::default()),
         announced,
-        unacked: std::collections::VecDeque::new(),
         seen: SeenState::Unopened,
         auditor: None,
         same_bytes: super::recent::SameBytes::new(super::recent::SAME_BYTES_CAPACITY),
@@ -494,8 +249,15 @@ impl Flow {
             })
             .collect();
         // a new post session numbers its publications from the start: what was queued
-        // on the old one is not known acknowledged
-        self.unacked.clear();
+        // on the old one is not known acknowledged (retry entries announced there are
+        // judged again as redeliveries); the old window's downloads were abandoned
+        for id in self.ledger.new_session() {
+            self.retry.again(id);
+        }
+        for (id, _) in self.retrying.drain() {
+            self.retry.later(id, Some(Duration::ZERO));
+        }
+        self.spilled.clear();
         let mut poster = self.cfg.post_broker.clone().map(|url| {
             let mut s = self.session("-post");
             // rumqttc re-sends unacknowledged publications on a resumed session
@@ -549,13 +311,9 @@ impl Flow {
                 return FlowEnd::Stopped;
             }
         };
-        let mut last_stats = Instant::now();
-        let mut last_report = Instant::now();
+        let mut pace = Pace::new(Instant::now(), self.cfg.stats_interval);
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
-        let mut since_release = 0usize;
-        // when the oldest publication not yet handed over was made
-        let mut outbox_since: Option<Instant> = None;
         // messages worked on at most (the rest wait in the queue, which holds the
         // receive maximum; beyond it the connection threads leave them to the broker).
         // Finished messages waiting for acks do not count: they need only the
@@ -573,12 +331,16 @@ impl Flow {
                 if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                     break;
                 }
-                if stalled && self.stall.retry_at.is_some_and(|t| Instant::now() >= t) {
+                let now = Instant::now();
+                if stalled && self.stall.due(now) {
                     if !self.retry_stalled(&mut window, poster.as_ref()) {
                         break;
                     }
                 } else {
-                    match workers.wait_finished(Duration::from_millis(20)) {
+                    // until a download ends, or the disk is to be tried again
+                    let until =
+                        (now + BUSY_POLL).min(self.stall.poll_at().unwrap_or(now + BUSY_POLL));
+                    match workers.wait_finished(until.saturating_duration_since(now)) {
                         Ok(Some(d)) => self.downloaded(&mut window, d, poster.as_ref()),
                         Ok(None) => {}
                         Err(_) => break,
@@ -594,8 +356,7 @@ impl Flow {
                     if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                         break;
                     }
-                    since_release = 0;
-                    outbox_since = None;
+                    pace.handed_over();
                     // what a broker sent beyond the receive maximum comes again on a new
                     // connection, made once nothing of the old one waits for an ack
                     for (i, sub) in subs.iter().enumerate() {
@@ -605,12 +366,9 @@ impl Flow {
                     }
                     // queued retries are looked at every tick while workers are free
                     let retrying = !self.retry.is_empty() && window.worker_free();
-                    let wait = if window.is_empty() && !retrying {
-                        Duration::from_millis(500)
-                    } else {
-                        Duration::from_millis(20)
-                    };
-                    rx.recv_timeout(wait)
+                    let now = Instant::now();
+                    let until = pace.poll_at(now, !window.is_empty() || retrying);
+                    rx.recv_timeout(until.saturating_duration_since(now))
                 }
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
             };
@@ -646,38 +404,23 @@ impl Flow {
                 self.downloaded(&mut window, d, poster.as_ref());
             }
             self.dispatch(&mut window, &workers, poster.as_ref());
-            // while busy, publications and acks go out in batches: one wake-up of a
-            // connection thread carries many requests; but a stored file is announced
-            // within ANNOUNCE_DELAY, whatever else is going on
-            since_release += 1;
-            if !self.outbox.is_empty() && outbox_since.is_none() {
-                outbox_since = Some(Instant::now());
-            }
-            if since_release >= BATCH
-                || self.outbox.len() >= BATCH
-                || outbox_since.is_some_and(|t| t.elapsed() >= ANNOUNCE_DELAY)
-            {
+            // while busy, publications and acks go out in batches (see `Pace::turned`)
+            let now = Instant::now();
+            if pace.turned(now, self.outbox.len()) {
                 if !self.hand_over(poster.as_mut(), &mut window, &subs) {
                     break;
                 }
-                since_release = 0;
-                outbox_since = None;
+                pace.handed_over();
             }
-            if last_report.elapsed() >= REPORT_INTERVAL {
+            if pace.report_due(now) {
                 self.post_report(&window, &subs);
-                last_report = Instant::now();
             }
-            if last_stats.elapsed() >= self.cfg.stats_interval {
+            if let Some(secs) = pace.stats_due(now) {
                 self.stats.downloading = window.downloads();
                 self.stats.retry_depth = self.retry.len();
-                self.stats.servers_down = self.servers.down(Instant::now());
-                log::info!(
-                    "{}",
-                    self.stats
-                        .line(&stats_base, last_stats.elapsed().as_secs_f64())
-                );
+                self.stats.servers_down = self.servers.down(now);
+                log::info!("{}", self.stats.line(&stats_base, secs));
                 stats_base = self.stats.clone();
-                last_stats = Instant::now();
             }
         }
         // finish what is finished: wait a little for the last re-announcements
@@ -772,7 +515,7 @@ impl Flow {
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
         let seq = poster.issued() + self.outbox.len() as u64;
-        self.unacked.push_back((seq, key));
+        self.ledger.announced(seq, key);
         Outcome::Done(seq)
     }
 
@@ -829,23 +572,19 @@ impl Flow {
         // what the broker acknowledged, and what its audit session says it took, is in
         // the journal before the upstream acks: a redelivery after a crash is then not
         // announced twice
-        let mut done = Vec::new();
-        while self.unacked.front().is_some_and(|(seq, _)| *seq <= acked) {
-            done.push(self.unacked.pop_front().expect("a front").1);
+        let settled = self.ledger.acked(acked);
+        // stored and announced: done with, whatever the journal does
+        for id in settled.retry_remove {
+            self.retry.remove(id);
         }
-        if let Err(e) = audit::journal(self.auditor.as_ref(), done, &mut self.announced) {
+        if let Err(e) = audit::journal(self.auditor.as_ref(), settled.journal, &mut self.announced)
+        {
+            // not settled after all: the keys are journaled with the next acks
             log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
             return true;
         }
         self.seen.flush();
         send_acks(window, subs, acked);
-        let retry = &mut self.retry;
-        self.retry_done.retain(|&(seq, id)| {
-            if seq <= acked {
-                retry.remove(id);
-            }
-            seq > acked
-        });
         true
     }
 

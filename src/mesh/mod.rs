@@ -4,9 +4,11 @@
 pub mod announced;
 mod apply;
 pub mod audit;
+mod engine;
 pub mod fetch;
 pub mod flow;
 pub mod mqtt;
+pub mod peer;
 mod pipeline;
 pub mod post;
 pub mod recent;

@@ -97,7 +97,7 @@ impl Flow {
             log::info!("{rel}: stored from the retry queue");
             let seq = self.stored(rel, method, digest, size, message, poster);
             // removed from the queue once its announcement is acknowledged
-            self.retry_done.push((seq, id));
+            self.ledger.retry_finished(seq, id);
             if self.servers.succeeded(origin) {
                 log::info!("{origin}: back up; its queued files are tried now");
                 self.retry.wake(origin);
@@ -243,7 +243,7 @@ impl Flow {
                 }
                 match outcome {
                     // here already (or refused now): finished once announced
-                    Outcome::Done(seq) => self.retry_done.push((seq, id)),
+                    Outcome::Done(seq) => self.ledger.retry_finished(seq, id),
                     Outcome::Abandoned => self.retry.later(id, Some(Duration::ZERO)),
                     _ => self.retry.later(id, Some(RETRY_PAUSE)),
                 }

@@ -256,6 +256,17 @@ impl RetryQueue {
         }
     }
 
+    /// The entry is to be judged again now as a redelivery: its file was stored and
+    /// announced on a post session that was lost before acknowledging it (the journal
+    /// then says whether the broker took the announcement).
+    pub fn again(&mut self, id: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.busy = false;
+            e.reloaded = true;
+            e.due = Instant::now();
+        }
+    }
+
     /// The entries of `origin` become due now (their server is back).
     pub fn wake(&mut self, origin: &str) {
         let now = Instant::now();

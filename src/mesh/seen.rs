@@ -142,6 +142,45 @@ impl Drop for SeenIds {
     }
 }
 
+/// The WIS2 ids of a flow: not opened yet (no WIS2 message so far), open, or not
+/// available (its file could not be opened: every id counts as new).
+pub enum SeenState {
+    Unopened,
+    Open(SeenIds),
+    Failed,
+}
+
+impl SeenState {
+    /// Whether `id` was seen lately; records it. Opens the file at the first call.
+    /// `place`: where the ids are kept and how many at most (asked at the first call).
+    pub fn seen(&mut self, place: impl FnOnce() -> (std::path::PathBuf, usize), id: &str) -> bool {
+        let now = crate::sys::unix_now() as u32;
+        if let SeenState::Unopened = self {
+            let (dir, max) = place();
+            *self = match SeenIds::open(&dir, max, now) {
+                Ok(s) => SeenState::Open(s),
+                Err(e) => {
+                    log::error!(
+                        "{}: cannot keep WIS2 message ids ({e}): duplicates by id are not caught",
+                        dir.display()
+                    );
+                    SeenState::Failed
+                }
+            };
+        }
+        match self {
+            SeenState::Open(s) => s.seen(id, now),
+            _ => false,
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let SeenState::Open(s) = self {
+            s.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
