@@ -144,6 +144,9 @@ impl Flow {
     pub(super) fn downloaded(&mut self, w: &mut Window, d: Done, poster: Option<&Poster>) {
         if d.returned {
             // not ended: asked for again on another connection
+            if d.closes_after_one {
+                w.closes_after_one(&d.job.origin);
+            }
             w.requeue(d.job);
             return;
         }

@@ -104,7 +104,15 @@ pub(super) struct Window {
     /// a failure, one more per success, so that a dead or hung server holds one worker
     /// rather than its whole share.
     allowed: HashMap<String, usize>,
+    /// Servers that close a connection after one answer (HTTP/1.0, or `Connection:
+    /// close` on the first): their next batches carry one request each, how many are
+    /// left before pipelining is tried again (a server upgraded, a limit lifted).
+    one_by_one: HashMap<String, u32>,
 }
+
+/// Batches of one request for a server that closes after one answer, before one
+/// pipelined batch tries it again (that try costs the requests it gives back).
+pub const ONE_BY_ONE_BATCHES: u32 = 64;
 
 #[derive(Default)]
 struct Origin {
@@ -127,6 +135,7 @@ impl Window {
             fetching: HashMap::new(),
             stalled: VecDeque::new(),
             origins: HashMap::new(),
+            one_by_one: HashMap::new(),
             ready: VecDeque::new(),
             running: 0,
             running_jobs: 0,
@@ -310,7 +319,17 @@ impl Window {
                 continue;
             };
             let mut batch = vec![first];
-            if pipelinable(&batch[0]) {
+            let single = match self.one_by_one.get_mut(&name) {
+                Some(left) => {
+                    *left -= 1;
+                    if *left == 0 {
+                        self.one_by_one.remove(&name);
+                    }
+                    true
+                }
+                None => false,
+            };
+            if !single && pipelinable(&batch[0]) {
                 while batch.len() < self.pipeline && o.waiting.front().is_some_and(pipelinable) {
                     batch.extend(o.waiting.pop_front());
                 }
@@ -350,6 +369,14 @@ impl Window {
             .get(origin)
             .copied()
             .unwrap_or(self.host_connections)
+    }
+
+    /// `origin` closed a new connection after its first answer: no pipelining to it
+    /// for its next `ONE_BY_ONE_BATCHES` batches (each request behind that answer was
+    /// given back, to be asked for again).
+    pub fn closes_after_one(&mut self, origin: &str) {
+        self.one_by_one
+            .insert(origin.to_string(), ONE_BY_ONE_BATCHES);
     }
 
     /// A download from `origin` succeeded: one more connection allowed.

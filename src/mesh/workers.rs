@@ -69,6 +69,9 @@ pub struct Done {
     /// Given back unanswered: the connection it was pipelined on is held by a large
     /// answer, or ends after one. It waits again, first, for another connection.
     pub returned: bool,
+    /// Given back because the server closed a new connection after its first answer
+    /// (HTTP/1.0, `Connection: close`): not to be pipelined to for a while.
+    pub closes_after_one: bool,
 }
 
 /// What became of one pipelined answer.
@@ -101,6 +104,7 @@ impl Done {
             transient: None,
             diverted: false,
             returned: false,
+            closes_after_one: false,
         }
     }
 
@@ -339,6 +343,8 @@ impl Worker {
                 };
                 answered += 1;
                 let close = head.close;
+                // a server that ends even a new connection after one answer
+                let after_one = close && !reused && answered == 1;
                 // the answers behind this one would wait for its body (large, or up to
                 // the close) or never come (the server closes after it): given back at
                 // once, to be asked for on another connection. In reverse: each goes
@@ -356,7 +362,9 @@ impl Worker {
                         job.rel
                     );
                     for j in pending.drain(..).rev() {
-                        out(Done::returned(j));
+                        let mut d = Done::returned(j);
+                        d.closes_after_one = after_one;
+                        out(d);
                     }
                     // their requests went out on this one: what it says later is not
                     // to be read as anybody's answer
@@ -569,13 +577,11 @@ impl Worker {
             backoff = (backoff * 2).min(MAX_DOWNLOAD_BACKOFF);
         };
         Done {
-            job,
             stored,
             mismatches,
             trouble,
             transient,
-            diverted: false,
-            returned: false,
+            ..Done::given_up(job)
         }
     }
 }

@@ -226,6 +226,40 @@ impl Rng {
 
 /// A download ended with its file stored: its message finished, its announcement
 /// published as number `seq + 1`.
+#[test]
+fn a_server_that_closes_after_one_answer_gets_batches_of_one_for_a_while() {
+    let mut w = Window::new(512, 1, 1, 4);
+    let n = 4 * ONE_BY_ONE_BATCHES as usize + 8;
+    let slots = push(&mut w, n);
+    for (i, &s) in slots.iter().enumerate() {
+        w.fetch(
+            job(s, "http://old", &format!("f{i}"), None),
+            Bytes::new(),
+            Bytes::new(),
+        );
+    }
+    let mut sizes = Vec::new();
+    fn next(w: &mut Window) -> usize {
+        let d = w.dispatch(|_| false);
+        let b = d.batches.into_iter().next().expect("a batch");
+        for j in &b {
+            w.ended(j);
+        }
+        b.len()
+    }
+    sizes.push(next(&mut w));
+    w.closes_after_one("http://old");
+    for _ in 0..=ONE_BY_ONE_BATCHES {
+        sizes.push(next(&mut w));
+    }
+    let ones = sizes[1..=ONE_BY_ONE_BATCHES as usize]
+        .iter()
+        .all(|&k| k == 1);
+    assert_eq!(sizes[0], 4, "pipelined until known");
+    assert!(ones, "one request per connection: {sizes:?}");
+    assert_eq!(sizes.last(), Some(&4), "then pipelining is tried again");
+}
+
 fn end_download(w: &mut Window, j: &Job, seq: &mut u64, finished: &mut HashMap<u64, u64>) {
     w.ended(j);
     *seq += 1;

@@ -44,6 +44,8 @@ pub struct WebServer {
     pub connections: Arc<AtomicUsize>,
     /// Most requests a connection had received, whole, when one of them was answered.
     pub pipelined: Arc<AtomicUsize>,
+    /// Requests received and never answered (`http10`: those behind the one answer).
+    pub unanswered: Arc<AtomicUsize>,
     tls: bool,
     stop: Arc<AtomicBool>,
     /// The connections accepted, to be cut when the server stops (an outage, not a
@@ -77,6 +79,7 @@ impl WebServer {
             requests: counts.requests.clone(),
             connections: counts.connections.clone(),
             pipelined: counts.pipelined.clone(),
+            unanswered: counts.unanswered.clone(),
             tls: tls.is_some(),
             stop: stop.clone(),
         };
@@ -135,6 +138,7 @@ struct Counts {
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
     pipelined: Arc<AtomicUsize>,
+    unanswered: Arc<AtomicUsize>,
 }
 
 fn tls_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
@@ -232,8 +236,13 @@ fn serve(conn: impl Conn, root: &Path, counts: &Counts, opts: &WebOptions) {
                 // the end of the body is the close; what the client sent beyond its
                 // first request is read and dropped until it closes too
                 out.half_close();
-                let mut sink = [0u8; 4096];
-                while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                let (mut rest, mut sink) = (Vec::new(), [0u8; 4096]);
+                while let Ok(n @ 1..) = reader.read(&mut sink) {
+                    rest.extend_from_slice(&sink[..n]);
+                }
+                counts
+                    .unanswered
+                    .fetch_add(heads_in(&rest), Ordering::SeqCst);
                 return;
             }
             (false, Ok(body)) => {
