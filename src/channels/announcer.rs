@@ -15,6 +15,7 @@ use crate::core::message::{self, Message};
 use crate::core::{relpath, topic};
 use crate::mesh::announced::{self, Announced};
 use crate::mesh::audit::{self, Auditor};
+use crate::mesh::links::Links;
 use crate::mesh::mqtt::{Inbound, PostError, Poster, SessionOptions};
 use crate::mesh::peer::PeerConfig;
 use serde_json::value::RawValue;
@@ -135,11 +136,20 @@ impl Announcer {
             max_packet: cfg.message_max,
             keepalive: cfg.keepalive,
         };
-        let (announced, auditor) = open_announced(&cfg, &session, &stop);
+        // the announcer's MQTT connections (post, audit): one thread
+        let links = Links::start("announcer-mqtt");
+        let (announced, auditor) = open_announced(&links, &cfg, &session, &stop);
         let (c, j, a) = (cfg.clone(), journal.clone(), announced.clone());
         let thread = thread::Builder::new()
             .name("announcer".into())
-            .spawn(move || run(c, session, rx, &j, pending, a, auditor, stop))
+            .spawn(move || {
+                let ctx = Context {
+                    links: &links,
+                    cfg: c,
+                    session,
+                };
+                run(ctx, rx, &j, pending, a, auditor, stop)
+            })
             .expect("spawning a thread");
         Announcer {
             cfg,
@@ -266,6 +276,7 @@ impl Announcer {
 /// session that fills it with what the broker took (`exactly-once`), its backlog
 /// journaled now: before the products are announced again at start.
 fn open_announced(
+    links: &Links,
     cfg: &PeerConfig,
     session: &SessionOptions,
     stop: &Arc<AtomicBool>,
@@ -288,7 +299,14 @@ fn open_announced(
             // products only (metcast/CID/OID): not the flows' traffic
             let exchanges = [cfg.post_exchange.clone()];
             let filters = audit::filters(&exchanges, cfg.post_prefix(), "metcast");
-            Some(audit::start(url, &s, filters, &mut journal, stop.clone()))
+            Some(audit::start(
+                links,
+                url,
+                &s,
+                filters,
+                &mut journal,
+                stop.clone(),
+            ))
         }
         _ => None,
     };
@@ -328,14 +346,19 @@ impl Drop for Announcer {
     }
 }
 
-fn spawn_poster(
-    cfg: &PeerConfig,
-    session: &SessionOptions,
-) -> (Poster, flume::Receiver<Inbound>, Arc<AtomicBool>) {
-    let url = cfg.post_broker.as_ref().expect("checked by the caller");
+/// What the announcer's thread publishes with.
+struct Context<'l> {
+    links: &'l Links,
+    cfg: PeerConfig,
+    session: SessionOptions,
+}
+
+fn spawn_poster(ctx: &Context) -> (Poster, flume::Receiver<Inbound>, Arc<AtomicBool>) {
+    let url = ctx.cfg.post_broker.as_ref().expect("checked by the caller");
     let (itx, irx) = flume::bounded(16);
     let stop = Arc::new(AtomicBool::new(false));
-    (Poster::spawn(url, session, itx, stop.clone()), irx, stop)
+    let poster = Poster::spawn(ctx.links, url, &ctx.session, itx, stop.clone());
+    (poster, irx, stop)
 }
 
 /// Everything announced is acknowledged: the journal's removals are done. Under its
@@ -355,10 +378,8 @@ fn forget_removals(journal: &Journal, rx: &Receiver<Job>, waiting: &mut VecDeque
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
-    cfg: PeerConfig,
-    session: SessionOptions,
+    ctx: Context,
     rx: Receiver<Job>,
     journal: &Journal,
     mut waiting: VecDeque<Job>,
@@ -366,7 +387,7 @@ fn run(
     auditor: Option<Auditor>,
     stop: Arc<AtomicBool>,
 ) {
-    let (mut poster, mut inbound, mut poster_stop) = spawn_poster(&cfg, &session);
+    let (mut poster, mut inbound, mut poster_stop) = spawn_poster(&ctx);
     // not yet accepted by rumqttc; then issued, waiting for PUBACK (with its number)
     let mut issued: VecDeque<(u64, Job)> = VecDeque::new();
     let mut closed = false;
@@ -412,9 +433,9 @@ fn run(
                 );
                 poster_stop.store(true, Ordering::SeqCst);
                 poster.disconnect();
-                let (fresh, fresh_inbound, fresh_stop) = spawn_poster(&cfg, &session);
+                let (fresh, fresh_inbound, fresh_stop) = spawn_poster(&ctx);
                 let old = std::mem::replace(&mut poster, fresh);
-                let _ = old.thread.join();
+                old.task.join();
                 (inbound, poster_stop) = (fresh_inbound, fresh_stop);
                 for (_, j) in issued.drain(..).rev() {
                     waiting.push_front(j);
@@ -443,9 +464,9 @@ fn run(
     }
     poster_stop.store(true, Ordering::SeqCst);
     poster.disconnect();
-    let _ = poster.thread.join();
+    poster.task.join();
     if let Some(a) = auditor {
         a.disconnect();
-        let _ = a.thread.join();
+        a.task.join();
     }
 }

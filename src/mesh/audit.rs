@@ -13,13 +13,14 @@
 //! publishes a marker on a topic of its own after subscribing, and the broker, which
 //! delivers a session's messages in order, delivers it after everything queued before.
 
-use super::mqtt::{back_off, key_of, mqtt_options, BrokerUrl, SessionOptions};
+use super::links::{Links, Task};
+use super::mqtt::{back_off, key_of, mqtt_options, next_event, BrokerUrl, SessionOptions};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Connection, Event};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Longest a start waits for an audit session's backlog.
@@ -50,6 +51,7 @@ pub fn filters(exchanges: &[String], prefix: &str, under: &str) -> Vec<String> {
 /// before (those the broker took that this node did not journal before it died).
 /// Called before anything is judged against the journal.
 pub fn start(
+    links: &Links,
     url: &BrokerUrl,
     session: &SessionOptions,
     filters: Vec<String>,
@@ -58,7 +60,7 @@ pub fn start(
 ) -> Auditor {
     // outside the exchanges: no subscriber of the announcements ever sees it
     let marker = format!("meshnode-audit/{}", session.client_id);
-    let a = Auditor::spawn(url, session, filters, marker, stop.clone());
+    let a = Auditor::spawn(links, url, session, filters, marker, stop.clone());
     let end = Instant::now() + DRAIN;
     let mut n = 0;
     let drained = loop {
@@ -153,10 +155,10 @@ struct Received {
 const ACK_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Auditor {
-    client: Client,
+    client: AsyncClient,
     received: Arc<(Mutex<Received>, Condvar)>,
     epoch: Arc<AtomicU32>,
-    pub thread: JoinHandle<()>,
+    pub task: Task,
 }
 
 /// Keys taken from the audit session, to journal, then `Auditor::ack`.
@@ -169,34 +171,28 @@ impl Auditor {
     /// Connects the audit session (`session`: persistent) and subscribes to `filters`
     /// and to `marker`, the flow's own topic for the drain marker.
     pub fn spawn(
+        links: &Links,
         url: &BrokerUrl,
         session: &SessionOptions,
         filters: Vec<String>,
         marker: String,
         stop: Arc<AtomicBool>,
     ) -> Auditor {
-        let (client, connection) = Client::new(mqtt_options(url, session), 64);
+        let (client, connection) = AsyncClient::new(mqtt_options(url, session), 64);
         let received = Arc::new((Mutex::new(Received::default()), Condvar::new()));
         let epoch = Arc::new(AtomicU32::new(0));
         let name = url.redacted();
-        let thread = {
+        let task = {
             let (client, received, epoch) = (client.clone(), received.clone(), epoch.clone());
-            let flow = crate::sys::flows::current();
-            thread::Builder::new()
-                .name("audit".into())
-                .spawn(move || {
-                    let _counted = crate::sys::flows::join(flow);
-                    audit_loop(
-                        name, client, connection, filters, marker, received, epoch, stop,
-                    )
-                })
-                .expect("spawning a thread")
+            links.spawn(audit_loop(
+                name, client, connection, filters, marker, received, epoch, stop,
+            ))
         };
         Auditor {
             client,
             received,
             epoch,
-            thread,
+            task,
         }
     }
 
@@ -260,10 +256,10 @@ impl Auditor {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn audit_loop(
+async fn audit_loop(
     name: String,
-    client: Client,
-    mut connection: Connection,
+    client: AsyncClient,
+    mut connection: EventLoop,
     filters: Vec<String>,
     marker: String,
     received: Arc<(Mutex<Received>, Condvar)>,
@@ -289,9 +285,8 @@ fn audit_loop(
                 }
             }
         }
-        let event = match connection.recv() {
-            Ok(e) => e,
-            Err(_) => return,
+        let Some(event) = next_event(&mut connection).await else {
+            return;
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -351,7 +346,7 @@ fn audit_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                if !back_off(&format!("audit {name}"), &e, &stop, &mut backoff) {
+                if !back_off(&format!("audit {name}"), e.to_string(), &stop, &mut backoff).await {
                     return;
                 }
             }

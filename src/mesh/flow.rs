@@ -5,6 +5,7 @@ use super::audit::{self, Auditor};
 use super::engine::ledger::Ledger;
 use super::engine::pace::{Pace, BUSY_POLL};
 use super::engine::stall::Stall;
+use super::links::Links;
 use super::mqtt::{self, Inbound, PostError, Poster, SessionOptions, Subscriber};
 use super::peer::PeerConfig;
 use super::recent::Recent;
@@ -205,7 +206,7 @@ impl Flow {
     /// Starts the audit session on the post broker (`exactly-once`), its backlog
     /// journaled before the upstream subscriptions, whose redeliveries the journal then
     /// judges.
-    fn start_audit(&mut self) -> Option<Auditor> {
+    fn start_audit(&mut self, links: &Links) -> Option<Auditor> {
         let url = self
             .cfg
             .post_broker
@@ -223,7 +224,14 @@ impl Flow {
         };
         let filters = audit::filters(&exchanges, self.cfg.post_prefix(), "");
         let stop = self.stop.clone();
-        Some(audit::start(&url, &s, filters, &mut self.announced, stop))
+        Some(audit::start(
+            links,
+            &url,
+            &s,
+            filters,
+            &mut self.announced,
+            stop,
+        ))
     }
 
     fn run_once(&mut self) -> FlowEnd {
@@ -258,13 +266,15 @@ impl Flow {
             self.retry.later(id, Some(Duration::ZERO));
         }
         self.spilled.clear();
+        // the flow's MQTT connections, polled by a thread of their own
+        let links = Links::start("mqtt");
         let mut poster = self.cfg.post_broker.clone().map(|url| {
             let mut s = self.session("-post");
             // rumqttc re-sends unacknowledged publications on a resumed session
             s.clean_start = false;
-            Poster::spawn(&url, &s, tx.clone(), self.stop.clone())
+            Poster::spawn(&links, &url, &s, tx.clone(), self.stop.clone())
         });
-        self.auditor = self.start_audit();
+        self.auditor = self.start_audit(&links);
         let subs: Vec<Subscriber> = self
             .cfg
             .brokers
@@ -277,6 +287,7 @@ impl Flow {
                     String::new()
                 };
                 mqtt::spawn_subscriber(
+                    &links,
                     i,
                     url,
                     &self.session(&suffix),
@@ -456,14 +467,13 @@ impl Flow {
         // drain so no connection thread stays blocked on a full queue
         let drain = thread::spawn(move || while rx.recv().is_ok() {});
         for s in subs {
-            let _ = s.thread.join();
+            s.task.join();
         }
         if let Some(p) = poster {
-            let t = p.thread;
-            let _ = t.join();
+            p.task.join();
         }
         if let Some(a) = auditor {
-            let _ = a.thread.join();
+            a.task.join();
         }
         // downloads in progress are abandoned (stop is set): their messages come again
         workers.join();

@@ -7,6 +7,7 @@ pub mod audit;
 mod engine;
 pub mod fetch;
 pub mod flow;
+pub mod links;
 pub mod mqtt;
 pub mod peer;
 mod pipeline;

@@ -1,19 +1,20 @@
-//! The MQTT edge: broker URLs, session options, one polling thread per connection.
+//! The MQTT edge: broker URLs, session options, the connections' loops.
 //!
-//! rumqttc's sync client only moves (pings, acks, reconnects) while its connection is
-//! polled, so every connection gets a thread of its own that does nothing but poll:
-//! a download blocking the flow's loop can never starve the keepalive.
+//! rumqttc's client only moves (pings, acks, reconnects) while its event loop is
+//! polled, so the connections of a flow are polled by a thread of their own (`Links`:
+//! one runtime, a task per connection), never by the flow's: a download blocking the
+//! flow's loop can never starve the keepalive.
 
+use super::links::{Links, Task};
 use super::Error;
 use bytes::Bytes;
-use flume::{SendTimeoutError, Sender, TrySendError};
+use flume::{Sender, TrySendError};
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, ClientError, Connection, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// Requests rumqttc may hold between the flow and a connection thread.
@@ -166,20 +167,11 @@ pub enum Inbound {
     Wake,
 }
 
-/// `what`, prefixed with the name of the flow's thread when it has one (`run` names
-/// its flows), so log lines say which flow they belong to.
-fn connection_thread_name(what: &str) -> String {
-    match thread::current().name() {
-        Some(flow) if flow != "main" => format!("{flow}/{what}"),
-        _ => what.to_string(),
-    }
-}
-
 /// Logs a connection error and waits `backoff` (doubled for next time; rumqttc has no
 /// backoff of its own). False when the node is stopping.
-pub(super) fn back_off(
+pub(super) async fn back_off(
     what: &str,
-    e: &dyn std::fmt::Display,
+    e: String,
     stop: &AtomicBool,
     backoff: &mut Duration,
 ) -> bool {
@@ -187,14 +179,24 @@ pub(super) fn back_off(
         return false;
     }
     log::warn!("{what}: {e}; retrying in {}s", backoff.as_secs());
-    crate::sys::sleep_unless(stop, *backoff);
+    super::links::sleep_unless(stop, *backoff).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     !stop.load(Ordering::Relaxed)
 }
 
+/// The next event of a connection; None once every client of it is gone.
+pub(super) async fn next_event(
+    eventloop: &mut EventLoop,
+) -> Option<Result<Event, ConnectionError>> {
+    match eventloop.poll().await {
+        Err(ConnectionError::RequestsDone) => None,
+        e => Some(e),
+    }
+}
+
 /// An upstream session: subscribes on every connect, forwards messages to the flow.
 pub struct Subscriber {
-    pub client: Client,
+    pub client: AsyncClient,
     /// Bumped on every (re)connect: acks for messages of an older connection are not
     /// sent, the broker redelivers those messages instead.
     pub epoch: Arc<AtomicU32>,
@@ -203,7 +205,7 @@ pub struct Subscriber {
     pub overflowed: Arc<AtomicU64>,
     /// The connection's state, for the metrics.
     pub link: Arc<Link>,
-    pub thread: JoinHandle<()>,
+    pub task: Task,
     name: String,
 }
 
@@ -230,6 +232,7 @@ impl Subscriber {
 }
 
 pub fn spawn_subscriber(
+    links: &Links,
     index: usize,
     url: &BrokerUrl,
     session: &SessionOptions,
@@ -237,43 +240,35 @@ pub fn spawn_subscriber(
     tx: Sender<Inbound>,
     stop: Arc<AtomicBool>,
 ) -> Subscriber {
-    let (client, connection) = Client::new(mqtt_options(url, session), REQUEST_CAPACITY);
+    let (client, connection) = AsyncClient::new(mqtt_options(url, session), REQUEST_CAPACITY);
     let epoch = Arc::new(AtomicU32::new(0));
     let overflowed = Arc::new(AtomicU64::new(0));
     let link = Arc::new(Link::default());
     let name = url.redacted();
     let keepalive = session.keepalive;
-    let thread = {
+    let task = {
         let client = client.clone();
-        let (epoch, overflowed, link) = (epoch.clone(), overflowed.clone(), link.clone());
-        let flow = crate::sys::flows::current();
-        thread::Builder::new()
-            .name(connection_thread_name(&format!("sub{index}")))
-            .spawn(move || {
-                let _counted = crate::sys::flows::join(flow);
-                let counters = (epoch, overflowed, link);
-                subscriber_loop(
-                    index, name, client, connection, filters, tx, counters, keepalive, stop,
-                )
-            })
-            .expect("spawning a thread")
+        let counters = (epoch.clone(), overflowed.clone(), link.clone());
+        links.spawn(subscriber_loop(
+            index, name, client, connection, filters, tx, counters, keepalive, stop,
+        ))
     };
     Subscriber {
         client,
         epoch,
         overflowed,
         link,
-        thread,
+        task,
         name: url.redacted(),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn subscriber_loop(
+async fn subscriber_loop(
     index: usize,
     name: String,
-    client: Client,
-    mut connection: Connection,
+    client: AsyncClient,
+    mut connection: EventLoop,
     filters: Vec<String>,
     tx: Sender<Inbound>,
     (epoch, overflowed, link): (Arc<AtomicU32>, Arc<AtomicU64>, Arc<Link>),
@@ -286,9 +281,8 @@ fn subscriber_loop(
     // the flow asked for a new connection: made at once, not after a pause
     let mut reconnecting = false;
     loop {
-        let event = match connection.recv() {
-            Ok(e) => e,
-            Err(_) => return, // the client side is gone
+        let Some(event) = next_event(&mut connection).await else {
+            return; // the client side is gone
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -341,19 +335,27 @@ fn subscriber_loop(
                 // broker to deliver again on the new connection the flow asks for once
                 // its window is clear. (Dropping at once instead: a 20,000-message drain
                 // fell from 11,000 to 6,000/s, each message read again and again.)
-                let sent = if overflowed.load(Ordering::SeqCst) > 0 {
-                    Err(SendTimeoutError::Timeout(m))
-                } else {
-                    tx.send_timeout(m, patience)
+                let sent = match tx.try_send(m) {
+                    Err(TrySendError::Full(m)) if overflowed.load(Ordering::SeqCst) == 0 => {
+                        match tokio::time::timeout(patience, tx.send_async(m)).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(_)) => Err(true),
+                            Err(_) => Err(false),
+                        }
+                    }
+                    Err(TrySendError::Full(_)) => Err(false),
+                    Err(TrySendError::Disconnected(_)) => Err(true),
+                    Ok(()) => Ok(()),
                 };
                 match sent {
                     Ok(()) => {}
-                    Err(SendTimeoutError::Timeout(_)) => {
+                    // no room within the patience
+                    Err(false) => {
                         if overflowed.fetch_add(1, Ordering::SeqCst) == 0 {
                             log::info!("upstream {name}: the broker sends beyond the receive maximum: messages left for it to deliver again");
                         }
                     }
-                    Err(SendTimeoutError::Disconnected(_)) => return,
+                    Err(true) => return, // the flow is gone
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -377,7 +379,14 @@ fn subscriber_loop(
                 link.connected.store(false, Ordering::Relaxed);
                 epoch.fetch_add(1, Ordering::SeqCst);
                 overflowed.store(0, Ordering::SeqCst);
-                if !back_off(&format!("upstream {name}"), &e, &stop, &mut backoff) {
+                if !back_off(
+                    &format!("upstream {name}"),
+                    e.to_string(),
+                    &stop,
+                    &mut backoff,
+                )
+                .await
+                {
                     return;
                 }
             }
@@ -411,7 +420,7 @@ pub fn key_of(bytes: &[u8]) -> Option<(u64, (u64, u64))> {
 /// The post session: publications are numbered in order; the broker's PUBACKs, which
 /// come back in order, advance `acked`.
 pub struct Poster {
-    client: Client,
+    client: AsyncClient,
     props: PublishProperties,
     /// Its client id's fingerprint, in the correlation data of keyed publications.
     tag: u64,
@@ -421,7 +430,7 @@ pub struct Poster {
     /// Set when the broker lost the session with publications unacknowledged, so a
     /// flow that is not reading its queue learns it too.
     lost: Arc<AtomicBool>,
-    pub thread: JoinHandle<()>,
+    pub task: Task,
 }
 
 #[derive(Debug)]
@@ -443,6 +452,7 @@ impl std::fmt::Display for PostError {
 
 impl Poster {
     pub fn spawn(
+        links: &Links,
         url: &BrokerUrl,
         session: &SessionOptions,
         tx: Sender<Inbound>,
@@ -450,25 +460,18 @@ impl Poster {
     ) -> Poster {
         let mut opts = mqtt_options(url, session);
         opts.set_manual_acks(false);
-        let (client, connection) = Client::new(opts, REQUEST_CAPACITY);
+        let (client, connection) = AsyncClient::new(opts, REQUEST_CAPACITY);
         let acked = Arc::new(AtomicU64::new(0));
         let notified = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let name = url.redacted();
-        let thread = {
+        let task = {
             let flags = Flags {
                 acked: acked.clone(),
                 notified: notified.clone(),
                 lost: lost.clone(),
             };
-            let flow = crate::sys::flows::current();
-            thread::Builder::new()
-                .name(connection_thread_name("post"))
-                .spawn(move || {
-                    let _counted = crate::sys::flows::join(flow);
-                    poster_loop(name, connection, tx, flags, stop)
-                })
-                .expect("spawning a thread")
+            links.spawn(poster_loop(name, connection, tx, flags, stop))
         };
         let props = PublishProperties {
             payload_format_indicator: Some(1),
@@ -483,7 +486,7 @@ impl Poster {
             acked,
             notified,
             lost,
-            thread,
+            task,
         }
     }
 
@@ -500,7 +503,7 @@ impl Poster {
             match self.publish_keyed(topic, payload, None) {
                 Err(PostError::Full(p)) if !give_up() => {
                     payload = p;
-                    thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 done => return done,
             }
@@ -520,7 +523,7 @@ impl Poster {
             match self.publish_keyed(topic, payload, key) {
                 Err(PostError::Full(p)) if !give_up() => {
                     payload = p;
-                    thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 done => return done,
             }
@@ -591,9 +594,9 @@ struct Flags {
     lost: Arc<AtomicBool>,
 }
 
-fn poster_loop(
+async fn poster_loop(
     name: String,
-    mut connection: Connection,
+    mut connection: EventLoop,
     tx: Sender<Inbound>,
     flags: Flags,
     stop: Arc<AtomicBool>,
@@ -607,9 +610,8 @@ fn poster_loop(
     let mut connections = 0u32;
     let mut unacked_at_error = false;
     loop {
-        let event = match connection.recv() {
-            Ok(e) => e,
-            Err(_) => return,
+        let Some(event) = next_event(&mut connection).await else {
+            return;
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -651,7 +653,7 @@ fn poster_loop(
             Ok(_) => {}
             Err(e) => {
                 unacked_at_error = true;
-                if !back_off(&format!("post {name}"), &e, &stop, &mut backoff) {
+                if !back_off(&format!("post {name}"), e.to_string(), &stop, &mut backoff).await {
                     return;
                 }
             }

@@ -239,7 +239,8 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
         keepalive: Duration::from_secs(30),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let mut poster = Poster::spawn(url, &session, tx, stop.clone());
+    let links = super::links::Links::start("post");
+    let mut poster = Poster::spawn(&links, url, &session, tx, stop.clone());
     let deadline = Instant::now() + ACK_TIMEOUT;
     let mut progress = Progress::new(ready.len());
     for (i, p) in ready.iter().enumerate() {
@@ -262,7 +263,7 @@ pub fn run(a: &PostConfig) -> Result<usize, Error> {
     let acked = poster.acked() as usize;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     poster.disconnect();
-    let _ = poster.thread.join();
+    poster.task.join();
     if acked < ready.len() {
         log::error!(
             "{} of {} announcements not acknowledged by {} within {}s",
