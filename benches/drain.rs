@@ -158,6 +158,11 @@ fn drain(mode: &'static str, n: usize, source: Source) -> Figures {
                 k as f64 / n as f64
             );
         }
+        // what is resident now: the program's own pages, or the heap and stacks
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        for l in status.lines().filter(|l| l.starts_with("Rss")) {
+            println!("{mode}: {l}");
+        }
     }
     let cpu = user + sys;
     let server_cpu_us = server_node.as_ref().map(|srv| {
