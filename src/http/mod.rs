@@ -1,7 +1,9 @@
 //! The node's HTTP/1.1 server and its parts. The server is handed its handlers: it
 //! knows neither the file handler nor the taker.
 
+mod admission;
 pub mod body;
+mod deadlines;
 pub mod files;
 pub mod multipart;
 pub mod refusals;

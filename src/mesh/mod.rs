@@ -21,6 +21,7 @@ pub mod servers;
 pub mod stats;
 mod stream;
 mod transfer;
+mod verdicts;
 mod window;
 pub mod workers;
 
