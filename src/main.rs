@@ -25,7 +25,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ("--version" | "-V" | "version", _) => {
-            println!("meshnode {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "meshnode {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("MESHNODE_TARGET")
+            );
             ExitCode::SUCCESS
         }
         ("--help" | "-h" | "help", _) => help(rest.first().and_then(|c| c.to_str())),

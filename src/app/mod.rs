@@ -9,5 +9,6 @@ pub mod logger;
 pub mod metrics;
 pub mod mosquitto;
 pub mod node;
+pub mod notify;
 pub mod options;
 pub mod status;

@@ -2,6 +2,7 @@
 //! server on its own thread, one thread per flow, and hourly retention.
 
 use super::metrics::Metrics;
+use super::notify::{Notifier, Watch};
 use super::status::Status;
 use crate::app::config::NodeConfig;
 use crate::channels::announcer::Announcer;
@@ -98,6 +99,14 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
         flows.push((name, t));
     }
     let mut next_retention = Instant::now();
+    // systemd (Type=notify): ready, the flows' state, the watchdog
+    let notifier = Notifier::from_env();
+    let mut watch = notifier
+        .as_ref()
+        .and_then(|n| n.watchdog)
+        .map_or_else(Watch::default, Watch::new);
+    let mut next_ping = Instant::now();
+    let mut notify_failed = false;
     // a node that serves runs until told to stop; one that only relays, while it relays
     while !stop.load(Ordering::Relaxed)
         && (server.is_some() || flows.iter().any(|(_, t)| !t.is_finished()))
@@ -106,7 +115,31 @@ pub fn run(cfg: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
             retention(&cfg.dir, cfg.retention_hours);
             next_retention = Instant::now() + RETENTION_PERIOD;
         }
+        if let Some(n) = &notifier {
+            let now = Instant::now();
+            let ping = n.watchdog.is_some_and(|_| now >= next_ping);
+            if ping {
+                next_ping = now + n.watchdog.unwrap_or_default() / 2;
+            }
+            // a flow that ended (its error logged) is not waited for
+            let names: Vec<String> = flows
+                .iter()
+                .filter(|(_, t)| !t.is_finished())
+                .map(|(n, _)| n.clone())
+                .collect();
+            let text = watch.tick(&board, &names, now, ping);
+            if !text.is_empty() {
+                if let Err(e) = n.send(&text) {
+                    if !std::mem::replace(&mut notify_failed, true) {
+                        log::warn!("systemd notification socket: {e}");
+                    }
+                }
+            }
+        }
         thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(n) = &notifier {
+        let _ = n.send("STOPPING=1\n");
     }
     stop.store(true, Ordering::SeqCst);
     let mut failed = Vec::new();

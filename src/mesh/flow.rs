@@ -323,6 +323,7 @@ impl Flow {
             }
         };
         let mut pace = Pace::new(Instant::now(), self.cfg.stats_interval);
+        let hang_at = fault_hang(&self.cfg.name).map(|d| Instant::now() + d);
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
         // messages worked on at most (the rest wait in the queue, which holds the
@@ -331,6 +332,13 @@ impl Flow {
         // connection threads, which never wait for the flow.
         let window_max = usize::from(self.cfg.inflight) * n;
         while !self.stop.load(Ordering::Relaxed) {
+            if hang_at.is_some_and(|t| Instant::now() >= t) {
+                log::warn!("hanging on purpose (MESHNODE_FAULT_HANG) until stopped");
+                while !self.stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                break;
+            }
             if poster.as_ref().is_some_and(Poster::session_lost) {
                 end = FlowEnd::PostSessionLost;
                 break;
@@ -554,6 +562,7 @@ impl Flow {
             servers: self.servers.report(now),
             last_message: self.last_message,
             lag_warn: self.cfg.lag_warn,
+            at: Some(now),
             ..Default::default()
         };
         self.status_window.fill(&mut self.stats, &mut report);
@@ -606,8 +615,17 @@ impl Flow {
             return true;
         };
         let stop = &self.stop;
+        // waiting for the post broker is not hanging: the watchdog hears of it
+        let beat = std::cell::Cell::new(Instant::now());
+        let (board, name) = (self.cfg.board.as_ref(), &self.cfg.name);
         for (topic, payload, key) in std::mem::take(&mut self.outbox) {
-            let give_up = || stop.load(Ordering::Relaxed);
+            let give_up = || {
+                if beat.get().elapsed() >= super::engine::pace::REPORT_INTERVAL {
+                    beat.set(Instant::now());
+                    super::stats::still_alive(board, name);
+                }
+                stop.load(Ordering::Relaxed)
+            };
             match poster.publish_keyed_waiting(&topic, payload, Some(key), give_up) {
                 Ok(_) => {}
                 Err(PostError::Full(_)) => return false,
@@ -619,6 +637,16 @@ impl Flow {
         }
         true
     }
+}
+
+/// A fault for the tests of the watchdog: `MESHNODE_FAULT_HANG="FLOW SECONDS"` makes
+/// flow FLOW's loop stop making progress SECONDS after it starts (as a loop stuck in a
+/// system call would), until the node stops.
+fn fault_hang(flow: &str) -> Option<Duration> {
+    let v = std::env::var("MESHNODE_FAULT_HANG").ok()?;
+    let (name, secs) = v.split_once(' ')?;
+    let secs: f64 = secs.trim().parse().ok()?;
+    (name == flow).then(|| Duration::from_secs_f64(secs.max(0.0)))
 }
 
 /// Sends the upstream acks the window releases, in arrival order, until a connection's

@@ -71,6 +71,8 @@ pub struct FlowReport {
     /// Per upstream broker (URL without credentials): connected, connections made.
     pub brokers: Vec<(String, bool, u64)>,
     pub servers: Vec<ServerReport>,
+    /// When the flow's loop posted this (the watchdog: a loop that stops posting hangs).
+    pub at: Option<std::time::Instant>,
 }
 
 impl FlowReport {
@@ -134,6 +136,17 @@ impl Window {
 
 /// Where the flows of a node post their reports (about once a second), by flow name.
 pub type Board = Arc<Mutex<BTreeMap<String, FlowReport>>>;
+
+/// Flow `name`'s loop is alive though busy (waiting for its post broker): its report's
+/// time is renewed, so the watchdog does not take it as hung.
+pub fn still_alive(board: Option<&Board>, name: &str) {
+    if let Some(b) = board {
+        let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = b.get_mut(name) {
+            r.at = Some(std::time::Instant::now());
+        }
+    }
+}
 
 impl Stats {
     pub fn record_lag(&mut self, lag: f64) {

@@ -257,3 +257,85 @@ fn post_of_many_files_shows_progress_on_a_terminal_only() {
         watch.count()
     );
 }
+
+/// systemd's notifications (issue 22): under a `$NOTIFY_SOCKET` of the test's own, the
+/// node says READY=1 once its flows run, keeps STATUS= to their state, and pings the
+/// watchdog while every flow's loop makes progress; a flow made to hang stops the
+/// pings (systemd would then restart the node), and the status says which flow.
+#[test]
+fn the_watchdog_is_fed_while_the_flows_progress_and_not_when_one_hangs() {
+    use std::os::unix::net::UnixDatagram;
+    let s = Scratch::new("run-notify");
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let sock_path = s.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = free_port();
+    let conf = write_config(
+        &s,
+        "n.conf",
+        &format!(
+            "dir {dir}\nlisten 127.0.0.1:{port}\nverbose 2\npost-broker {post}\n\
+             post_baseUrl http://127.0.0.1:{port}\n\
+             flow steady\nbroker {up}\nsubtopic a/#\n\
+             flow stuck\nbroker {up}\nsubtopic b/#\n",
+            dir = s.path("data").display(),
+            post = local.url(),
+            up = up.url()
+        ),
+    );
+    let sock_env = sock_path.display().to_string();
+    let node = Node::start_env(
+        &s.path("n.log"),
+        &["run".into(), "--config".into(), conf],
+        &[
+            ("NOTIFY_SOCKET", sock_env.as_str()),
+            // pings every second; a flow silent for 2 s is hung
+            ("WATCHDOG_USEC", "2000000"),
+            ("MESHNODE_FAULT_HANG", "stuck 6"),
+        ],
+    );
+    // (time since start, datagram)
+    let start = Instant::now();
+    let mut heard: Vec<(f64, String)> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(14) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            heard.push((start.elapsed().as_secs_f64(), text));
+        }
+    }
+    let all: String = heard.iter().map(|(t, m)| format!("{t:.1}: {m}")).collect();
+    let ready_at = heard
+        .iter()
+        .find(|(_, m)| m.contains("READY=1"))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("no READY=1:\n{all}\n{}", node.log_text()));
+    assert!(
+        all.contains("STATUS=flow steady: ") && all.contains("flow stuck: "),
+        "{all}"
+    );
+    let pings: Vec<f64> = heard
+        .iter()
+        .filter(|(_, m)| m.contains("WATCHDOG=1"))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        pings.iter().filter(|t| **t > ready_at && **t < 6.0).count() >= 2,
+        "pings while both flows progress:\n{all}"
+    );
+    // the stuck flow stops 6 s after it started (about as the node did), and 2 s later
+    // counts as hung: no ping in the last seconds
+    assert!(
+        pings.iter().all(|t| *t < 10.5),
+        "pings went on with a flow hung:\n{all}"
+    );
+    assert!(all.contains("flow stuck: not progressing"), "{all}");
+    assert!(
+        node.log_text().contains("hanging on purpose"),
+        "{}",
+        node.log_text()
+    );
+}
