@@ -105,6 +105,22 @@ fn the_unit_verifies() {
     );
 }
 
+/// The alert rules an operator pages on (`deploy/prometheus`): each fires on the
+/// series meant to raise it, after its `for`, and not on healthy ones
+/// (`promtool test rules`, the rules' own unit tests).
+#[test]
+fn the_alert_rules_pass_their_promtool_tests() {
+    let dir = manifest().join("deploy/prometheus");
+    let out = Command::new("promtool")
+        .args(["test", "rules", "meshnode-rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
+}
+
 /// Publishes one message as `user`; the broker's answer (None: no answer in time).
 fn publish_as(port: u16, user: &str, password: &str, topic: &str) -> Option<PubAckReason> {
     let mut o = MqttOptions::new(format!("{user}-{}", free_port()), "127.0.0.1", port);
