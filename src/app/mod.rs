@@ -11,4 +11,5 @@ pub mod mosquitto;
 pub mod node;
 pub mod notify;
 pub mod options;
+pub mod reference;
 pub mod status;

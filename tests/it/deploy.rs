@@ -121,6 +121,30 @@ fn the_alert_rules_pass_their_promtool_tests() {
     assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 }
 
+/// The generated man pages render without a warning (`groff -ww`, as `man -l` would);
+/// that they are current is the unit test `the_generated_reference_is_current`.
+#[test]
+fn the_man_pages_render_without_warnings() {
+    for page in ["docs/man/meshnode.8", "docs/man/meshnode.conf.5"] {
+        let out = Command::new("groff")
+            // plain text: no bold or underline by overstriking
+            .args(["-ww", "-man", "-Tutf8", "-P-cbou"])
+            .arg(manifest().join(page))
+            .output()
+            .expect("groff (Debian package groff-base; scripts/test installs it)");
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && warnings.trim().is_empty(),
+            "{page}: {warnings}"
+        );
+        assert!(
+            text.contains("SEE ALSO") && text.contains("broker"),
+            "{page}"
+        );
+    }
+}
+
 /// Publishes one message as `user`; the broker's answer (None: no answer in time).
 fn publish_as(port: u16, user: &str, password: &str, topic: &str) -> Option<PubAckReason> {
     let mut o = MqttOptions::new(format!("{user}-{}", free_port()), "127.0.0.1", port);
