@@ -4,7 +4,7 @@
 //! published again if it lost the session. Across a restart or a crash of the node: at
 //! start it announces again the products it still holds whose announcement the broker
 //! did not take (an announcement journal and an audit session, as the flows keep:
-//! README, "Announced once"), and the removals in its journal (`removals.log`: each
+//! docs/operations.md, "Announced once"), and the removals in its journal (`removals.log`: each
 //! appended and synced before it is queued, the file emptied once every announcement is
 //! acknowledged; announcing a removal twice is harmless, a peer without the file passes
 //! nothing on).

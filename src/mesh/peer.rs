@@ -16,7 +16,7 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Downloads at once from one server, by default: a polite client (WIS2 global caches
 /// may allow a client 5 connections).
 pub const DEFAULT_HOST_CONNECTIONS: usize = 4;
-/// Requests pipelined on one connection, by default (chosen by measurement: README,
+/// Requests pipelined on one connection, by default (chosen by measurement: docs/benchmarks.md,
 /// "wide area").
 pub const DEFAULT_PIPELINE: usize = 16;
 

@@ -1,7 +1,7 @@
 //! HTTP/1.1 GETs for `http://` and `https://` over kept-alive connections, pipelined: the requests of
 //! a batch go out at once and the answers are read in order, so a batch of N small
 //! files costs about one round trip instead of N. Across a 100 ms link that is the
-//! difference between 40 and 300+ files/s from four connections (README, "wide area").
+//! difference between 40 and 300+ files/s from four connections (docs/benchmarks.md, "wide area").
 //!
 //! Our own because ureq sends one request at a time per connection (over https, 39
 //! files/s across 100 ms where pipelining gives hundreds). It speaks only what a GET of
