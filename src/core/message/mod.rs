@@ -354,6 +354,8 @@ mod tests {
             (br#"["20190130033826", 7, "/a/b", {"sum": "d,00"}]"#, "baseUrl is not a string"),
             (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "pubTime \"x\" is not a time"),
             (br#"["2019013003", "http://h/", "/a/b", {"sum": "R,"}]"#, "[0] pubTime"),
+            // found by fuzzing: forwarded as v03, it was refused by every v03 reader
+            (br#"["20190130033826.740083", "", "/a/b", {"sum": "d,b1946ac92492d2346c6235b4d2611184"}]"#, "[1] baseUrl is empty"),
         ];
         for (payload, want) in cases {
             let e = parse(payload).unwrap_err();

@@ -189,6 +189,11 @@ fn parse_array(text: &str) -> Result<Message<'_>, ParseError> {
     let Some(integrity) = integrity else {
         return err("array form without a sum header");
     };
+    // as in v03: a file to fetch needs somewhere to fetch it from (the array form has
+    // no inline content); found by fuzzing: a forward wrote what v03 readers refuse
+    if base_url.is_empty() && file_op.is_none() {
+        return err("[1] baseUrl is empty");
+    }
     check_pub_time(&pub_time, "[0] pubTime")?;
     Ok(Message {
         dialect: Dialect::Array,
