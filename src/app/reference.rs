@@ -229,6 +229,110 @@ mod tests {
         );
     }
 
+    /// Options whose default the table describes rather than gives: it depends on other
+    /// options (the format, the listen port, the data tree), or is no value at all.
+    const DESCRIBED: &[&str] = &[
+        "post-topic-prefix",
+        "post-baseurl",
+        "share",
+        "state-dir",
+        "timeout",
+        "tls-cert",
+        "tls-key",
+        "password-file",
+        "node-id",
+    ];
+
+    /// The table's defaults are the code's: a config naming an option with the default
+    /// the table says reads as the same config without it (for every default that is a
+    /// value; "required" or "derived from ..." are not). Fails when the two drift.
+    #[test]
+    fn the_tables_defaults_are_the_codes() {
+        use crate::app::config::parse;
+        let base = "post-broker none\nlisten none\nflow f\nbroker mqtt://h\n";
+        let plain = format!("{:?}", parse(base, "c").expect("the base config"));
+        let (mut checked, mut drift) = (Vec::new(), Vec::new());
+        for o in OPTIONS
+            .iter()
+            .filter(|o| o.scope.has(Scope::FLOW) || o.scope.has(Scope::NODE))
+        {
+            // the default as a value: "yes"/"no" flags, numbers, names
+            let value = o.default.split([' ', ',']).next().unwrap_or("");
+            let words = ["required", "derived", "repeatable"];
+            if value.is_empty()
+                || words.iter().any(|w| o.default.contains(w))
+                || DESCRIBED.contains(&o.name)
+            {
+                continue;
+            }
+            // a node option before the section, a flow option inside it
+            let text = if o.scope.has(Scope::FLOW) {
+                format!("{base}{} {value}\n", o.name)
+            } else {
+                format!("{} {value}\n{base}", o.name)
+            };
+            let Ok(with) = parse(&text, "c") else {
+                continue; // a default written as words ("none", "the node's"), not a value
+            };
+            if format!("{with:?}") != plain {
+                drift.push(format!("--{} (the table says {:?})", o.name, o.default));
+            }
+            checked.push(o.name);
+        }
+        assert!(drift.is_empty(), "the code's default differs: {drift:#?}");
+        // 39 when written: most defaults are values, and all of those are checked
+        assert!(
+            checked.len() >= 35,
+            "only {} checked: {checked:?}",
+            checked.len()
+        );
+    }
+
+    /// deploy/meshnode.conf says each value it shows commented out is the default: it
+    /// is the table's, for every default that is a value.
+    #[test]
+    fn the_example_configs_defaults_are_the_tables() {
+        let text = include_str!("../../deploy/meshnode.conf");
+        let mut wrong = Vec::new();
+        let mut seen = 0;
+        // a commented-out section (`#flow wis2-synop`, `#channel MEMO`) is an example,
+        // its values chosen for it: until the next section, nothing there is a default
+        let mut in_example = false;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix('#') else {
+                if line.starts_with("flow ") || line.starts_with("channel ") {
+                    in_example = false;
+                }
+                continue;
+            };
+            if rest.starts_with("flow ") || rest.starts_with("channel ") {
+                in_example = true;
+            }
+            if in_example {
+                continue;
+            }
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(shown)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let name = super::super::options::normalize(name);
+            let Some(o) = OPTIONS.iter().find(|o| o.name == name) else {
+                continue; // prose
+            };
+            // a default that is one value (not "the listen address", "all users")
+            let value = o.default;
+            if DESCRIBED.contains(&o.name) || value.split_whitespace().count() != 1 {
+                continue;
+            }
+            seen += 1;
+            if shown != value {
+                wrong.push(format!("#{name} {shown} (the table: {:?})", o.default));
+            }
+        }
+        assert!(wrong.is_empty(), "deploy/meshnode.conf: {wrong:#?}");
+        assert!(seen >= 20, "{seen} defaults shown");
+    }
+
     #[test]
     fn every_option_is_in_every_reference_with_its_default() {
         let (m8, m5, md) = (man_meshnode(), man_conf(), options_md());
