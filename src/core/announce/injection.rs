@@ -266,3 +266,28 @@ fn an_array_header_named_integrity_does_not_replace_the_checksum() {
         digest_of(Method::Md5, b"hello\n")
     );
 }
+
+/// Found by fuzzing: a v03 message with a 9 KB unknown member, re-announced as WIS2,
+/// made a WNM over the standard's 8 KB, which every WNM reader (this one too) refuses.
+/// Now the free-form members give way; a small one is still carried.
+#[test]
+fn a_wnm_written_stays_within_the_standards_size_whatever_it_carries() {
+    let big = "x".repeat(9000);
+    let base = r#"{"pubTime":"20261123T065146.406","baseUrl":"http://peer:8000/","relPath":"a/b.txt","integrity":{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="}"#;
+    let large = format!(r#"{base},"note":"{big}"}}"#);
+    let small = format!(r#"{base},"note":"short"}}"#);
+    let m = parse(large.as_bytes()).unwrap();
+    let out = reannounce(Format::Wis2, &m);
+    assert!(
+        out.len() <= crate::core::message::WNM_MAX,
+        "{} bytes",
+        out.len()
+    );
+    let again = parse(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.wis2.as_ref().unwrap().data_id, "a/b.txt");
+    let kept = reannounce(Format::Wis2, &parse(small.as_bytes()).unwrap());
+    assert!(
+        String::from_utf8_lossy(&kept).contains(r#""note":"short""#),
+        "a small member is carried"
+    );
+}

@@ -389,7 +389,34 @@ fn carried_times<'m, 'a>(m: &'m Message<'a>) -> Vec<&'m (Cow<'a, str>, &'a RawVa
 /// metadata_id, the times, unknown properties and members, the other links. What a
 /// v03 message carries of a WNM is taken only when a WNM reader would accept it, and
 /// its data_id only when it names the same file as `o.data_id` (the relPath).
+/// Within the standard's `WNM_MAX`: when what is carried would make the message longer,
+/// the free-form members give way, then the inline content (found by fuzzing: a v03
+/// message's 9 KB unknown member made a WNM no reader takes).
 pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
+    let start = out.len();
+    for carry in [Carry::All, Carry::Fields, Carry::Nothing] {
+        out.truncate(start);
+        write_wnm_carrying(out, msg, o, carry);
+        if out.len() - start <= WNM_MAX {
+            return;
+        }
+    }
+}
+
+/// What a written WNM carries beyond its own fields.
+#[derive(Clone, Copy, PartialEq)]
+enum Carry {
+    /// The free-form members and links of the message forwarded, and inline content.
+    All,
+    /// Inline content, no free-form members.
+    Fields,
+    /// Neither.
+    Nothing,
+}
+
+fn write_wnm_carrying(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>, carry: Carry) {
+    let free_form = carry == Carry::All;
+    let msg_free = msg.filter(|_| free_form);
     let w = msg.and_then(|m| m.wis2.as_deref());
     // a v03 message that may carry a WNM's members
     let v03 = msg.filter(|m| m.wis2.is_none() && members::carries_wis2(m.dialect));
@@ -454,7 +481,7 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
         json_str(out, value);
         out.push(b'}');
     }
-    if let (Some((enc, value)), Some(size)) = (o.content, o.size) {
+    if let (Some((enc, value)), Some(size), true) = (o.content, o.size, carry != Carry::Nothing) {
         if value.len() <= CONTENT_MAX && size <= CONTENT_MAX as u64 {
             out.extend_from_slice(b",\"content\":{\"encoding\":");
             json_str(out, enc);
@@ -470,7 +497,7 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
             link_type = Some(t);
         }
     }
-    if let Some(m) = msg {
+    if let Some(m) = msg_free {
         for (k, v) in m
             .extra
             .iter()
@@ -490,20 +517,21 @@ pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
     if let (Some(n), true) = (o.size, o.relation != Relation::Deletion) {
         let _ = write!(out, ",\"length\":{n}");
     }
-    if let Some(w) = w {
+    let w_free = w.filter(|_| free_form);
+    if let Some(w) = w_free {
         for (k, v) in &w.link_extra {
             member(out, k, v.get());
         }
     }
     out.push(b'}');
-    if let Some(w) = w {
+    if let Some(w) = w_free {
         for l in &w.other_links {
             out.push(b',');
             out.extend_from_slice(l.get().as_bytes());
         }
     }
     out.push(b']');
-    if let Some(w) = w {
+    if let Some(w) = w_free {
         for (k, v) in &w.top_extra {
             member(out, k, v.get());
         }
