@@ -158,10 +158,17 @@ pub mod flows {
                 let parent = current();
                 std::thread::spawn(move || {
                     let _m = join(parent);
-                    let end = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    // busy until the flow has 0.15 s of CPU (a loaded machine gives a
+                    // thread less than its wall time), 10 s at most
+                    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
                     let mut x = 0u64;
-                    while std::time::Instant::now() < end {
-                        x = x.wrapping_mul(31).wrapping_add(7);
+                    while std::time::Instant::now() < end
+                        && cpu_seconds().get(&n).copied().unwrap_or(0.0) < 0.15
+                    {
+                        for _ in 0..100_000 {
+                            x = x.wrapping_mul(31).wrapping_add(7);
+                        }
+                        std::hint::black_box(x);
                     }
                     assert!(cpu_seconds()[&n] > 0.0, "counted while alive");
                     std::hint::black_box(x);

@@ -233,14 +233,7 @@ impl Flow {
     ) -> u64 {
         self.stats.downloads += 1;
         self.stats.bytes += size;
-        self.recent.insert(rel, digest.as_bytes());
-        self.same_bytes
-            .insert(method.name(), digest.as_bytes(), rel);
-        log::debug!(
-            "{rel}: stored ({size} bytes, {} {})",
-            method.name(),
-            digest.to_base64()
-        );
+        self.remember_stored(rel, method, &digest, size);
         // the message was read once already: it parses again
         let Some((topic, payload)) = &message else {
             return 0;

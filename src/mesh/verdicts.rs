@@ -17,6 +17,25 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 
 impl Flow {
+    /// A file just stored: the next announcement of the same bytes costs no disk read,
+    /// and the same bytes under another name are copied rather than downloaded.
+    pub(super) fn remember_stored(
+        &mut self,
+        rel: &str,
+        method: Method,
+        digest: &Digest,
+        size: u64,
+    ) {
+        self.recent.insert(rel, digest.as_bytes());
+        self.same_bytes
+            .insert(method.name(), digest.as_bytes(), rel);
+        log::debug!(
+            "{rel}: stored ({size} bytes, {} {})",
+            method.name(),
+            digest.to_base64()
+        );
+    }
+
     /// Stores a new file (inline content or a download), then announces it.
     pub(super) fn store_file(
         &mut self,
@@ -73,14 +92,7 @@ impl Flow {
                 Outcome::Done(0)
             };
         };
-        self.recent.insert(rel, digest.as_bytes());
-        self.same_bytes
-            .insert(method.name(), digest.as_bytes(), rel);
-        log::debug!(
-            "{rel}: stored ({size} bytes, {} {})",
-            method.name(),
-            digest.to_base64()
-        );
+        self.remember_stored(rel, method, &digest, size);
         self.keep_pub_time(rel, msg);
         self.announce_stored(msg, topic, rel, method, digest, size, poster)
     }

@@ -15,6 +15,40 @@ pub fn subscribed(node: &Node, n: usize) -> bool {
     wait_until(WAIT, || node.log_text().matches("subscribed").count() >= n)
 }
 
+/// Three brokers and three trees for a ring of inline nodes, 1 <- 3 <- 2 <- 1 (node
+/// `i` follows broker `up` and announces on broker `i`).
+pub struct Ring<'s> {
+    s: &'s Scratch,
+    pub brokers: Vec<Broker>,
+    pub trees: Vec<PathBuf>,
+}
+
+impl<'s> Ring<'s> {
+    pub fn new(s: &'s Scratch) -> Ring<'s> {
+        Ring {
+            s,
+            brokers: (1..=3)
+                .map(|i| Broker::start(&s.path(&format!("b{i}"))))
+                .collect(),
+            trees: (1..=3).map(|i| s.path(&format!("node{i}"))).collect(),
+        }
+    }
+
+    /// Starts node `i` (0-based) following broker `up`.
+    pub fn start(&self, i: usize, up: usize) -> Node {
+        Node::start(
+            &self.s.path(&format!("n{}.log", i + 1)),
+            &peer_args(
+                &[&self.brokers[up]],
+                &self.brokers[i],
+                &self.trees[i],
+                "http://127.0.0.1:9/",
+                &["--verbose", "1", "--inline"],
+            ),
+        )
+    }
+}
+
 /// The usual arrangement: an upstream broker, a watched local broker, and a node
 /// (storing in `s/node`, with `extra` options) subscribed between them.
 pub fn node_between(s: &Scratch, extra: &[&str]) -> (Broker, Broker, Watcher, PathBuf, Node) {

@@ -296,24 +296,10 @@ fn acks_released_while_the_upstream_broker_restarts_lose_no_message() {
 #[test]
 fn a_ring_with_a_node_killed_mid_burst_announces_each_file_once_on_every_broker() {
     let s = Scratch::new("ring-kill");
-    let b: Vec<Broker> = (1..=3)
-        .map(|i| Broker::start(&s.path(&format!("b{i}"))))
-        .collect();
-    let trees: Vec<_> = (1..=3).map(|i| s.path(&format!("node{i}"))).collect();
+    let ring = Ring::new(&s);
+    let (b, trees) = (&ring.brokers, &ring.trees);
     let watches: Vec<Watcher> = b.iter().map(|b| Watcher::start(b, "xpublic/#")).collect();
-    // ring 1 <- 3 <- 2 <- 1
-    let start = |i: usize, up: usize| {
-        Node::start(
-            &s.path(&format!("n{}.log", i + 1)),
-            &peer_args(
-                &[&b[up]],
-                &b[i],
-                &trees[i],
-                "http://127.0.0.1:9/",
-                &["--verbose", "1", "--inline"],
-            ),
-        )
-    };
+    let start = |i: usize, up: usize| ring.start(i, up);
     let n1 = start(0, 2);
     let mut n2 = start(1, 0);
     let n3 = start(2, 1);
@@ -527,24 +513,10 @@ fn temporaries_of_a_killed_node_are_swept_at_start() {
 #[test]
 fn an_origin_killed_while_its_posted_files_echo_back_does_not_announce_them_again() {
     let s = Scratch::new("ring-echo");
-    let b: Vec<Broker> = (1..=3)
-        .map(|i| Broker::start(&s.path(&format!("b{i}"))))
-        .collect();
-    let trees: Vec<_> = (1..=3).map(|i| s.path(&format!("node{i}"))).collect();
+    let ring = Ring::new(&s);
+    let (b, trees) = (&ring.brokers, &ring.trees);
     let origin_watch = Watcher::start(&b[0], "xpublic/#");
-    // ring 1 <- 3 <- 2 <- 1
-    let start = |i: usize, up: usize| {
-        Node::start(
-            &s.path(&format!("n{}.log", i + 1)),
-            &peer_args(
-                &[&b[up]],
-                &b[i],
-                &trees[i],
-                "http://127.0.0.1:9/",
-                &["--verbose", "1", "--inline"],
-            ),
-        )
-    };
+    let start = |i: usize, up: usize| ring.start(i, up);
     let mut n1 = start(0, 2);
     let n2 = start(1, 0);
     let n3 = start(2, 1);
