@@ -71,7 +71,14 @@ fuzz_target!(|data: &[u8]| {
             id: ID,
         };
         let mut out = Vec::new();
-        voice.file(&mut out, &held, Some(&m));
+        if let Err(why) = voice.file(&mut out, &held, Some(&m)) {
+            // only what the format cannot say at all: a WNM over the standard's size
+            assert!(
+                format == Format::Wis2 && why.contains("over the standard") && out.is_empty(),
+                "file {format:?}: {why}"
+            );
+            continue;
+        }
         check_same_file(&format!("file {format:?}"), &m, &rel, &out);
         let again = parse(&out).unwrap();
         let i = again

@@ -248,9 +248,13 @@ impl Announcer {
         };
         let mut payload = Vec::with_capacity(512);
         let id = crate::sys::uuid_v4();
-        self.cfg.voice(&id).file(&mut payload, &held, Some(&msg));
-        let key = Announced::key(&p.rel, &p.digest.to_base64());
-        self.queue(&p.rel, payload, Some(key), wait);
+        match self.cfg.voice(&id).file(&mut payload, &held, Some(&msg)) {
+            Ok(()) => {
+                let key = Announced::key(&p.rel, &p.digest.to_base64());
+                self.queue(&p.rel, payload, Some(key), wait);
+            }
+            Err(why) => log::error!("channels: {}: stored, not announced: {why}", p.rel),
+        }
         for old in &p.evicted {
             self.removal(old, &p.meta.pub_time);
         }

@@ -84,8 +84,15 @@ pub struct Held<'a> {
 
 impl Voice<'_> {
     /// Announces a file held here, with this node's baseUrl; the unknown fields of
-    /// `fields` (the upstream message, or one of the node's own making) go along.
-    pub fn file(&self, out: &mut Vec<u8>, h: &Held<'_>, fields: Option<&Message<'_>>) {
+    /// `fields` (the upstream message, or one of the node's own making) go along. Err:
+    /// the format cannot say it (a WIS2 message over the standard's size), nothing
+    /// written.
+    pub fn file(
+        &self,
+        out: &mut Vec<u8>,
+        h: &Held<'_>,
+        fields: Option<&Message<'_>>,
+    ) -> Result<(), String> {
         let content = h.inline.map(|d| encode(d, self.encoding));
         let pub_time = pub_time_for(self.format, h.pub_time);
         if self.format == Format::Wis2 {
@@ -101,8 +108,7 @@ impl Voice<'_> {
                 size: Some(h.size),
                 content: content.as_ref().map(|(e, v)| (*e, v.as_str())),
             };
-            write_wnm(out, fields, &o);
-            return;
+            return write_wnm(out, fields, &o);
         }
         let o = Outgoing {
             format: self.format,
@@ -115,6 +121,7 @@ impl Voice<'_> {
             file_op: None,
         };
         write_v03(out, &pub_time, fields, &o);
+        Ok(())
     }
 
     /// Announces a file operation (`FILEOP_REMOVE`...) on `rel`. False when the format
@@ -144,8 +151,7 @@ impl Voice<'_> {
                 size: None,
                 content: None,
             };
-            write_wnm(out, fields, &o);
-            return true;
+            return write_wnm(out, fields, &o).is_ok();
         }
         let o = Outgoing::file_op(self.format, self.base_url, rel, op);
         write_v03(out, &pub_time, fields, &o);
@@ -241,8 +247,7 @@ pub fn forward(
             size,
             content,
         };
-        write_wnm(out, Some(msg), &o);
-        return Ok(());
+        return write_wnm(out, Some(msg), &o);
     }
     // a WIS2 link is a whole URL: v03 says it as baseUrl + retPath
     let (base_url, ret_path) = match &msg.url {
@@ -300,7 +305,7 @@ mod tests {
             size: 5,
             inline: Some(b"hello"),
         };
-        v.file(&mut out, &held, Some(&m));
+        v.file(&mut out, &held, Some(&m)).unwrap();
         let j = text(&out);
         assert_eq!(j["baseUrl"], "http://me:8000");
         assert_eq!(j["identity"]["method"], "md5");
@@ -312,7 +317,7 @@ mod tests {
             inline: Some(&[0xff, 0]),
             ..held
         };
-        v.file(&mut out, &binary, None);
+        v.file(&mut out, &binary, None).unwrap();
         assert_eq!(text(&out)["content"]["encoding"], "base64");
     }
 
@@ -379,7 +384,9 @@ mod tests {
             inline: Some(b"hello"),
         };
         let mut out = Vec::new();
-        wis2_voice("6f5a1c9e-0000-4000-8000-000000000002").file(&mut out, &held, Some(&m));
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000002")
+            .file(&mut out, &held, Some(&m))
+            .unwrap();
         let j = text(&out);
         assert_eq!(j["id"], "6f5a1c9e-0000-4000-8000-000000000002");
         assert_eq!(j["geometry"]["coordinates"][0], 6.14);
@@ -434,7 +441,7 @@ mod tests {
             inline: None,
         };
         let mut out = Vec::new();
-        v03.file(&mut out, &held, Some(&m));
+        v03.file(&mut out, &held, Some(&m)).unwrap();
         let j = text(&out);
         assert_eq!(j["pubTime"], "20261123T065146.406");
         assert_eq!(
@@ -450,7 +457,9 @@ mod tests {
             pub_time: &m2.pub_time,
             ..held
         };
-        wis2_voice("6f5a1c9e-0000-4000-8000-000000000003").file(&mut back, &held2, Some(&m2));
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000003")
+            .file(&mut back, &held2, Some(&m2))
+            .unwrap();
         let j = text(&back);
         let p = &j["properties"];
         assert_eq!(p["pubtime"], "2026-11-23T06:51:46.406Z");
@@ -474,7 +483,9 @@ mod tests {
             inline: Some(b"hello"),
         };
         let mut w = Vec::new();
-        wis2_voice("6f5a1c9e-0000-4000-8000-000000000004").file(&mut w, &held3, Some(&up));
+        wis2_voice("6f5a1c9e-0000-4000-8000-000000000004")
+            .file(&mut w, &held3, Some(&up))
+            .unwrap();
         let j = text(&w);
         assert_eq!(j["properties"]["data_id"], "a/b.txt");
         assert_eq!(j["properties"]["pubtime"], "2026-11-23T06:51:46.406Z");

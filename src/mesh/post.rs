@@ -140,7 +140,9 @@ fn prepare(
         inline: (a.inline && size as usize <= a.inline_max).then_some(&small[..]),
     };
     let mut payload = Vec::with_capacity(512);
-    voice.file(&mut payload, &held, Some(&Message::fresh(extra)));
+    voice
+        .file(&mut payload, &held, Some(&Message::fresh(extra)))
+        .map_err(|why| format!("{rel}: {why}"))?;
     let mut t = String::new();
     let prefix = a
         .topic_prefix

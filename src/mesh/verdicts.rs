@@ -278,7 +278,11 @@ impl Flow {
         };
         self.out.clear();
         let id = self.new_id();
-        self.cfg.voice(&id).file(&mut self.out, &held, Some(msg));
+        if let Err(why) = self.cfg.voice(&id).file(&mut self.out, &held, Some(msg)) {
+            log::warn!("{rel}: stored, not announced: {why}");
+            self.stats.rejected += 1;
+            return Outcome::Done(0);
+        }
         let dirs = self.topic_dirs(topic, rel);
         self.announce(rel, &dirs, &key, poster)
     }

@@ -117,7 +117,7 @@ fn reannounce(format: Format, m: &Message<'_>) -> Vec<u8> {
         inline: None,
     };
     let mut out = Vec::new();
-    voice(format).file(&mut out, &held, Some(m));
+    voice(format).file(&mut out, &held, Some(m)).unwrap();
     out
 }
 
@@ -290,4 +290,41 @@ fn a_wnm_written_stays_within_the_standards_size_whatever_it_carries() {
         String::from_utf8_lossy(&kept).contains(r#""note":"short""#),
         "a small member is carried"
     );
+}
+
+/// Found by fuzzing: a relPath of kilobytes makes even the bare WNM (data_id and link)
+/// longer than the standard allows: nothing is written, and the writer says why.
+#[test]
+fn a_wnm_that_cannot_fit_is_not_written() {
+    let rel = format!("a/{}.txt", "b".repeat(5000));
+    let text = format!(
+        r#"{{"pubTime":"20261123T065146.406","baseUrl":"http://peer:8000/","relPath":"{rel}","integrity":{{"method":"md5","value":"XUFAKrxLKna5cZ2REBfFkg=="}}}}"#
+    );
+    let m = parse(text.as_bytes()).unwrap();
+    let held = Held {
+        rel: &rel,
+        pub_time: &m.pub_time,
+        method: Method::Sha512,
+        value: SHA512_HELLO,
+        size: 5,
+        inline: None,
+    };
+    let mut out = Vec::new();
+    let why = voice(Format::Wis2)
+        .file(&mut out, &held, Some(&m))
+        .unwrap_err();
+    assert!(
+        why.contains("over the standard's 8192") && out.is_empty(),
+        "{why}"
+    );
+    let why = forward(&mut out, Format::Wis2, &m, &rel, "x", "id").unwrap_err();
+    assert!(
+        why.contains("over the standard's 8192") && out.is_empty(),
+        "{why}"
+    );
+    // v03 has no such limit: written
+    voice(Format::WmoMesh)
+        .file(&mut out, &held, Some(&m))
+        .unwrap();
+    assert!(parse(&out).is_ok());
 }

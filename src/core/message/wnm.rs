@@ -391,16 +391,26 @@ fn carried_times<'m, 'a>(m: &'m Message<'a>) -> Vec<&'m (Cow<'a, str>, &'a RawVa
 /// its data_id only when it names the same file as `o.data_id` (the relPath).
 /// Within the standard's `WNM_MAX`: when what is carried would make the message longer,
 /// the free-form members give way, then the inline content (found by fuzzing: a v03
-/// message's 9 KB unknown member made a WNM no reader takes).
-pub fn write_wnm(out: &mut Vec<u8>, msg: Option<&Message<'_>>, o: &WnmOut<'_>) {
+/// message's 9 KB unknown member made a WNM no reader takes). When even the bare
+/// message is too long (a relPath of kilobytes), nothing is written: Err says why.
+pub fn write_wnm(
+    out: &mut Vec<u8>,
+    msg: Option<&Message<'_>>,
+    o: &WnmOut<'_>,
+) -> Result<(), String> {
     let start = out.len();
     for carry in [Carry::All, Carry::Fields, Carry::Nothing] {
         out.truncate(start);
         write_wnm_carrying(out, msg, o, carry);
         if out.len() - start <= WNM_MAX {
-            return;
+            return Ok(());
         }
     }
+    let n = out.len() - start;
+    out.truncate(start);
+    Err(format!(
+        "its WIS2 message would be {n} bytes, over the standard's {WNM_MAX}"
+    ))
 }
 
 /// What a written WNM carries beyond its own fields.
