@@ -267,6 +267,11 @@ pub fn forward(
         ret_path,
         file_op: None,
     };
+    // found by fuzzing: gzip content (WIS2's, which v03 cannot say) and no baseUrl
+    // left nothing to fetch the file from
+    if o.base_url.is_empty() && o.content.is_none() {
+        return Err("no v03 form: no baseUrl, and content in an encoding v03 cannot carry".into());
+    }
     write_v03(out, &pub_time, Some(msg), &o);
     Ok(())
 }

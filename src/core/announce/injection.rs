@@ -328,3 +328,16 @@ fn a_wnm_that_cannot_fit_is_not_written() {
         .unwrap();
     assert!(parse(&out).is_ok());
 }
+
+/// Found by fuzzing: a message with gzip content (WIS2's encoding, which v03 cannot
+/// carry) and no baseUrl was forwarded as a v03 message with neither, which every v03
+/// reader refuses; the forward is refused instead, with why.
+#[test]
+fn a_forward_with_nothing_to_fetch_from_is_refused() {
+    let m = parse(br#"{"pubTime":"20190120T045018.31","relPath":"a/b.txt","integrity":{"method":"md5","value":"1B2M2Y8AsgTpgAmY7PhCfg=="},"content":{"encoding":"gzip","value":""}}"#).unwrap();
+    let mut out = Vec::new();
+    for format in [Format::WmoMesh, Format::Sr3] {
+        let why = forward(&mut out, format, &m, "a/b.txt", "x", "id").unwrap_err();
+        assert!(why.contains("no v03 form") && out.is_empty(), "{why}");
+    }
+}
