@@ -108,9 +108,14 @@ fn https_get_range_upload_shove_and_a_renewed_certificate() {
     assert_eq!(refused.status, 403, "{}", refused.head);
     let why = refused.json()["error"].as_str().unwrap().to_string();
     assert!(why.contains("credentials over plain HTTP refused"), "{why}");
-    assert!(node
-        .log_text()
-        .contains("403 credentials over plain HTTP refused"));
+    // the refusal is logged beside the answer, not before it: a moment later
+    assert!(
+        wait_until(5, || node
+            .log_text()
+            .contains("403 credentials over plain HTTP refused")),
+        "{}",
+        node.log_text()
+    );
     let reader = [("Authorization", auth.as_str())];
     let memo = || {
         exchange(
