@@ -22,6 +22,9 @@ struct Local<'f> {
     store: &'f mut Store,
     recent: &'f mut Recent,
     announced: &'f super::announced::Announced,
+    /// Announcements made and not yet acknowledged: announced too (a redelivery of a
+    /// file just stored from another upstream's copy is not announced twice).
+    ledger: &'f super::engine::ledger::Ledger,
     seen: &'f mut super::seen::SeenState,
     cfg: &'f super::peer::PeerConfig,
     same_bytes: &'f super::recent::SameBytes,
@@ -53,7 +56,11 @@ impl LocalCopy for Local<'_> {
         seen
     }
     fn announced(&mut self, rel: &str, digest: &Digest) -> bool {
-        self.announced.contains(rel, &digest.to_base64())
+        let value = digest.to_base64();
+        self.announced.contains(rel, &value)
+            || self
+                .ledger
+                .holds(super::announced::Announced::key(rel, &value))
     }
     fn pub_time(&mut self, rel: &str) -> Option<f64> {
         let m = std::fs::symlink_metadata(self.store.path(rel)).ok()?;
@@ -275,6 +282,7 @@ impl Flow {
             store: &mut self.store,
             recent: &mut self.recent,
             announced: &self.announced,
+            ledger: &self.ledger,
             seen: &mut self.seen,
             cfg: &self.cfg,
             same_bytes: &self.same_bytes,

@@ -199,10 +199,15 @@ impl Flow {
             Op::Mkdir => (self.store.mkdir(rel), message::FILEOP_MKDIR),
             Op::Rmdir => (self.store.rmdir(rel), message::FILEOP_RMDIR),
         };
+        // a redelivered message may have been applied before its announcement was
+        // acknowledged: announce again rather than lose it, unless that announcement
+        // is known made (journaled, or awaiting its ack: another upstream's copy)
+        let made = || {
+            let key = super::announced::Announced::key(rel, "");
+            self.announced.contains(rel, "") || self.ledger.holds(key)
+        };
         match result {
-            // a redelivered message may have been applied before its announcement
-            // was acknowledged: announce again rather than lose it
-            Ok(changed) if changed || redelivered => {
+            Ok(changed) if changed || (redelivered && !made()) => {
                 self.stats.removes += u64::from(op == Op::Remove && changed);
                 log::debug!("{rel}: applied {announce}");
                 self.out.clear();

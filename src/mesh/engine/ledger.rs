@@ -34,6 +34,12 @@ impl Ledger {
         self.unacked.push_back((seq, key));
     }
 
+    /// Whether an announcement carrying `key` awaits its ack: made, so not to be made
+    /// again (a few hundred at most: the post session's in-flight window).
+    pub fn holds(&self, key: Key) -> bool {
+        self.unacked.iter().any(|(_, k)| *k == key)
+    }
+
     /// Retry-queue entry `id` is finished once announcement `seq` is acknowledged.
     pub fn retry_finished(&mut self, seq: u64, id: u64) {
         self.retry_done.push((seq, id));
@@ -74,9 +80,11 @@ mod tests {
             l.announced(seq, (seq, 10 * seq));
         }
         assert_eq!(l.acked(0), Settled::default());
+        assert!(l.holds((2, 20)) && !l.holds((2, 10)));
         assert_eq!(l.acked(2).journal, [(1, 10), (2, 20)]);
         // the same ack again settles nothing more
         assert_eq!(l.acked(2), Settled::default());
+        assert!(!l.holds((2, 20)), "acknowledged: in the journal now");
         assert_eq!(l.acked(5).journal, [(3, 30), (4, 40), (5, 50)]);
         assert_eq!(l.acked(9), Settled::default());
     }

@@ -14,6 +14,8 @@ pub struct Received {
     pub topic: String,
     pub payload: String,
     pub content_type: Option<String>,
+    /// When it came: a repeat can be told apart from a broker restart's resend.
+    pub at: Instant,
 }
 
 /// Records everything published on a broker under a filter.
@@ -47,6 +49,7 @@ impl Watcher {
                         topic: String::from_utf8_lossy(&p.topic).into(),
                         payload: String::from_utf8_lossy(&p.payload).into(),
                         content_type: p.properties.and_then(|p| p.content_type),
+                        at: Instant::now(),
                     }),
                     Ok(_) => {}
                     Err(_) => thread::sleep(Duration::from_millis(100)),

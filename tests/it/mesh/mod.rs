@@ -1,6 +1,7 @@
 //! The mesh peer against real mosquitto brokers, with real HTTP downloads: what a
 //! flow does with each message (flow), and how it rides out failures (resilience).
 
+mod chaos;
 mod engine;
 mod flow;
 mod resilience;

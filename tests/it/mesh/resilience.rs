@@ -576,3 +576,65 @@ fn an_origin_killed_while_its_posted_files_echo_back_does_not_announce_them_agai
             .join("\n")
     );
 }
+
+/// Found by the five-node chaos test: a node following two brokers that both carry the
+/// same messages gets both copies redelivered (DUP) after a crash; the first is applied
+/// and announced, the second found done and judged by the journal of acknowledged
+/// announcements, where the first's was not yet: it was announced a second time (files
+/// and removals alike).
+#[test]
+fn messages_redelivered_by_two_upstreams_after_a_crash_are_announced_once() {
+    let s = Scratch::new("two-redeliveries");
+    let (a, b) = (Broker::start(&s.path("a")), Broker::start(&s.path("b")));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    let dir = s.path("node");
+    let mut node = Node::start(
+        &s.path("node.log"),
+        &peer_args(
+            &[&a, &b],
+            &local,
+            &dir,
+            "http://127.0.0.1:9/",
+            &["--inline"],
+        ),
+    );
+    assert!(subscribed(&node, 2));
+    const N: usize = 300;
+    let rels: Vec<String> = (0..N).map(|i| format!("2026120300/T/f{i}.txt")).collect();
+    let removals: Vec<(String, Vec<u8>)> = rels
+        .iter()
+        .map(|r| {
+            let m = serde_json::json!({"pubTime": pub_time_now(), "baseUrl": "http://127.0.0.1:9/",
+                "relPath": r, "fileOp": {"remove": ""}});
+            (topic_of(r), serde_json::to_vec(&m).unwrap())
+        })
+        .collect();
+    for (phase, batch) in [inline_batch("2026120300/T", "t", 0..N), removals]
+        .into_iter()
+        .enumerate()
+    {
+        // frozen: both brokers send it the messages, none is acknowledged
+        node.signal("STOP");
+        publish_raw(&a, &batch);
+        publish_raw(&b, &batch);
+        std::thread::sleep(Duration::from_millis(500));
+        node.kill9();
+        node.restart();
+        let done = || {
+            let (stored, _) = arrived(&dir, &watch, &rels);
+            let announced = rels
+                .iter()
+                .filter(|r| watch.for_rel(r).len() > phase)
+                .count();
+            (if phase == 0 { stored } else { N - stored }, announced)
+        };
+        assert!(wait_until(WAIT, || done() == (N, N)), "{:?}", done());
+        std::thread::sleep(Duration::from_secs(2)); // let any repeat show up
+        let twice = rels
+            .iter()
+            .filter(|r| watch.for_rel(r).len() > phase + 1)
+            .count();
+        assert_eq!(twice, 0, "phase {phase}: announced twice, of {N}");
+    }
+}
