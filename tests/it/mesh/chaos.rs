@@ -6,7 +6,8 @@
 //! `meshnode post --inline` at node 5. In the end every node holds every file and the
 //! channel's products as node 3 holds them, and every broker announced each file once.
 //!
-//! The schedule is random from a seed (printed; `MESHNODE_CHAOS_SEED` replays one).
+//! The schedule is random from a seed (printed; `MESHNODE_CHAOS_SEED` replays one's
+//! faults, not their timing).
 
 use super::*;
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ const NODES: usize = 5;
 /// Each node follows its predecessor; the chords add 3 -> 1 and 1 -> 4 (0-based 2 -> 0
 /// and 0 -> 3).
 const UPSTREAMS: [&[usize]; NODES] = [&[4, 2], &[0], &[1], &[2, 0], &[3]];
+/// Rounds of publication and fault (~2.5 s each); `MESHNODE_CHAOS_ROUNDS` for a longer run.
 const ROUNDS: usize = 14;
 const CAPACITY: usize = 12;
 
@@ -163,7 +165,12 @@ fn five_nodes_under_kills_stops_and_broker_restarts_converge_and_announce_each_f
     let mut faults: Vec<String> = Vec::new();
     // (broker, stopped, started again): MQTT QoS 1 is at least once across them
     let mut restarts: Vec<(usize, Instant, Instant)> = Vec::new();
-    for round in 0..ROUNDS {
+    let rounds: usize = std::env::var("MESHNODE_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ROUNDS)
+        .clamp(3, 500);
+    for round in 0..rounds {
         // an origin publishes (each origin's publication finishes before the faults of
         // the round, as an operator's cron would retry one that did not)
         match round % 3 {
