@@ -1,7 +1,7 @@
 //! Option values into validated configurations, before anything runs: the names come
 //! from the table in `options`, the values are checked here.
 
-use super::options::{unknown, Scope};
+use super::options::{unknown, Scope, OPTIONS};
 use crate::core::announce::Encoding;
 use crate::core::integrity::Method;
 use crate::core::message::Format;
@@ -61,11 +61,18 @@ pub struct PeerArgs {
 }
 
 impl PeerArgs {
+    /// A peer's (or a flow's) options at their defaults: the option table's, each
+    /// applied as a given value would be, so the table is where they come from
+    /// (`PeerConfig::default()`, the library's, is checked equal by a test).
     pub fn new() -> PeerArgs {
-        PeerArgs {
-            verbose: 1,
-            ..Default::default()
+        let mut a = PeerArgs::default();
+        for o in OPTIONS.iter().filter(|o| o.scope.has(Scope::PEER)) {
+            if let Some(v) = o.default_value() {
+                a.apply(o.name, v)
+                    .unwrap_or_else(|e| panic!("the table's default of --{}: {e}", o.name));
+            }
         }
+        a
     }
 
     /// Applies one option (canonical name) with its value.

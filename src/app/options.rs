@@ -71,6 +71,36 @@ const fn alias(mut o: Opt, aliases: &'static [&'static str]) -> Opt {
     o
 }
 
+/// Options whose default the table describes rather than gives: it depends on other
+/// options (the format, the listen port, the data tree), or is no value at all.
+pub const DESCRIBED: &[&str] = &[
+    "post-topic-prefix",
+    "post-baseurl",
+    "share",
+    "state-dir",
+    "timeout",
+    "tls-cert",
+    "tls-key",
+    "password-file",
+    "node-id",
+];
+
+impl Opt {
+    /// The default as a value the option's parser takes (`16`, `yes`, `data`, the `0`
+    /// of "0 (off)": one word, perhaps with a remark in brackets); None for a default
+    /// in words ("required", "the listen address"), one that depends on other options
+    /// (`DESCRIBED`), or a repeatable option's (a value given adds to it rather than
+    /// replacing it).
+    pub fn default_value(&self) -> Option<&'static str> {
+        if DESCRIBED.contains(&self.name) || self.default.contains("repeatable") {
+            return None;
+        }
+        let (value, remark) = self.default.split_once(' ').unwrap_or((self.default, ""));
+        let bracketed = remark.is_empty() || (remark.starts_with('(') && remark.ends_with(')'));
+        (!value.is_empty() && value != "required" && bracketed).then_some(value)
+    }
+}
+
 const NODE: Scope = Scope::NODE;
 const SERVE_NODE: Scope = Scope::SERVE.or(Scope::NODE);
 const CH: Scope = Scope::CHANNEL;
