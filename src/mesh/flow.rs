@@ -1,17 +1,17 @@
 //! One flow: take an announcement, decide, fetch (inline or HTTP GET), verify, store,
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
-use super::audit::{self, Auditor};
+use super::audit;
 use super::engine::ledger::Ledger;
 use super::engine::pace::{Pace, BUSY_POLL};
 use super::engine::stall::Stall;
-use super::links::Links;
-use super::mqtt::{self, Inbound, PostError, Poster, SessionOptions, Subscriber};
+use super::mqtt::{Inbound, PostError, Poster, Subscriber};
 use super::peer::PeerConfig;
 use super::recent::Recent;
 use super::retry::RetryQueue;
 use super::seen::SeenState;
 use super::servers::Servers;
+use super::sessions::Sessions;
 use super::stats::Stats;
 use super::window::{Arrival, Window};
 use super::workers::{Job, Settings, Workers};
@@ -91,17 +91,9 @@ pub struct Flow {
     pub(super) announced: super::announced::Announced,
     /// WIS2 message ids seen, opened at the first WIS2 message.
     pub(super) seen: SeenState,
-    /// The post broker's account of the announcements it took (while running).
-    auditor: Option<Auditor>,
     /// Files stored lately, by checksum: the same bytes under another name are copied.
     pub(super) same_bytes: super::recent::SameBytes,
 }
-
-/// Wake-ups on their way to the flow, beyond the messages (the receive maximum of
-/// each upstream session).
-pub const QUEUE_CAPACITY: usize = 64;
-/// Messages in flight to a flow's audit session at most.
-pub const AUDIT_INFLIGHT: u16 = 64;
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
 pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
@@ -171,7 +163,6 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         status_window: super::stats::Window::new(&Stats::default()),
         announced,
         seen: SeenState::Unopened,
-        auditor: None,
         same_bytes: super::recent::SameBytes::new(super::recent::SAME_BYTES_CAPACITY),
     };
     loop {
@@ -186,76 +177,9 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
 }
 
 impl Flow {
-    fn session(&self, suffix: &str) -> SessionOptions {
-        let id = self
-            .cfg
-            .client_id
-            .clone()
-            .unwrap_or_else(|| self.cfg.default_client_id());
-        SessionOptions {
-            client_id: format!("{id}{suffix}"),
-            clean_start: self.cfg.clean_session,
-            session_expiry: self.cfg.session_expiry,
-            receive_maximum: self.cfg.inflight,
-            // room for the MQTT header and topic beside the message itself
-            max_packet: self.cfg.message_max.saturating_add(64 * 1024),
-            keepalive: self.cfg.keepalive,
-        }
-    }
-
-    /// Starts the audit session on the post broker (`exactly-once`), its backlog
-    /// journaled before the upstream subscriptions, whose redeliveries the journal then
-    /// judges.
-    fn start_audit(&mut self, links: &Links) -> Option<Auditor> {
-        let url = self
-            .cfg
-            .post_broker
-            .clone()
-            .filter(|_| self.cfg.exactly_once)?;
-        let mut s = self.session("-audit");
-        s.clean_start = false;
-        // it may lag a little behind: fewer in flight, smaller bursts in memory
-        s.receive_maximum = s.receive_maximum.min(AUDIT_INFLIGHT);
-        let exchanges: Vec<String> = match self.cfg.post_exchange_split {
-            n if n > 1 => (0..n)
-                .map(|k| format!("{}{k:02}", self.cfg.post_exchange))
-                .collect(),
-            _ => vec![self.cfg.post_exchange.clone()],
-        };
-        let filters = audit::filters(&exchanges, self.cfg.post_prefix(), "");
-        let stop = self.stop.clone();
-        Some(audit::start(
-            links,
-            &url,
-            &s,
-            filters,
-            &mut self.announced,
-            stop,
-        ))
-    }
-
     fn run_once(&mut self) -> FlowEnd {
         let flow_started = Instant::now();
         let n = self.cfg.brokers.len();
-        // the flow takes messages into its window as they come: the queue only smooths
-        // the hand-over (and carries the wake-ups of the post connection and workers)
-        // room for every message the brokers may send unacknowledged. mosquitto 2.0.11
-        // sends beyond the receive maximum (a resumed session: its whole queue): the
-        // connection threads then wait for room, a while (TCP holds the rest back at the
-        // broker), then leave the excess to the broker (see `mqtt::subscriber_loop`)
-        let (tx, rx) = flume::bounded(usize::from(self.cfg.inflight) * n + QUEUE_CAPACITY);
-        let filters: Vec<String> = self
-            .cfg
-            .subtopics
-            .iter()
-            .map(|s| {
-                let f = topic::subscription(&self.cfg.exchange, &self.cfg.topic_prefix, s);
-                match &self.cfg.share {
-                    Some(group) => topic::shared(group, &f),
-                    None => f,
-                }
-            })
-            .collect();
         // a new post session numbers its publications from the start: what was queued
         // on the old one is not known acknowledged (retry entries announced there are
         // judged again as redeliveries); the old window's downloads were abandoned
@@ -266,40 +190,9 @@ impl Flow {
             self.retry.later(id, Some(Duration::ZERO));
         }
         self.spilled.clear();
-        // the flow's MQTT connections, polled by a thread of their own
-        let links = Links::start("mqtt");
-        let mut poster = self.cfg.post_broker.clone().map(|url| {
-            let mut s = self.session("-post");
-            // rumqttc re-sends unacknowledged publications on a resumed session
-            s.clean_start = false;
-            Poster::spawn(&links, &url, &s, tx.clone(), self.stop.clone())
-        });
-        self.auditor = self.start_audit(&links);
-        let subs: Vec<Subscriber> = self
-            .cfg
-            .brokers
-            .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let suffix = if n > 1 {
-                    format!("-{i}")
-                } else {
-                    String::new()
-                };
-                mqtt::spawn_subscriber(
-                    &links,
-                    i,
-                    url,
-                    &self.session(&suffix),
-                    filters.clone(),
-                    tx.clone(),
-                    self.stop.clone(),
-                )
-            })
-            .collect();
-        let tx_wake = tx.clone();
-        drop(tx);
-        for f in &filters {
+        // the flow's MQTT sessions, polled by a thread of their own
+        let (mut sessions, tx_wake) = Sessions::open(&self.cfg, &mut self.announced, &self.stop);
+        for f in &sessions.filters {
             log::info!("subscribing to {f}");
         }
 
@@ -339,7 +232,7 @@ impl Flow {
                 }
                 break;
             }
-            if poster.as_ref().is_some_and(Poster::session_lost) {
+            if sessions.poster.as_ref().is_some_and(Poster::session_lost) {
                 end = FlowEnd::PostSessionLost;
                 break;
             }
@@ -347,12 +240,12 @@ impl Flow {
             if stalled || window.working() >= window_max {
                 // the disk refuses files, or the window is full: take nothing new; only
                 // finished downloads (and the stalled messages, when due) make room
-                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
+                if !self.hand_over(&mut sessions, &mut window) {
                     break;
                 }
                 let now = Instant::now();
                 if stalled && self.stall.due(now) {
-                    if !self.retry_stalled(&mut window, poster.as_ref()) {
+                    if !self.retry_stalled(&mut window, sessions.poster.as_ref()) {
                         break;
                     }
                 } else {
@@ -360,25 +253,25 @@ impl Flow {
                     let until =
                         (now + BUSY_POLL).min(self.stall.poll_at().unwrap_or(now + BUSY_POLL));
                     match workers.wait_finished(until.saturating_duration_since(now)) {
-                        Ok(Some(d)) => self.downloaded(&mut window, d, poster.as_ref()),
+                        Ok(Some(d)) => self.downloaded(&mut window, d, sessions.poster.as_ref()),
                         Ok(None) => {}
                         Err(_) => break,
                     }
                 }
-                self.dispatch(&mut window, &workers, poster.as_ref());
+                self.dispatch(&mut window, &workers, sessions.poster.as_ref());
                 continue;
             }
-            let next = match rx.try_recv() {
+            let next = match sessions.rx.try_recv() {
                 Ok(m) => Ok(m),
                 Err(TryRecvError::Empty) => {
                     // idle: hand over what is batched before waiting
-                    if !self.hand_over(poster.as_mut(), &mut window, &subs) {
+                    if !self.hand_over(&mut sessions, &mut window) {
                         break;
                     }
                     pace.handed_over();
                     // what a broker sent beyond the receive maximum comes again on a new
                     // connection, made once nothing of the old one waits for an ack
-                    for (i, sub) in subs.iter().enumerate() {
+                    for (i, sub) in sessions.subs.iter().enumerate() {
                         if sub.overflowed.load(Ordering::SeqCst) > 0 && window.of_broker(i) == 0 {
                             sub.reconnect();
                         }
@@ -387,7 +280,9 @@ impl Flow {
                     let retrying = !self.retry.is_empty() && window.worker_free();
                     let now = Instant::now();
                     let until = pace.poll_at(now, !window.is_empty() || retrying);
-                    rx.recv_timeout(until.saturating_duration_since(now))
+                    sessions
+                        .rx
+                        .recv_timeout(until.saturating_duration_since(now))
                 }
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
             };
@@ -408,7 +303,7 @@ impl Flow {
                         payload,
                         dup,
                     };
-                    if !self.process(&mut window, m, true, poster.as_ref()) {
+                    if !self.process(&mut window, m, true, sessions.poster.as_ref()) {
                         break;
                     }
                 }
@@ -420,19 +315,19 @@ impl Flow {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             for d in workers.finished() {
-                self.downloaded(&mut window, d, poster.as_ref());
+                self.downloaded(&mut window, d, sessions.poster.as_ref());
             }
-            self.dispatch(&mut window, &workers, poster.as_ref());
+            self.dispatch(&mut window, &workers, sessions.poster.as_ref());
             // while busy, publications and acks go out in batches (see `Pace::turned`)
             let now = Instant::now();
             if pace.turned(now, self.outbox.len()) {
-                if !self.hand_over(poster.as_mut(), &mut window, &subs) {
+                if !self.hand_over(&mut sessions, &mut window) {
                     break;
                 }
                 pace.handed_over();
             }
             if pace.report_due(now) {
-                self.post_report(&window, &subs);
+                self.post_report(&window, &sessions.subs);
             }
             if let Some(secs) = pace.stats_due(now) {
                 self.stats.downloading = window.downloads();
@@ -445,11 +340,11 @@ impl Flow {
         // finish what is finished: wait a little for the last re-announcements
         let deadline = Instant::now() + Duration::from_secs(5);
         if matches!(end, FlowEnd::Stopped) {
-            while self.hand_over(poster.as_mut(), &mut window, &subs)
+            while self.hand_over(&mut sessions, &mut window)
                 && window.head_waits_for_post()
                 && Instant::now() < deadline
             {
-                let _ = rx.recv_timeout(Duration::from_millis(20));
+                let _ = sessions.rx.recv_timeout(Duration::from_millis(20));
             }
         }
         if !window.is_empty() {
@@ -459,33 +354,8 @@ impl Flow {
                 window.downloads()
             );
         }
-        // rumqttc handles requests in order: the acks queued above leave before the
-        // disconnect queued below
         let stop_threads = !self.stop.swap(true, Ordering::SeqCst);
-        for s in &subs {
-            let _ = s.client.try_disconnect();
-        }
-        if let Some(p) = &poster {
-            p.disconnect();
-        }
-        let auditor = self.auditor.take();
-        if let Some(a) = &auditor {
-            a.disconnect();
-        }
-        // drain so no connection thread stays blocked on a full queue
-        let drain = thread::spawn(move || while rx.recv().is_ok() {});
-        for s in subs {
-            s.task.join();
-        }
-        if let Some(p) = poster {
-            p.task.join();
-        }
-        if let Some(a) = auditor {
-            a.task.join();
-        }
-        // downloads in progress are abandoned (stop is set): their messages come again
-        workers.join();
-        let _ = drain.join();
+        sessions.close(workers);
         if stop_threads && matches!(end, FlowEnd::PostSessionLost) {
             self.stop.store(false, Ordering::SeqCst);
         }
@@ -573,13 +443,8 @@ impl Flow {
 
     /// Hands batched publications to the post connection, then acknowledges upstream
     /// what is finished. False when stopping left publications behind.
-    fn hand_over(
-        &mut self,
-        mut poster: Option<&mut Poster>,
-        window: &mut Window,
-        subs: &[Subscriber],
-    ) -> bool {
-        if !self.flush_outbox(poster.as_deref_mut()) {
+    fn hand_over(&mut self, sessions: &mut Sessions, window: &mut Window) -> bool {
+        if !self.flush_outbox(sessions.poster.as_mut()) {
             return false;
         }
         // what went to the retry queue is on disk before its upstream ack
@@ -587,7 +452,7 @@ impl Flow {
             log::error!("retry queue: cannot sync ({e}): acknowledgements held");
             return true;
         }
-        let acked = poster.map_or(0, |p| p.acked());
+        let acked = sessions.poster.as_ref().map_or(0, Poster::acked);
         // what the broker acknowledged, and what its audit session says it took, is in
         // the journal before the upstream acks: a redelivery after a crash is then not
         // announced twice
@@ -596,14 +461,17 @@ impl Flow {
         for id in settled.retry_remove {
             self.retry.remove(id);
         }
-        if let Err(e) = audit::journal(self.auditor.as_ref(), settled.journal, &mut self.announced)
-        {
+        if let Err(e) = audit::journal(
+            sessions.auditor.as_ref(),
+            settled.journal,
+            &mut self.announced,
+        ) {
             // not settled after all: the keys are journaled with the next acks
             log::error!("announcement journal: cannot sync ({e}): acknowledgements held");
             return true;
         }
         self.seen.flush();
-        send_acks(window, subs, acked);
+        send_acks(window, &sessions.subs, acked);
         true
     }
 

@@ -18,6 +18,7 @@ pub mod retry;
 pub mod roots;
 pub mod seen;
 pub mod servers;
+mod sessions;
 pub mod stats;
 mod stream;
 mod transfer;

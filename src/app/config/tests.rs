@@ -1,4 +1,3 @@
-
 use super::*;
 
 static TWO_FLOWS: &str = "\
