@@ -174,12 +174,12 @@ impl Fetcher {
     fn get_once(&mut self, t: &Target, sink: &mut impl Write) -> Result<Got, FetchError> {
         let mut fresh = false;
         loop {
-            let (mut conn, reused) = self
+            let mut conn = self
                 .pool
                 .take(&t.origin, fresh)
                 .map_err(|e| connect_error(&e))?;
             match self.exchange(&mut conn, t, sink) {
-                Err(FetchError::Transport(_)) if reused && conn.answered == 0 => fresh = true,
+                Err(FetchError::Transport(_)) if conn.went_stale() => fresh = true,
                 Ok((got, keep)) => {
                     if keep {
                         self.pool.give(&t.origin, conn);
@@ -225,7 +225,9 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
     use std::sync::mpsc;
+    use std::time::Duration;
 
     #[test]
     fn urls_split_and_which_may_be_pipelined() {
@@ -357,6 +359,45 @@ mod tests {
         assert_eq!(
             fetch(&format!("http://127.0.0.1:{port}/nothere")).unwrap_err(),
             "HTTP status 404"
+        );
+    }
+
+    /// A server that closes idle keep-alive connections (nginx's keepalive_timeout): the
+    /// next GET finds its kept connection dead before any answer, and goes again on a
+    /// new one, not failing (was: `answered` counted the connection's whole life, so a
+    /// kept one never looked stale and the GET failed, costing an attempt).
+    #[test]
+    fn a_kept_connection_the_server_closed_meanwhile_is_replaced_at_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                // idle too long: closed after one answer, keep-alive said nothing of it
+                drop((r, w));
+            }
+        });
+        let mut f = Fetcher::new(Timeouts::default());
+        for i in 0..3 {
+            let mut body = Vec::new();
+            let got = f.get_into(&format!("http://127.0.0.1:{port}/f{i}"), &mut body);
+            assert_eq!(got.map_err(|e| e.to_string()), Ok(2), "GET {i}");
+            std::thread::sleep(Duration::from_millis(50)); // the close reaches us
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            3,
+            "one new connection each"
         );
     }
 }

@@ -55,8 +55,11 @@ pub struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Answers read on this connection (0: none yet, so a failure may be a stale one).
+    /// Answers read since it was taken from the pool (or opened).
     pub answered: u64,
+    /// Taken from the pool: kept from before, so the server may have closed it while
+    /// it was idle (see `went_stale`).
+    pub reused: bool,
     /// The socket's read timeout now (set only when it changes: a system call).
     read_timeout: Duration,
 }
@@ -72,25 +75,25 @@ impl Pool {
 
     /// An idle connection to `origin` (`http://host:port`, `https://host:port`), else a
     /// new one. `fresh`: never an idle one (after a stale one failed).
-    pub fn take(&self, origin: &str, fresh: bool) -> io::Result<(Conn, bool)> {
+    pub fn take(&self, origin: &str, fresh: bool) -> io::Result<Conn> {
         if !fresh {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = idle.get_mut(origin).and_then(Vec::pop) {
-                return Ok((c, true));
+            if let Some(mut c) = idle.get_mut(origin).and_then(Vec::pop) {
+                c.reused = true;
+                c.answered = 0;
+                return Ok(c);
             }
         }
         let stream = Stream::connect(origin, self.timeouts.connect)?;
-        Ok((
-            Conn {
-                stream,
-                buf: vec![0; READ_CHUNK],
-                start: 0,
-                end: 0,
-                answered: 0,
-                read_timeout: Duration::ZERO,
-            },
-            false,
-        ))
+        Ok(Conn {
+            stream,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            answered: 0,
+            reused: false,
+            read_timeout: Duration::ZERO,
+        })
     }
 
     /// Keeps a connection whose last answer was read whole, for the next batch.
@@ -107,6 +110,14 @@ impl Pool {
 }
 
 impl Conn {
+    /// Whether a failure now says only that the server closed this kept connection
+    /// while it was idle (nothing answered on it since it was taken): the requests go
+    /// again at once on a new connection, costing no attempt of their budgets. The
+    /// one rule, for the one-by-one path (`Fetcher`) and batches (`workers`) alike.
+    pub fn went_stale(&self) -> bool {
+        self.reused && self.answered == 0
+    }
+
     /// Sends a GET for each path (already URL-encoded), all at once, with an
     /// `Authorization` header when given.
     pub fn send_gets(&mut self, host: &str, paths: &[&str], auth: Option<&str>) -> io::Result<()> {
@@ -482,7 +493,7 @@ mod tests {
 
     fn fetch_all(origin: &str, n: usize) -> (Vec<Answer>, Conn) {
         let pool = Pool::new(Timeouts::default(), 4);
-        let (mut c, _) = pool.take(origin, false).unwrap();
+        let mut c = pool.take(origin, false).unwrap();
         let paths: Vec<String> = (0..n).map(|i| format!("/f{i}")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
         c.send_gets(&origin[7..], &refs, None).unwrap();

@@ -301,7 +301,7 @@ impl Worker {
         let mut fresh = false;
         let mut unanswered = None;
         while !pending.is_empty() && !self.stop.load(Ordering::Relaxed) {
-            let (mut conn, reused) = match self.fetcher.pool().take(&origin, fresh) {
+            let mut conn = match self.fetcher.pool().take(&origin, fresh) {
                 Ok(c) => c,
                 Err(e) => {
                     unanswered = Some(connect_error(&e).to_string());
@@ -310,7 +310,7 @@ impl Worker {
             };
             let paths: Vec<&str> = pending.iter().map(|j| split_url(&j.url).1).collect();
             if let Err(e) = conn.send_gets(&host, &paths, None) {
-                if reused {
+                if conn.went_stale() {
                     fresh = true;
                     continue;
                 }
@@ -329,12 +329,10 @@ impl Worker {
                     Err(e) => {
                         pending.push_front(job);
                         keep = false;
-                        if answered == 0 {
-                            if reused {
-                                fresh = true;
-                            } else {
-                                unanswered = Some(e.to_string());
-                            }
+                        if conn.went_stale() {
+                            fresh = true;
+                        } else if conn.answered == 0 {
+                            unanswered = Some(e.to_string());
                         }
                         // else: the server closed after some answers (a keep-alive
                         // request limit): the rest go again on a new connection
@@ -344,7 +342,7 @@ impl Worker {
                 answered += 1;
                 let close = head.close;
                 // a server that ends even a new connection after one answer
-                let after_one = close && !reused && answered == 1;
+                let after_one = close && !conn.reused && answered == 1;
                 // the answers behind this one would wait for its body (large, or up to
                 // the close) or never come (the server closes after it): given back at
                 // once, to be asked for on another connection. In reverse: each goes
