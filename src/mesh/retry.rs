@@ -305,6 +305,24 @@ impl RetryQueue {
         })
     }
 
+    /// A removal of `rel` was applied: the entries waiting to download it are done with
+    /// (tried later, one would bring back a file the mesh removed, from a server that
+    /// has not heard of the removal yet). One being tried is not: its download holds
+    /// the removal back until it ends (`Window::hold`). Returns how many went. A scan
+    /// of the queue, as removals are few.
+    pub fn supersede(&mut self, rel: &str) -> usize {
+        let gone: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.busy && e.rel == rel)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.remove(*id);
+        }
+        gone.len()
+    }
+
     /// Drops the idle entries past their time to live.
     pub fn expire(&mut self, now: u64) -> Vec<Dropped> {
         let old: Vec<u64> = self
@@ -538,6 +556,25 @@ mod tests {
         q.wake("http://down");
         assert!(q.take_due(Instant::now(), |_| true).unwrap().is_some());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_removal_supersedes_the_idle_entries_of_its_file_and_not_a_busy_one() {
+        let d = scratch("supersede");
+        let mut q = RetryQueue::open(&d, 100, Duration::from_secs(3600)).unwrap();
+        let (a, _) = q.push(b"t", b"p1", "http://h:1", "x/a.txt", 1).unwrap();
+        let (b, _) = q.push(b"t", b"p2", "http://h:1", "x/a.txt", 2).unwrap();
+        let (c, _) = q.push(b"t", b"p3", "http://h:1", "x/c.txt", 3).unwrap();
+        q.set_busy(b);
+        assert_eq!(q.supersede("x/a.txt"), 1);
+        assert_eq!(q.len(), 2);
+        assert!(q.origin(a).is_none() && q.origin(b).is_some() && q.origin(c).is_some());
+        // durable: not there after a restart either
+        q.sync().unwrap();
+        drop(q);
+        let q = RetryQueue::open(&d, 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(q.len(), 2);
+        assert!(q.origin(a).is_none());
     }
 
     #[test]

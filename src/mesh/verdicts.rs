@@ -190,6 +190,10 @@ impl Flow {
         let (result, announce) = match op {
             Op::Remove => {
                 self.recent.forget(rel);
+                let superseded = self.retry.supersede(rel);
+                if superseded > 0 {
+                    log::info!("{rel}: removed: its {superseded} queued retries are dropped");
+                }
                 let removed = self.store.remove(rel);
                 if sidecar::split_product_rel(rel).is_some() {
                     sidecar::remove_meta(&self.store.path(rel));

@@ -638,3 +638,49 @@ fn messages_redelivered_by_two_upstreams_after_a_crash_are_announced_once() {
         assert_eq!(twice, 0, "phase {phase}: announced twice, of {N}");
     }
 }
+
+/// A removal that comes while its file waits in the retry queue (its server away)
+/// drops it there: tried later, from a server that had not heard of the removal, the
+/// file would come back on this node and go on round the mesh (the chaos test's
+/// channel evictions travel so).
+#[test]
+fn a_removal_drops_the_queued_retries_of_its_file() {
+    let s = Scratch::new("remove-queued");
+    let peer_tree = s.path("peer");
+    put(&peer_tree, "gone/g.txt", b"gone\n");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/data");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--retry-time", "0"]);
+    publish_raw(
+        &up,
+        &[(
+            topic_of("gone/g.txt"),
+            announcement(&base, "gone/g.txt", b"gone\n", false),
+        )],
+    );
+    assert!(
+        wait_until(WAIT, || node.log_text().contains("queued for retry")),
+        "{}",
+        node.log_text()
+    );
+    let removal = serde_json::json!({"pubTime": pub_time_now(), "baseUrl": base,
+        "relPath": "gone/g.txt", "fileOp": {"remove": ""}});
+    publish_raw(
+        &up,
+        &[(
+            topic_of("gone/g.txt"),
+            serde_json::to_vec(&removal).unwrap(),
+        )],
+    );
+    std::thread::sleep(Duration::from_secs(1)); // taken by the node
+                                                // the server comes back, still holding the file: long enough for a retry
+    let web = WebServer::start_on(port, &peer_tree);
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(read(&dir, "gone/g.txt").is_none(), "{}", node.log_text());
+    assert_eq!(web.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(watch
+        .for_rel("gone/g.txt")
+        .iter()
+        .all(|m| m.get("fileOp").is_some()));
+    assert!(node.log_text().contains("its 1 queued retries are dropped"));
+}
