@@ -42,6 +42,9 @@ pub trait LocalCopy {
     /// Another file here whose bytes have `digest` (by `method`), stored lately: the
     /// same bytes are copied, not fetched again.
     fn same_bytes(&mut self, method: Method, digest: &Digest) -> Option<String>;
+    /// The pubTime (epoch seconds) of a removal of `rel` applied here lately, if one
+    /// was: a file published before it is an old copy come the long way round.
+    fn removed_at(&mut self, rel: &str) -> Option<f64>;
 }
 
 /// Why a message is refused: acknowledged, counted, logged, nothing else done.
@@ -204,7 +207,7 @@ pub fn decide<'a>(
     } else {
         match &msg.file_op {
             Some(op) => file_op(op),
-            None => file(&msg, &rel, redelivered, rules, local),
+            None => file(&msg, &rel, published, redelivered, rules, local),
         }
     };
     d.msg = Some(msg);
@@ -224,6 +227,11 @@ fn stale(published: Option<f64>, rel: &str, redelivered: bool, local: &mut dyn L
     }
 }
 
+/// Whether `rel` was removed here at or after `published` (unknown times: no).
+fn removed_since(published: Option<f64>, rel: &str, local: &mut dyn LocalCopy) -> bool {
+    matches!((published, local.removed_at(rel)), (Some(t), Some(r)) if t <= r)
+}
+
 fn file_op(op: &FileOp<'_>) -> Verdict {
     match op {
         FileOp::Remove => Verdict::Apply(Op::Remove),
@@ -237,6 +245,7 @@ fn file_op(op: &FileOp<'_>) -> Verdict {
 fn file(
     msg: &Message<'_>,
     rel: &str,
+    published: Option<f64>,
     redelivered: bool,
     rules: &Rules<'_>,
     local: &mut dyn LocalCopy,
@@ -273,6 +282,10 @@ fn file(
         // nothing checkable was announced: a file of that name counts as the same (in
         // WIS2 its pubtime was newer, checked before: a new version)
         (None, _) if msg.wis2.is_none() && local.exists(rel) => Verdict::Duplicate,
+        // not here, but removed here since it was published (by a quicker path, or
+        // while it waited for a retry): stored now, the file would come back and go on
+        // round the mesh
+        _ if removed_since(published, rel, local) => Verdict::Duplicate,
         _ => {
             let method = match (expected, integrity) {
                 (Some(_), Some(i)) => i.method,

@@ -28,6 +28,7 @@ struct Local<'f> {
     seen: &'f mut super::seen::SeenState,
     cfg: &'f super::peer::PeerConfig,
     same_bytes: &'f super::recent::SameBytes,
+    removed: &'f Recent,
 }
 
 impl LocalCopy for Local<'_> {
@@ -74,6 +75,9 @@ impl LocalCopy for Local<'_> {
     fn seen_id(&mut self, id: &str) -> bool {
         let cfg = self.cfg;
         self.seen.seen(|| (cfg.seen_dir(), cfg.wis2_ids_max), id)
+    }
+    fn removed_at(&mut self, rel: &str) -> Option<f64> {
+        self.removed.value_of(rel).map(f64::from_bits)
     }
     fn same_bytes(&mut self, method: Method, digest: &Digest) -> Option<String> {
         let from = self
@@ -286,6 +290,7 @@ impl Flow {
             seen: &mut self.seen,
             cfg: &self.cfg,
             same_bytes: &self.same_bytes,
+            removed: &self.removed,
         };
         let d = decide(
             payload,

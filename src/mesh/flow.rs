@@ -93,6 +93,8 @@ pub struct Flow {
     pub(super) seen: SeenState,
     /// Files stored lately, by checksum: the same bytes under another name are copied.
     pub(super) same_bytes: super::recent::SameBytes,
+    /// Removals applied lately: relPath -> the removal's pubTime (as f64 bits).
+    pub(super) removed: Recent,
 }
 
 /// Runs a flow until `stop` is set, restarting it when the post broker lost the session.
@@ -164,6 +166,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         announced,
         seen: SeenState::Unopened,
         same_bytes: super::recent::SameBytes::new(super::recent::SAME_BYTES_CAPACITY),
+        removed: Recent::new(super::recent::REMOVED_CAPACITY),
     };
     loop {
         match flow.run_once() {

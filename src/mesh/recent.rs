@@ -8,6 +8,11 @@ use std::hash::{Hash, Hasher};
 /// Files remembered per flow. At ~40 bytes an entry, 16 Ki entries is ~0.7 MB.
 pub const RECENT_CAPACITY: usize = 16 * 1024;
 
+/// Removals remembered per flow (~0.2 MB): a file published before its removal here
+/// and coming later, by a slower path, is not stored again (in memory only: after a
+/// restart, as before).
+pub const REMOVED_CAPACITY: usize = 4 * 1024;
+
 /// relPath fingerprint -> digest fingerprint, oldest evicted first.
 pub struct Recent {
     map: HashMap<u64, u64>,
@@ -41,6 +46,11 @@ impl Recent {
         self.order
             .iter()
             .filter_map(|k| self.map.get(k).map(|v| (*k, *v)))
+    }
+
+    /// The value fingerprint held for `rel` (what `insert_fingerprints` put there).
+    pub fn value_of(&self, rel: &str) -> Option<u64> {
+        self.map.get(&fingerprint(rel.as_bytes())).copied()
     }
 
     /// `contains` with the fingerprints made already.

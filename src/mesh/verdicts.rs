@@ -190,6 +190,10 @@ impl Flow {
         let (result, announce) = match op {
             Op::Remove => {
                 self.recent.forget(rel);
+                if let Some(t) = crate::core::time::parse_time(&msg.pub_time) {
+                    let key = super::recent::fingerprint(rel.as_bytes());
+                    self.removed.insert_fingerprints(key, t.to_bits());
+                }
                 let superseded = self.retry.supersede(rel);
                 if superseded > 0 {
                     log::info!("{rel}: removed: its {superseded} queued retries are dropped");

@@ -33,6 +33,8 @@ struct Facts {
     ids: Vec<String>,
     /// A file here with the same bytes.
     same_bytes: Option<String>,
+    /// The pubtime of a removal applied here.
+    removed: Option<f64>,
     asked: Vec<&'static str>,
 }
 
@@ -60,6 +62,10 @@ impl LocalCopy for Facts {
     fn same_bytes(&mut self, _: Method, _: &Digest) -> Option<String> {
         self.asked.push("same_bytes");
         self.same_bytes.clone()
+    }
+    fn removed_at(&mut self, _: &str) -> Option<f64> {
+        self.asked.push("removed_at");
+        self.removed
     }
     fn seen_id(&mut self, id: &str) -> bool {
         self.asked.push("seen_id");
@@ -204,7 +210,17 @@ fn new_files_are_stored_inline_or_fetched() {
             expected: md5_hello()
         }
     );
-    assert_eq!(f.asked, ["matches", "matches", "same_bytes"]);
+    // a removal here is asked of new files only (a duplicate costs no lookup)
+    assert_eq!(
+        f.asked,
+        [
+            "matches",
+            "removed_at",
+            "matches",
+            "removed_at",
+            "same_bytes"
+        ]
+    );
 }
 
 #[test]
@@ -345,4 +361,35 @@ fn a_dispatcher_forwards_once() {
     let v = judge_with(DOWNLOAD, false, PUB, &mut f, |r| r.download = false);
     assert_eq!(v, Verdict::Duplicate);
     assert_eq!(f.asked, ["forwarded", "forwarded"]);
+}
+
+#[test]
+fn a_file_older_than_its_removal_here_is_not_stored_again() {
+    let select = Selection::default();
+    let rules = defaults(&select);
+    // removed here after the file was published: an old copy, come the long way
+    let mut f = Facts {
+        removed: Some(PUB + 1.0),
+        ..Facts::default()
+    };
+    let d = decide(INLINE, false, PUB, &rules, &mut f);
+    assert_eq!(d.verdict, Verdict::Duplicate);
+    // redelivered too: the removal stands
+    assert_eq!(
+        decide(INLINE, true, PUB, &rules, &mut f).verdict,
+        Verdict::Duplicate
+    );
+    // published after the removal: a new version of the file
+    f.removed = Some(PUB - 1.0);
+    assert!(matches!(
+        decide(INLINE, false, PUB, &rules, &mut f).verdict,
+        Verdict::StoreInline { .. }
+    ));
+    // the removal itself again is applied again (nothing to do, or announced if a
+    // redelivery): tombstones judge files only
+    f.removed = Some(PUB + 1.0);
+    assert_eq!(
+        decide(REMOVE, false, PUB, &rules, &mut f).verdict,
+        Verdict::Apply(Op::Remove)
+    );
 }

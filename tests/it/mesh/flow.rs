@@ -565,3 +565,38 @@ fn a_dispatcher_forwards_without_downloading() {
     assert_eq!(msgs[0]["integrity"]["value"], md5_b64(b"dispatched\n"));
     assert!(read(&dir, "d/f.txt").is_none());
 }
+
+/// A removal that comes before its file (the file took a slower path round the mesh):
+/// the file, published before the removal, is not stored when it comes; a version
+/// published after the removal is.
+#[test]
+fn a_file_coming_after_its_removal_is_not_stored_again() {
+    let s = Scratch::new("removed-first");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--inline"]);
+    let rel = "2026120300/R/r.txt";
+    let old = announcement("http://127.0.0.1:9/", rel, b"old\n", true);
+    std::thread::sleep(Duration::from_millis(20));
+    let removal = serde_json::json!({"pubTime": pub_time_now(), "baseUrl": "http://127.0.0.1:9/",
+        "relPath": rel, "fileOp": {"remove": ""}});
+    publish_raw(
+        &up,
+        &[(topic_of(rel), serde_json::to_vec(&removal).unwrap())],
+    );
+    publish_raw(&up, &[(topic_of(rel), old)]);
+    std::thread::sleep(Duration::from_millis(20));
+    let new = announcement("http://127.0.0.1:9/", rel, b"new\n", true);
+    publish_raw(&up, &[(topic_of(rel), new)]);
+    assert!(
+        wait_until(WAIT, || read(&dir, rel).is_some()),
+        "{}",
+        node.log_text()
+    );
+    assert_eq!(read(&dir, rel).unwrap(), b"new\n", "the new version only");
+    std::thread::sleep(Duration::from_millis(500));
+    let files: Vec<_> = watch
+        .for_rel(rel)
+        .into_iter()
+        .filter(|m| m.get("fileOp").is_none())
+        .collect();
+    assert_eq!(files.len(), 1, "announced once, the new version: {files:?}");
+}
