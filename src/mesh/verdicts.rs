@@ -328,8 +328,15 @@ impl Flow {
             }
             None => MediaType::parse("application/octet-stream").expect("a valid media type"),
         };
+        let content_type = match sidecar::product_media_type(mt, cid, oid) {
+            Ok(mt) => mt.to_string(),
+            Err(e) => {
+                log::warn!("{rel}: contentType refused ({e}); served as application/octet-stream");
+                sidecar::fallback_meta(cid, oid).content_type
+            }
+        };
         let meta = sidecar::Meta {
-            content_type: sidecar::product_media_type(mt, cid, oid).to_string(),
+            content_type,
             source: field("source").unwrap_or_default(),
             // the product listing speaks v03's pubTime
             pub_time: crate::core::time::rfc3339_to_pub_time(&msg.pub_time)

@@ -4,7 +4,7 @@
 //! the sidecar from the message's fields, before the body.
 
 use super::temp_name;
-use crate::core::mediatype::MediaType;
+use crate::core::mediatype::{MediaType, MediaTypeError};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -72,11 +72,19 @@ pub fn read_meta(dir: &Path, oid: &str) -> Option<Meta> {
 }
 
 /// The Content-Type of a product: the publisher's, with `cid` and `oid` set.
-pub fn product_media_type(mut mt: MediaType, cid: &str, oid: &str) -> MediaType {
+/// Refused when the cid and oid make it one a reader refuses (too long, too many
+/// parameters): it is written into the sidecar and announced to other nodes.
+pub fn product_media_type(
+    mut mt: MediaType,
+    cid: &str,
+    oid: &str,
+) -> Result<MediaType, MediaTypeError> {
     mt.params.retain(|(k, _)| k != "cid" && k != "oid");
     mt.params.insert(0, ("oid".into(), oid.into()));
     mt.params.insert(0, ("cid".into(), cid.into()));
-    mt
+    mt.check_written()
+        .map_err(|e| MediaTypeError(format!("{} with the cid and oid", e.0)))?;
+    Ok(mt)
 }
 
 pub fn fallback_meta(cid: &str, oid: &str) -> Meta {

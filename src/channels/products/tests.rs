@@ -93,6 +93,34 @@ fn oversize_leaves_nothing() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn a_content_type_other_nodes_would_refuse_with_the_cid_and_oid_is_refused() {
+    // 32 parameters read here; with the oid added, 33: every reader would refuse the
+    // announced contentType
+    let d = scratch("ctype");
+    let c = Channels::open(vec![memo(2)], &d, "n", "user.x", 1 << 20).unwrap();
+    let params: String = (0..31).map(|i| format!("; p{i}=v")).collect();
+    let mt = MediaType::parse(&format!("text/plain; cid=MEMO{params}")).unwrap();
+    assert_eq!(mt.params.len(), 32);
+    let e = c
+        .publish(0, None, mt, &mut &b"x"[..], 1.0, &mut [0; 64])
+        .unwrap_err();
+    assert_eq!(e.reason, Reason::BadRequest);
+    assert!(
+        e.why
+            .contains("more than 32 parameters with the cid and oid"),
+        "{}",
+        e.why
+    );
+    assert_eq!(fs::read_dir(d.join("metcast/MEMO")).unwrap().count(), 0);
+    // one parameter fewer: stored, and its type reads again
+    let params: String = (0..30).map(|i| format!("; p{i}=v")).collect();
+    let mt = MediaType::parse(&format!("text/plain; cid=MEMO{params}")).unwrap();
+    c.publish(0, None, mt, &mut &b"x"[..], 2.0, &mut [0; 64])
+        .unwrap();
+    fs::remove_dir_all(&d).unwrap();
+}
+
 /// A body that, half-way, lets another upload into the same channel finish first.
 struct Overtaken<'c> {
     c: &'c Channels,
