@@ -252,7 +252,6 @@ impl Flow {
         let Ok(msg) = message::parse(payload) else {
             return 0;
         };
-        self.keep_pub_time(rel, &msg);
         match self.announce_stored(&msg, topic, rel, method, digest, size, poster) {
             Outcome::Done(seq) => seq,
             _ => 0,

@@ -52,7 +52,7 @@ impl Flow {
             self.write_product_meta(msg, rel, oid);
         }
         let stored = match &msg.content {
-            Some(content) => match self.store_inline(rel, content, method, expected) {
+            Some(content) => match self.store_inline(rel, content, method, expected, msg) {
                 Ok(s) => s,
                 Err(e) => {
                     if product.is_some() {
@@ -79,6 +79,7 @@ impl Flow {
                     expected: expected.cloned(),
                     size: msg.size,
                     batch: 0, // set by the window
+                    pub_time: crate::core::time::parse_time(&msg.pub_time),
                 });
             }
         };
@@ -93,7 +94,6 @@ impl Flow {
             };
         };
         self.remember_stored(rel, method, &digest, size);
-        self.keep_pub_time(rel, msg);
         self.announce_stored(msg, topic, rel, method, digest, size, poster)
     }
 
@@ -121,6 +121,7 @@ impl Flow {
                     .store
                     .begin(rel, method, self.cfg.file_max)
                     .map_err(CommitError::Io)?;
+                t.set_modified(crate::core::time::parse_time(&msg.pub_time));
                 std::io::copy(&mut src, &mut t).map_err(CommitError::Io)?;
                 Ok(t)
             })
@@ -140,18 +141,7 @@ impl Flow {
         self.same_bytes
             .insert(method.name(), digest.as_bytes(), rel);
         log::debug!("{rel}: stored ({size} bytes), the same bytes as {from}");
-        self.keep_pub_time(rel, msg);
         Some(self.announce_stored(msg, topic, rel, method, digest, size, poster))
-    }
-
-    /// The stored file's modification time becomes the message's pubtime (WIS2's
-    /// newer-pubtime rule compares with it).
-    pub(super) fn keep_pub_time(&self, rel: &str, msg: &Message<'_>) {
-        if let Some(t) = crate::core::time::parse_time(&msg.pub_time) {
-            if let Err(e) = self.store.set_pub_time(rel, t) {
-                log::debug!("{rel}: modification time not set: {e}");
-            }
-        }
     }
 
     /// A new message id (WIS2 gives every message its own); empty for v03.
@@ -359,6 +349,7 @@ impl Flow {
         content: &message::Content<'_>,
         method: Method,
         expected: Option<&Digest>,
+        msg: &Message<'_>,
     ) -> Result<Option<(Method, Digest, u64)>, std::io::Error> {
         let data = match content.decode() {
             Ok(d) => d,
@@ -371,7 +362,10 @@ impl Flow {
         let result = self
             .store
             .begin(rel, method, self.cfg.file_max)
-            .and_then(|mut t| t.write_all(&data).map(|()| t))
+            .and_then(|mut t| {
+                t.set_modified(crate::core::time::parse_time(&msg.pub_time));
+                t.write_all(&data).map(|()| t)
+            })
             .map_err(CommitError::Io)
             .and_then(|t| self.store.commit(t, rel, expected));
         match result {

@@ -47,6 +47,8 @@ pub struct Job {
     pub size: Option<u64>,
     /// The batch it is downloaded in (set by the window): one connection, pipelined.
     pub batch: u64,
+    /// The message's pubTime (epoch seconds): the stored file's modification time.
+    pub pub_time: Option<f64>,
 }
 
 /// What became of a job.
@@ -436,7 +438,10 @@ impl Worker {
             };
         }
         let mut tmp = match self.store.begin(rel, job.method, s.file_max) {
-            Ok(tmp) => tmp,
+            Ok(mut tmp) => {
+                tmp.set_modified(job.pub_time);
+                tmp
+            }
             Err(e) => {
                 let readable = conn.read_body(head, &mut io::sink(), &t, stop).is_ok();
                 let d = if is_local_trouble(&e) {
@@ -510,7 +515,10 @@ impl Worker {
                 break None;
             }
             let mut tmp = match self.store.begin(rel, job.method, s.file_max) {
-                Ok(t) => t,
+                Ok(mut t) => {
+                    t.set_modified(job.pub_time);
+                    t
+                }
                 Err(e) if is_local_trouble(&e) => {
                     trouble = Some(e.to_string());
                     break None;

@@ -48,6 +48,8 @@ pub struct TempFile {
     size: u64,
     limit: u64,
     committed: bool,
+    /// The modification time to give it at commit (epoch seconds).
+    modified: Option<f64>,
 }
 
 impl Write for TempFile {
@@ -74,6 +76,14 @@ impl TempFile {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Gives the file `epoch` as its modification time when committed (its pubtime:
+    /// what WIS2's rule of the newer pubtime compares with, and what HTTP's
+    /// Last-Modified then says). Set on the open file, not by path, as the checksum
+    /// cache is: two path lookups per stored file fewer.
+    pub fn set_modified(&mut self, epoch: Option<f64>) {
+        self.modified = epoch.filter(|t| t.is_finite() && *t >= 0.0);
+    }
 }
 
 impl Drop for TempFile {
@@ -91,6 +101,31 @@ pub fn is_local_trouble(e: &io::Error) -> bool {
     matches!(e.kind(), StorageFull | ReadOnlyFilesystem | QuotaExceeded)
         // EIO has no kind of its own
         || e.raw_os_error() == Some(5)
+}
+
+/// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it).
+fn xattr_value(method: Method, digest: &Digest) -> String {
+    format!(
+        "{{\"method\":\"{}\",\"value\":\"{}\"}}",
+        method.name(),
+        digest.to_base64()
+    )
+}
+
+/// A modification time of `epoch` seconds, the access time left as it is.
+fn modified_at(epoch: f64) -> rustix::fs::Timestamps {
+    use rustix::fs::{Timespec, Timestamps, UTIME_OMIT};
+    let secs = epoch.floor();
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: secs as i64,
+            tv_nsec: ((epoch - secs) * 1e9) as _,
+        },
+    }
 }
 
 impl Store {
@@ -191,6 +226,7 @@ impl Store {
             size: 0,
             limit,
             committed: false,
+            modified: None,
         })
     }
 
@@ -224,20 +260,29 @@ impl Store {
                 });
             }
         }
-        self.set_xattr(&tmp.path, computed.0, &computed.1);
+        // on the open file: no path lookup (after the last write, which sets the time)
+        let _ = xattr::FileExt::set_xattr(
+            &tmp.file,
+            self.xattr_name,
+            xattr_value(computed.0, &computed.1).as_bytes(),
+        );
+        if let Some(epoch) = tmp.modified {
+            if let Err(e) = rustix::fs::futimens(&tmp.file, &modified_at(epoch)) {
+                log::debug!("{rel}: modification time not set: {e}");
+            }
+        }
         fs::rename(&tmp.path, self.path(rel)).map_err(CommitError::Io)?;
         tmp.committed = true;
         Ok(computed)
     }
 
     fn set_xattr(&self, path: &Path, method: Method, digest: &Digest) {
-        let v = format!(
-            "{{\"method\":\"{}\",\"value\":\"{}\"}}",
-            method.name(),
-            digest.to_base64()
-        );
         // a filesystem without user xattrs just means recomputing later
-        let _ = xattr::set(path, self.xattr_name, v.as_bytes());
+        let _ = xattr::set(
+            path,
+            self.xattr_name,
+            xattr_value(method, digest).as_bytes(),
+        );
     }
 
     /// The digest of the local copy of `rel` by `method`, from the xattr cache when it
@@ -276,27 +321,6 @@ impl Store {
         let d = h.finish();
         self.set_xattr(&path, method, &d);
         Ok(Some(d))
-    }
-
-    /// Sets the modification time of `rel` to `epoch` (its pubtime: what WIS2's rule of
-    /// the newer pubtime compares with, and what HTTP's Last-Modified then says).
-    pub fn set_pub_time(&self, rel: &str, epoch: f64) -> io::Result<()> {
-        use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
-        if !epoch.is_finite() || epoch < 0.0 {
-            return Ok(());
-        }
-        let secs = epoch.floor();
-        let t = Timestamps {
-            last_access: Timespec {
-                tv_sec: 0,
-                tv_nsec: UTIME_OMIT,
-            },
-            last_modification: Timespec {
-                tv_sec: secs as i64,
-                tv_nsec: ((epoch - secs) * 1e9) as _,
-            },
-        };
-        utimensat(CWD, self.path(rel), &t, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
     }
 
     /// True when a regular file (or anything) exists at `rel`.
@@ -387,6 +411,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["c.txt"], "no temporary file left");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_committed_file_has_the_modification_time_asked_for() {
+        let root = scratch("mtime");
+        let mut s = Store::open(&root, "user.sr_integrity").unwrap();
+        let mut t = s.begin("a/f", Method::Md5, 100).unwrap();
+        t.set_modified(Some(1_700_000_000.25));
+        t.write_all(b"x").unwrap();
+        s.commit(t, "a/f", None).unwrap();
+        let m = fs::metadata(root.join("a/f")).unwrap().modified().unwrap();
+        let secs = m
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((secs - 1_700_000_000.25).abs() < 1e-6, "{secs}");
+        // the checksum cache is set on the open file too
+        assert!(xattr::get(root.join("a/f"), "user.sr_integrity")
+            .unwrap()
+            .is_some());
         fs::remove_dir_all(&root).unwrap();
     }
 

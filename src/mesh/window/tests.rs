@@ -17,6 +17,7 @@ fn job(slot: u64, origin: &str, rel: &str, size: Option<u64>) -> Job {
         expected: None,
         size,
         batch: 0,
+        pub_time: None,
     }
 }
 

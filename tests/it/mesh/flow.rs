@@ -120,6 +120,27 @@ fn two_nodes_store_verify_and_reannounce_every_dialect() {
         "unknown fields forwarded"
     );
     assert_eq!(sr3[0]["mtime"], now.as_str());
+    // each stored file's modification time is its pubTime (WIS2's newer-pubtime rule
+    // and Last-Modified read it): downloaded and inline alike
+    for rel in [
+        "2026112310/GTS/EGRR/IU/IUAA01.bufr",
+        "2026112310/GTS/KWBC/FT/inline.txt",
+    ] {
+        let announced = watch.for_rel(rel);
+        let pub_time = announced[0]["pubTime"].as_str().unwrap();
+        let want = meshnode::core::time::parse_time(pub_time).unwrap();
+        let mtime = std::fs::metadata(dir.join(rel))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (mtime - want).abs() < 0.001,
+            "{rel}: modified {mtime}, pubTime {pub_time} ({want})"
+        );
+    }
     let arr = watch.for_rel("2026112310/GTS/CWAO/SX/SXCN19.txt");
     assert_eq!(arr.len(), 1);
     assert_eq!(
