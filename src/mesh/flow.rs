@@ -3,7 +3,7 @@
 
 use super::audit;
 use super::engine::ledger::Ledger;
-use super::engine::pace::{Pace, BUSY_POLL};
+use super::engine::pace::Pace;
 use super::engine::stall::Stall;
 use super::mqtt::{Inbound, PostError, Poster, Subscriber};
 use super::peer::PeerConfig;
@@ -252,9 +252,8 @@ impl Flow {
                         break;
                     }
                 } else {
-                    // until a download ends, or the disk is to be tried again
-                    let until =
-                        (now + BUSY_POLL).min(self.stall.poll_at().unwrap_or(now + BUSY_POLL));
+                    // until a download ends, or something is due
+                    let until = pace.poll_at(now, self.due_at(&window));
                     match workers.wait_finished(until.saturating_duration_since(now)) {
                         Ok(Some(d)) => self.downloaded(&mut window, d, sessions.poster.as_ref()),
                         Ok(None) => {}
@@ -279,10 +278,8 @@ impl Flow {
                             sub.reconnect();
                         }
                     }
-                    // queued retries are looked at every tick while workers are free
-                    let retrying = !self.retry.is_empty() && window.worker_free();
                     let now = Instant::now();
-                    let until = pace.poll_at(now, !window.is_empty() || retrying);
+                    let until = pace.poll_at(now, self.due_at(&window));
                     sessions
                         .rx
                         .recv_timeout(until.saturating_duration_since(now))

@@ -44,6 +44,21 @@ impl Flow {
         }
     }
 
+    /// The earliest deadline of the flow's work that has no wake-up of its own: the
+    /// retry queue's next look while entries wait for free workers; a download
+    /// holding acks back, to be spilled (looked at on the retry tick); the disk to be
+    /// tried again. The loop waits for events until then (`Pace::poll_at`).
+    pub(super) fn due_at(&self, w: &Window) -> Option<Instant> {
+        let retry = (!self.retry.is_empty() && w.worker_free()).then_some(self.retry_next);
+        let spill = w
+            .blocking_since()
+            .map(|since| (since + SPILL_AFTER).max(self.retry_next));
+        [retry, spill, self.stall.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Keeps the message of a download its server failed in the retry queue (written;
     /// synced before the upstream ack). False: the queue cannot be written.
     pub(super) fn requeue(

@@ -477,6 +477,16 @@ impl Window {
         }
     }
 
+    /// Since when the download that holds acks back (the oldest unfinished message,
+    /// with others behind it) has waited or run; `None` when none does.
+    pub fn blocking_since(&self) -> Option<Instant> {
+        let i = self.entries.iter().position(|e| e.post_seq.is_none())?;
+        if i + 1 >= self.entries.len() {
+            return None;
+        }
+        self.entries[i].fetch.as_ref().map(|f| f.since)
+    }
+
     /// The first message not finished, when it is a download begun (queued or
     /// running) before `before` with messages behind it: it holds their acks back.
     /// Returns its slot and its download, taken (the caller finishes the message).

@@ -10,12 +10,9 @@ pub const BATCH: usize = 32;
 pub const ANNOUNCE_DELAY: Duration = Duration::from_millis(20);
 /// How often a flow posts its counters on the node's board.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest wait of an idle flow with nothing in its window: events wake it anyway.
+/// Longest wait of a flow: events (a message, a post ack, a finished download) wake
+/// it, and what has no wake-up of its own gives its deadline to `poll_at`.
 pub const IDLE_POLL: Duration = Duration::from_millis(500);
-/// Longest wait while messages are in the window or retries wait for free workers:
-/// the bound for work that has no wake-up of its own (a download to spill when it
-/// outlasts `SPILL_AFTER`, retry-queue entries coming due).
-pub const BUSY_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 pub struct Pace {
@@ -86,11 +83,14 @@ impl Pace {
         Some(covered.as_secs_f64())
     }
 
-    /// Until when an idle loop may wait for an event: `busy` while messages are in the
-    /// window or retries wait for free workers; never past the next report.
-    pub fn poll_at(&self, now: Instant, busy: bool) -> Instant {
-        let poll = if busy { BUSY_POLL } else { IDLE_POLL };
-        (now + poll).min(self.next_report.max(now))
+    /// Until when the loop may wait for an event: never past the next report, nor
+    /// past `due`, the earliest deadline of work with no wake-up of its own (a
+    /// download to spill, the retry queue's next look, the disk to try again). A
+    /// deadline, not a fixed tick: a flow waiting for a slow download wakes when
+    /// something is due, not 50 times a second.
+    pub fn poll_at(&self, now: Instant, due: Option<Instant>) -> Instant {
+        let at = (now + IDLE_POLL).min(self.next_report.max(now));
+        due.map_or(at, |d| at.min(d.max(now)))
     }
 }
 
@@ -158,13 +158,25 @@ mod tests {
     fn an_idle_loop_waits_until_the_next_report_at_most() {
         let t0 = Instant::now();
         let p = Pace::new(t0, Duration::from_secs(60));
-        assert_eq!(p.poll_at(t0, true), t0 + BUSY_POLL);
-        assert_eq!(p.poll_at(t0, false), t0 + IDLE_POLL);
+        assert_eq!(p.poll_at(t0, None), t0 + IDLE_POLL);
         // 100 ms before the report: woken for it
         let t = t0 + REPORT_INTERVAL - 100 * MS;
-        assert_eq!(p.poll_at(t, false), t0 + REPORT_INTERVAL);
+        assert_eq!(p.poll_at(t, None), t0 + REPORT_INTERVAL);
         // a report overdue: no wait
         let late = t0 + 2 * REPORT_INTERVAL;
-        assert_eq!(p.poll_at(late, false), late);
+        assert_eq!(p.poll_at(late, None), late);
+    }
+
+    #[test]
+    fn a_loop_with_work_due_waits_until_its_deadline_and_no_longer() {
+        let t0 = Instant::now();
+        let p = Pace::new(t0, Duration::from_secs(60));
+        // due in 70 ms: woken then, not on a fixed tick before
+        assert_eq!(p.poll_at(t0, Some(t0 + 70 * MS)), t0 + 70 * MS);
+        // due after the longest wait: the longest wait
+        assert_eq!(p.poll_at(t0, Some(t0 + 10 * IDLE_POLL)), t0 + IDLE_POLL);
+        // overdue: no wait (never a deadline in the past)
+        let t = t0 + 300 * MS;
+        assert_eq!(p.poll_at(t, Some(t0)), t);
     }
 }

@@ -386,3 +386,27 @@ fn seeded_simulation_of_random_schedules_keeps_the_ack_rules() {
         );
     }
 }
+
+#[test]
+fn the_download_holding_acks_back_says_since_when() {
+    let mut w = Window::new(8, 2, 2, 4);
+    let a = w.push(0, 1, 1, QoS::AtLeastOnce);
+    let before = Instant::now();
+    w.fetch(job(a, "http://a", "ra", None), Bytes::new(), Bytes::new());
+    assert_eq!(w.blocking_since(), None, "nothing behind it");
+    let b = w.push(0, 1, 2, QoS::AtLeastOnce);
+    w.done(b, 1);
+    let since = w.blocking_since().expect("a's download holds b's ack back");
+    assert!(since >= before);
+    // the deadline the flow waits for is the one the spill takes it at
+    assert!(
+        w.take_blocking_fetch(since).is_none(),
+        "not before its time"
+    );
+    let (slot, _) = w
+        .take_blocking_fetch(since + std::time::Duration::from_millis(1))
+        .expect("taken once its time has come");
+    assert_eq!(slot, a);
+    w.done(a, 2);
+    assert_eq!(w.blocking_since(), None);
+}
