@@ -75,11 +75,8 @@ pub struct Flow {
     pub(super) retry: RetryQueue,
     /// Retry-queue entries being downloaded: their messages, to announce the files.
     pub(super) retrying: std::collections::HashMap<u64, (bytes::Bytes, bytes::Bytes)>,
-    /// When the retry queue is looked at next.
-    pub(super) retry_next: Instant,
-    /// Whether the retry queue may hold due entries (false once a scan found none:
-    /// looked at again at the next tick, or when a server comes back).
-    pub(super) retry_scan: bool,
+    /// When the retry queue is looked at.
+    pub(super) retry_pace: super::engine::retries::RetryPace,
     /// Downloads moved to the retry queue while running (their message acknowledged):
     /// window slot -> retry-queue entry.
     pub(super) spilled: std::collections::HashMap<u64, u64>,
@@ -157,8 +154,7 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         ledger: Ledger::default(),
         retry,
         retrying: std::collections::HashMap::new(),
-        retry_next: Instant::now(),
-        retry_scan: true,
+        retry_pace: super::engine::retries::RetryPace::new(Instant::now()),
         spilled: std::collections::HashMap::new(),
         servers: Servers::default(),
         last_message: None,

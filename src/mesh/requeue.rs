@@ -5,23 +5,13 @@
 //! (one at a time drained a queue of 1,443 at 2 files/s after a 20 s outage); marks a server that keeps failing down, so its files go straight to
 //! the queue; drops what outlives `--retry-ttl`.
 
+use super::engine::retries::{self, Ended, RetryEnd, RETRY_PAUSE};
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::retry::Taken;
 use super::window::{Window, RETRY_SLOTS};
 use super::workers::{Done, Job, Workers};
 use std::time::{Duration, Instant};
-
-/// How often the retry queue is looked at.
-const RETRY_TICK: Duration = Duration::from_millis(100);
-/// Pause of an entry that could not be tried for local reasons (disk, a download of
-/// the same relPath in progress).
-const RETRY_PAUSE: Duration = Duration::from_secs(5);
-/// A download waiting or running longer than this while messages behind it wait for
-/// its ack is moved to the retry queue, and its message acknowledged: MQTT acks go in
-/// order, so one hung download would otherwise stop the flow once the broker's
-/// receive maximum is reached (measured: 2% dead links made a 20 ms drain 3x slower).
-pub const SPILL_AFTER: Duration = Duration::from_secs(2);
 
 impl Flow {
     /// Starts queued downloads (those of servers marked down go to the retry queue
@@ -49,14 +39,9 @@ impl Flow {
     /// holding acks back, to be spilled (looked at on the retry tick); the disk to be
     /// tried again. The loop waits for events until then (`Pace::poll_at`).
     pub(super) fn due_at(&self, w: &Window) -> Option<Instant> {
-        let retry = (!self.retry.is_empty() && w.worker_free()).then_some(self.retry_next);
-        let spill = w
-            .blocking_since()
-            .map(|since| (since + SPILL_AFTER).max(self.retry_next));
-        [retry, spill, self.stall.poll_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        let waiting = !self.retry.is_empty() && w.worker_free();
+        let retry = self.retry_pace.poll_at(waiting, w.blocking_since());
+        retry.into_iter().chain(self.stall.poll_at()).min()
     }
 
     /// Keeps the message of a download its server failed in the retry queue (written;
@@ -104,45 +89,59 @@ impl Flow {
         }
     }
 
-    /// A download of a retry-queue entry ended.
+    /// A download of a retry-queue entry ended: what becomes of it is
+    /// `engine::retries::ended`'s; this carries it out.
     pub(super) fn retry_ended(&mut self, id: u64, d: Done, poster: Option<&Poster>) {
         let message = self.retrying.remove(&id);
-        let (rel, origin) = (d.job.rel.as_str(), d.job.origin.as_str());
-        if let Some((method, digest, size)) = d.stored {
-            log::info!("{rel}: stored from the retry queue");
-            let seq = self.stored(rel, method, digest, size, message, poster);
-            // removed from the queue once its announcement is acknowledged
-            self.ledger.retry_finished(seq, id);
-            if self.servers.succeeded(origin) {
-                log::info!("{origin}: back up; its queued files are tried now");
-                self.retry.wake(origin);
-                self.retry_scan = true;
-            }
-            return;
-        }
-        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            self.retry.later(id, Some(Duration::ZERO));
-            return;
-        }
-        if d.trouble.is_some() {
-            self.servers.unprobe(origin);
-            self.retry.later(id, Some(RETRY_PAUSE));
-            return;
-        }
-        let Some(why) = d.transient else {
-            // given up for good (a 4xx, a checksum that never matches): logged already
-            self.stats.failures += 1;
-            self.retry.remove(id);
-            return;
-        };
-        if !d.diverted {
-            self.servers.log_failure(origin, &why, Instant::now());
-        }
         let unix = crate::sys::unix_now() as u64;
-        if self.retry.is_expired(id, unix) {
-            self.expired(id, &why, unix);
-        } else {
-            self.retry.later(id, None);
+        let end = retries::ended(Ended {
+            stored: d.stored.is_some(),
+            stopping: self.stop.load(std::sync::atomic::Ordering::Relaxed),
+            disk_trouble: d.trouble.is_some(),
+            transient: d.transient.as_deref(),
+            diverted: d.diverted,
+            expired: self.retry.is_expired(id, unix),
+        });
+        let (rel, origin) = (d.job.rel.as_str(), d.job.origin.as_str());
+        match end {
+            RetryEnd::Stored => {
+                let Some((method, digest, size)) = d.stored else {
+                    return;
+                };
+                log::info!("{rel}: stored from the retry queue");
+                let seq = self.stored(rel, method, digest, size, message, poster);
+                // removed from the queue once its announcement is acknowledged
+                self.ledger.retry_finished(seq, id);
+                if self.servers.succeeded(origin) {
+                    log::info!("{origin}: back up; its queued files are tried now");
+                    self.retry.wake(origin);
+                    self.retry_pace.woken();
+                }
+            }
+            RetryEnd::Again => self.retry.later(id, Some(Duration::ZERO)),
+            RetryEnd::Paused => {
+                self.servers.unprobe(origin);
+                self.retry.later(id, Some(RETRY_PAUSE));
+            }
+            RetryEnd::GivenUp => {
+                // logged already (a 4xx, a checksum that never matches)
+                self.stats.failures += 1;
+                self.retry.remove(id);
+            }
+            RetryEnd::Failed {
+                why,
+                blame,
+                expired,
+            } => {
+                if blame {
+                    self.servers.log_failure(origin, why, Instant::now());
+                }
+                if expired {
+                    self.expired(id, why, unix);
+                } else {
+                    self.retry.later(id, None);
+                }
+            }
         }
     }
 
@@ -162,9 +161,7 @@ impl Flow {
     /// next tick: the queue may hold thousands).
     fn retry_tick(&mut self, w: &mut Window, poster: Option<&Poster>) {
         let now = Instant::now();
-        if now >= self.retry_next {
-            self.retry_next = now + RETRY_TICK;
-            self.retry_scan = true;
+        if self.retry_pace.tick(now) {
             self.spill(w, now);
             let unix = crate::sys::unix_now() as u64;
             for d in self.retry.expire(unix) {
@@ -177,7 +174,7 @@ impl Flow {
                 );
             }
         }
-        if !self.retry_scan || self.retry.is_empty() {
+        if !self.retry_pace.scanning() || self.retry.is_empty() {
             return;
         }
         // enough to fill the free workers' pipelines, no more: a fresh message waits
@@ -187,7 +184,7 @@ impl Flow {
             match self.retry.take_due(now, |o| servers.may_try(o, now)) {
                 Ok(Some(t)) => self.retry_one(w, t, poster),
                 Ok(None) => {
-                    self.retry_scan = false;
+                    self.retry_pace.found_none();
                     return;
                 }
                 Err(e) => {
@@ -201,7 +198,7 @@ impl Flow {
     /// Moves the downloads that hold acks back for longer than `SPILL_AFTER` to the
     /// retry queue (their downloads go on), so their messages can be acknowledged.
     fn spill(&mut self, w: &mut Window, now: Instant) {
-        let Some(before) = now.checked_sub(SPILL_AFTER) else {
+        let Some(before) = now.checked_sub(retries::SPILL_AFTER) else {
             return;
         };
         while let Some((slot, f)) = w.take_blocking_fetch(before) {
