@@ -276,8 +276,7 @@ impl Channels {
         crate::core::time::format_time(&mut pub_time, oid_time(&oid).unwrap_or(now));
         // what other nodes will read from the announcement: refused here if they would
         let content_type = product_media_type(mt, &def.id, &oid)
-            .map_err(|e| Refusal::new(Reason::BadRequest, e.to_string()))?
-            .to_string();
+            .map_err(|e| Refusal::new(Reason::BadRequest, e.to_string()))?;
         let meta = Meta {
             content_type,
             source: user.unwrap_or(ANONYMOUS).to_string(),

@@ -125,27 +125,28 @@ impl MediaType {
             essence: format!("{}/{}", ty.to_ascii_lowercase(), sub.to_ascii_lowercase()),
             params,
         };
-        mt.check_written()?;
+        mt.written()?;
         Ok(mt)
     }
 
-    /// Whether the written form reads again: within the limits `parse` applies. The
-    /// written form puts a space after each `;`, so a type read at the length limit
-    /// could be written longer (found by fuzzing); parameters added here (a product's
-    /// cid and oid) could pass either limit.
-    pub fn check_written(&self) -> Result<(), MediaTypeError> {
+    /// The written form, refused when it would not read again: within the limits
+    /// `parse` applies. The written form puts a space after each `;`, so a type read at
+    /// the length limit could be written longer (found by fuzzing); parameters added
+    /// here (a product's cid and oid) could pass either limit.
+    pub fn written(&self) -> Result<String, MediaTypeError> {
         if self.params.len() > MAX_PARAMETERS {
             return Err(MediaTypeError(format!(
                 "more than {MAX_PARAMETERS} parameters"
             )));
         }
-        let len = self.to_string().len();
-        if len > MAX_MEDIA_TYPE_LEN {
+        let written = self.to_string();
+        if written.len() > MAX_MEDIA_TYPE_LEN {
             return Err(MediaTypeError(format!(
-                "longer than {MAX_MEDIA_TYPE_LEN} bytes once written ({len})"
+                "longer than {MAX_MEDIA_TYPE_LEN} bytes once written ({})",
+                written.len()
             )));
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The first value of parameter `name` (case-insensitive).

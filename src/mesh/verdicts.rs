@@ -319,7 +319,7 @@ impl Flow {
             None => MediaType::parse("application/octet-stream").expect("a valid media type"),
         };
         let content_type = match sidecar::product_media_type(mt, cid, oid) {
-            Ok(mt) => mt.to_string(),
+            Ok(written) => written,
             Err(e) => {
                 log::warn!("{rel}: contentType refused ({e}); served as application/octet-stream");
                 sidecar::fallback_meta(cid, oid).content_type

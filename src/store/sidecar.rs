@@ -72,19 +72,19 @@ pub fn read_meta(dir: &Path, oid: &str) -> Option<Meta> {
 }
 
 /// The Content-Type of a product: the publisher's, with `cid` and `oid` set.
-/// Refused when the cid and oid make it one a reader refuses (too long, too many
-/// parameters): it is written into the sidecar and announced to other nodes.
+/// Written, as the sidecar keeps it and other nodes read it from the announcement;
+/// refused when the cid and oid make it one a reader refuses (too long, too many
+/// parameters).
 pub fn product_media_type(
     mut mt: MediaType,
     cid: &str,
     oid: &str,
-) -> Result<MediaType, MediaTypeError> {
+) -> Result<String, MediaTypeError> {
     mt.params.retain(|(k, _)| k != "cid" && k != "oid");
     mt.params.insert(0, ("oid".into(), oid.into()));
     mt.params.insert(0, ("cid".into(), cid.into()));
-    mt.check_written()
-        .map_err(|e| MediaTypeError(format!("{} with the cid and oid", e.0)))?;
-    Ok(mt)
+    mt.written()
+        .map_err(|e| MediaTypeError(format!("{} with the cid and oid", e.0)))
 }
 
 pub fn fallback_meta(cid: &str, oid: &str) -> Meta {
