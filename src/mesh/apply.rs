@@ -2,10 +2,11 @@
 //! (storing and announcing: `verdicts`), or forward it; what a finished download, a
 //! stalled disk or a retry means for the messages waiting on them.
 
+use super::engine::messages::{AfterDownload, Judged};
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::recent::Recent;
-use super::window::{retry_id, Arrival, Window};
+use super::window::Arrival;
 use super::workers::Done;
 use crate::core::announce;
 use crate::core::decide::{decide, LocalCopy, Refusal, Rules, Verdict};
@@ -14,8 +15,9 @@ use crate::core::message;
 use crate::store::sidecar;
 use crate::store::Store;
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The flow's facts about its copy of a file: the recent record first, then the disk.
 struct Local<'f> {
@@ -90,142 +92,104 @@ impl LocalCopy for Local<'_> {
 
 impl Flow {
     /// Judges a message (new, or held while its relPath downloaded) and records in the
-    /// window what became of it. False: stopping left it unfinished.
-    pub(super) fn process(
+    /// engine what became of it. False: stopping left it unfinished.
+    pub(super) fn process(&mut self, m: Arrival, first: bool, poster: Option<&Poster>) -> bool {
+        let outcome = self.handle(&m.topic, &m.payload, m.dup, first, poster);
+        match self.engine.judged(m, outcome, Instant::now()) {
+            Judged::Taken => true,
+            Judged::Stalled { rel, why, warn } => {
+                self.warn_stalled(&rel, &why, warn);
+                true
+            }
+            Judged::Abandoned => false,
+        }
+    }
+
+    /// The local disk refused a file: the flow pauses and tries again with backoff;
+    /// nothing is acknowledged meanwhile. One warning a minute (`warn`: the pause),
+    /// with the free space.
+    fn warn_stalled(&self, rel: &str, why: &str, warn: Option<Duration>) {
+        let Some(pause) = warn else { return };
+        let free = self
+            .store
+            .free_space()
+            .map_or("unknown".into(), |b| format!("{b} bytes"));
+        log::warn!(
+            "{rel}: cannot store ({why}); free in {}: {free}. Not acknowledged: the flow pauses and tries again (next in {}s)",
+            self.cfg.dir.display(),
+            pause.as_secs()
+        );
+    }
+
+    /// Judges again the messages the disk refused (`Engine::stall_round`). False:
+    /// stopping.
+    pub(super) fn retry_stalled(
         &mut self,
-        w: &mut Window,
-        m: Arrival,
-        first: bool,
+        waiting: VecDeque<Arrival>,
         poster: Option<&Poster>,
     ) -> bool {
-        match self.handle(&m.topic, &m.payload, m.dup, first, poster, w) {
-            Outcome::Done(seq) => w.done(m.slot, seq),
-            Outcome::Fetch(mut job) => {
-                job.slot = m.slot;
-                w.fetch(job, m.topic, m.payload);
-            }
-            Outcome::Busy(rel) => w.hold(&rel, m),
-            Outcome::Stalled(rel, why) => {
-                self.stalled(&rel, &why);
-                w.stall(m);
-            }
-            Outcome::Abandoned => return false,
-        }
-        true
-    }
-
-    /// The local disk refused a file: the flow pauses (one warning a minute, with the
-    /// free space) and tries again with backoff; nothing is acknowledged meanwhile.
-    fn stalled(&mut self, rel: &str, why: &str) {
-        if let Some(pause) = self.stall.refused(Instant::now()) {
-            let free = self
-                .store
-                .free_space()
-                .map_or("unknown".into(), |b| format!("{b} bytes"));
-            log::warn!(
-                "{rel}: cannot store ({why}); free in {}: {free}. Not acknowledged: the flow pauses and tries again (next in {}s)",
-                self.cfg.dir.display(),
-                pause.as_secs()
-            );
-        }
-    }
-
-    /// Judges again the messages the disk refused. False: stopping.
-    pub(super) fn retry_stalled(&mut self, w: &mut Window, poster: Option<&Poster>) -> bool {
-        let waiting = w.take_stalled();
         let n = waiting.len();
-        self.stall.retrying();
         for m in waiting {
-            if !self.process(w, m, false, poster) {
+            if !self.process(m, false, poster) {
                 return false;
             }
         }
-        if !w.is_stalled() {
+        if self.engine.stall_round_ended() {
             log::info!("the data tree takes files again: {n} waiting messages taken up");
-            self.stall.cleared();
         }
         true
     }
 
     /// A download ended: the file is announced if stored, or its message kept in the
-    /// retry queue if its server failed; then the messages held for its relPath are
-    /// judged, in arrival order.
-    pub(super) fn downloaded(&mut self, w: &mut Window, d: Done, poster: Option<&Poster>) {
+    /// retry queue if its server failed (what becomes of it is the engine's); then the
+    /// messages held for its relPath are judged, in arrival order.
+    pub(super) fn downloaded(&mut self, mut d: Done, poster: Option<&Poster>) {
         if d.returned {
-            // not ended: asked for again on another connection
-            if d.closes_after_one {
-                w.closes_after_one(&d.job.origin);
-            }
-            w.requeue(d.job);
+            self.engine.returned(d.job, d.closes_after_one);
             return;
         }
         self.stats.mismatches += d.mismatches;
-        let (message, mut held) = w.ended(&d.job);
-        let rel = d.job.rel.clone();
         let stopping = self.stop.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let (after, mut rejudge) = self.engine.download_ended(&d, stopping, now);
         if d.stored.is_some() {
-            w.server_ok(&d.job.origin);
             self.servers.note_success(&d.job.origin);
-        } else if d.transient.is_some() && !d.diverted {
-            w.server_failed(&d.job.origin);
+        } else if sidecar::split_product_rel(&d.job.rel).is_some() {
+            sidecar::remove_meta(&self.store.path(&d.job.rel));
         }
-        if d.stored.is_none() && sidecar::split_product_rel(&rel).is_some() {
-            sidecar::remove_meta(&self.store.path(&rel));
-        }
-        let retry = retry_id(d.job.slot).or_else(|| self.spilled.remove(&d.job.slot));
-        if let Some(id) = retry {
-            self.retry_ended(id, d, poster);
-        } else if let (Some(why), Some((topic, payload))) = (&d.trouble, message.clone()) {
-            self.stalled(&rel, why);
-            // judged again when the disk takes files, with those that waited for it
-            w.stall(Arrival {
-                slot: d.job.slot,
+        match after {
+            AfterDownload::Retry { id, message } => self.retry_ended(id, d, message, poster),
+            AfterDownload::Stalled { warn } => {
+                let why = d.trouble.as_deref().unwrap_or_default();
+                self.warn_stalled(&d.job.rel, why, warn);
+            }
+            AfterDownload::Stored { slot, message } => {
+                let Some((method, digest, size)) = d.stored.take() else {
+                    return;
+                };
+                let seq = self.stored(&d.job.rel, method, digest, size, message, poster);
+                self.engine.finished(slot, seq);
+            }
+            AfterDownload::Abandoned => {}
+            AfterDownload::Queue {
+                slot,
                 topic,
                 payload,
-                dup: false,
-            });
-            for h in held {
-                w.stall(h);
-            }
-            return;
-        } else {
-            let slot = d.job.slot;
-            match (d.stored, message) {
-                (Some((method, digest, size)), message) => {
-                    let seq = self.stored(&rel, method, digest, size, message, poster);
-                    w.done(slot, seq);
-                }
-                _ if stopping => return, // abandoned: not acknowledged, it comes again
-                (None, Some((topic, payload))) if d.transient.is_some() => {
-                    let why = d.transient.as_deref().unwrap_or_default();
-                    if !self.requeue(&d.job, why, d.diverted, &topic, &payload) {
-                        // not kept: not acknowledged, it waits like a refused file
-                        self.stalled(&rel, "the retry queue cannot be written");
-                        w.stall(Arrival {
-                            slot,
-                            topic,
-                            payload,
-                            dup: false,
-                        });
-                        return;
-                    }
-                    w.done(slot, 0);
-                }
-                (None, _) => {
-                    self.stats.failures += 1;
-                    w.done(slot, 0);
+            } => {
+                let why = d.transient.as_deref().unwrap_or_default();
+                let kept = self.requeue(&d.job, why, d.diverted, &topic, &payload);
+                let warn = self
+                    .engine
+                    .queued(slot, topic, payload, kept, &mut rejudge, now);
+                if !kept {
+                    // not kept: not acknowledged, it waits like a refused file
+                    self.warn_stalled(&d.job.rel, "the retry queue cannot be written", warn);
                 }
             }
+            AfterDownload::GivenUp => self.stats.failures += 1,
         }
-        while let Some(h) = held.pop_front() {
-            if stopping || !self.process(w, h, false, poster) {
-                return;
-            }
-            if w.is_fetching(&rel) {
-                // one of them downloads it again: the rest wait for that download
-                for h in held.drain(..) {
-                    w.hold(&rel, h);
-                }
+        while let Some(h) = rejudge.next(&mut self.engine) {
+            if !self.process(h, false, poster) {
                 return;
             }
         }
@@ -267,7 +231,6 @@ impl Flow {
         redelivered: bool,
         first: bool,
         poster: Option<&Poster>,
-        window: &Window,
     ) -> Outcome {
         self.stats.messages += u64::from(first);
         if first {
@@ -285,7 +248,7 @@ impl Flow {
             store: &mut self.store,
             recent: &mut self.recent,
             announced: &self.announced,
-            ledger: &self.ledger,
+            ledger: &self.engine.ledger,
             seen: &mut self.seen,
             cfg: &self.cfg,
             same_bytes: &self.same_bytes,
@@ -337,7 +300,7 @@ impl Flow {
         let (Some(msg), Some(rel)) = (d.msg, d.rel) else {
             return Outcome::Done(0); // a verdict to act on always has both
         };
-        if window.is_fetching(&rel) {
+        if self.engine.window.is_fetching(&rel) {
             return Outcome::Busy(rel);
         }
         match verdict {

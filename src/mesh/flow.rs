@@ -2,9 +2,8 @@
 //! re-announce, and acknowledge upstream only once the re-announcement is acknowledged.
 
 use super::audit;
-use super::engine::ledger::Ledger;
+use super::engine::messages::Engine;
 use super::engine::pace::Pace;
-use super::engine::stall::Stall;
 use super::mqtt::{Inbound, PostError, Poster, Subscriber};
 use super::peer::PeerConfig;
 use super::recent::Recent;
@@ -13,8 +12,8 @@ use super::seen::SeenState;
 use super::servers::Servers;
 use super::sessions::Sessions;
 use super::stats::Stats;
-use super::window::{Arrival, Window};
-use super::workers::{Job, Settings, Workers};
+use super::window::Window;
+use super::workers::{Settings, Workers};
 use super::Error;
 
 use crate::core::topic;
@@ -28,20 +27,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// What became of one message.
-pub(super) enum Outcome {
-    /// Finished; publication `seq` (0: none) must be acknowledged before the upstream ack.
-    Done(u64),
-    /// Its file is to be downloaded: announced (and then acknowledged) once stored.
-    Fetch(Job),
-    /// Its relPath is being downloaded for another message: judged again after.
-    Busy(String),
-    /// Not stored for trouble of the local disk (relPath, why): not acknowledged, judged
-    /// again when the flow retries.
-    Stalled(String, String),
-    /// Not finished (stopping): no ack, the broker delivers it again.
-    Abandoned,
-}
+pub(super) use super::engine::messages::Outcome;
 
 #[derive(Debug)]
 pub enum FlowEnd {
@@ -67,19 +53,11 @@ pub struct Flow {
     /// Publications not yet handed to the post connection, at most `BATCH`.
     /// (topic, payload, journal key).
     outbox: Vec<(String, Vec<u8>, (u64, u64))>,
-    /// While the local disk refuses files: when to try again, and how long after that.
-    pub(super) stall: Stall,
-    /// Announcements waiting for the post broker's acks, and what waits with them.
-    pub(super) ledger: Ledger,
+    /// The state of the flow's messages, without I/O: the window, the post ledger,
+    /// the disk stall, the retry queue's pace.
+    pub(super) engine: Engine,
     /// Messages whose server failed, kept to be tried again.
     pub(super) retry: RetryQueue,
-    /// Retry-queue entries being downloaded: their messages, to announce the files.
-    pub(super) retrying: std::collections::HashMap<u64, (bytes::Bytes, bytes::Bytes)>,
-    /// When the retry queue is looked at.
-    pub(super) retry_pace: super::engine::retries::RetryPace,
-    /// Downloads moved to the retry queue while running (their message acknowledged):
-    /// window slot -> retry-queue entry.
-    pub(super) spilled: std::collections::HashMap<u64, u64>,
     pub(super) servers: Servers,
     /// When the last message came, and the status window: for the board.
     pub(super) last_message: Option<f64>,
@@ -150,12 +128,8 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         exchange: String::with_capacity(64),
         out: Vec::with_capacity(1024),
         outbox: Vec::with_capacity(super::engine::pace::BATCH),
-        stall: Stall::default(),
-        ledger: Ledger::default(),
+        engine: Engine::new(Window::new(0, 1, 1, 1), Instant::now()),
         retry,
-        retrying: std::collections::HashMap::new(),
-        retry_pace: super::engine::retries::RetryPace::new(Instant::now()),
-        spilled: std::collections::HashMap::new(),
         servers: Servers::default(),
         last_message: None,
         status_window: super::stats::Window::new(&Stats::default()),
@@ -182,25 +156,24 @@ impl Flow {
         // a new post session numbers its publications from the start: what was queued
         // on the old one is not known acknowledged (retry entries announced there are
         // judged again as redeliveries); the old window's downloads were abandoned
-        for id in self.ledger.new_session() {
-            self.retry.again(id);
-        }
-        for (id, _) in self.retrying.drain() {
-            self.retry.later(id, Some(Duration::ZERO));
-        }
-        self.spilled.clear();
-        // the flow's MQTT sessions, polled by a thread of their own
-        let (mut sessions, tx_wake) = Sessions::open(&self.cfg, &mut self.announced, &self.stop);
-        for f in &sessions.filters {
-            log::info!("subscribing to {f}");
-        }
-
-        let mut window = Window::new(
+        let window = Window::new(
             usize::from(self.cfg.inflight) * n,
             self.cfg.concurrency,
             self.cfg.host_connections,
             self.cfg.pipeline,
         );
+        let (again, abandoned) = self.engine.restart(window);
+        for id in again {
+            self.retry.again(id);
+        }
+        for id in abandoned {
+            self.retry.later(id, Some(Duration::ZERO));
+        }
+        // the flow's MQTT sessions, polled by a thread of their own
+        let (mut sessions, tx_wake) = Sessions::open(&self.cfg, &mut self.announced, &self.stop);
+        for f in &sessions.filters {
+            log::info!("subscribing to {f}");
+        }
         let workers = match Workers::spawn(
             self.cfg.concurrency,
             &self.settings,
@@ -235,47 +208,48 @@ impl Flow {
                 end = FlowEnd::PostSessionLost;
                 break;
             }
-            let stalled = window.is_stalled();
-            if stalled || window.working() >= window_max {
+            let w = &self.engine.window;
+            if w.is_stalled() || w.working() >= window_max {
                 // the disk refuses files, or the window is full: take nothing new; only
                 // finished downloads (and the stalled messages, when due) make room
-                if !self.hand_over(&mut sessions, &mut window) {
+                if !self.hand_over(&mut sessions) {
                     break;
                 }
                 let now = Instant::now();
-                if stalled && self.stall.due(now) {
-                    if !self.retry_stalled(&mut window, sessions.poster.as_ref()) {
+                if let Some(waiting) = self.engine.stall_round(now) {
+                    if !self.retry_stalled(waiting, sessions.poster.as_ref()) {
                         break;
                     }
                 } else {
                     // until a download ends, or something is due
-                    let until = pace.poll_at(now, self.due_at(&window));
+                    let until = pace.poll_at(now, self.due_at());
                     match workers.wait_finished(until.saturating_duration_since(now)) {
-                        Ok(Some(d)) => self.downloaded(&mut window, d, sessions.poster.as_ref()),
+                        Ok(Some(d)) => self.downloaded(d, sessions.poster.as_ref()),
                         Ok(None) => {}
                         Err(_) => break,
                     }
                 }
-                self.dispatch(&mut window, &workers, sessions.poster.as_ref());
+                self.dispatch(&workers, sessions.poster.as_ref());
                 continue;
             }
             let next = match sessions.rx.try_recv() {
                 Ok(m) => Ok(m),
                 Err(TryRecvError::Empty) => {
                     // idle: hand over what is batched before waiting
-                    if !self.hand_over(&mut sessions, &mut window) {
+                    if !self.hand_over(&mut sessions) {
                         break;
                     }
                     pace.handed_over();
                     // what a broker sent beyond the receive maximum comes again on a new
                     // connection, made once nothing of the old one waits for an ack
                     for (i, sub) in sessions.subs.iter().enumerate() {
-                        if sub.overflowed.load(Ordering::SeqCst) > 0 && window.of_broker(i) == 0 {
+                        let unacked = self.engine.window.of_broker(i);
+                        if sub.overflowed.load(Ordering::SeqCst) > 0 && unacked == 0 {
                             sub.reconnect();
                         }
                     }
                     let now = Instant::now();
-                    let until = pace.poll_at(now, self.due_at(&window));
+                    let until = pace.poll_at(now, self.due_at());
                     sessions
                         .rx
                         .recv_timeout(until.saturating_duration_since(now))
@@ -292,14 +266,10 @@ impl Flow {
                     topic,
                     payload,
                 }) => {
-                    let slot = window.push(broker, epoch, pkid, qos);
-                    let m = Arrival {
-                        slot,
-                        topic,
-                        payload,
-                        dup,
-                    };
-                    if !self.process(&mut window, m, true, sessions.poster.as_ref()) {
+                    let m = self
+                        .engine
+                        .arrive(broker, epoch, pkid, qos, dup, topic, payload);
+                    if !self.process(m, true, sessions.poster.as_ref()) {
                         break;
                     }
                 }
@@ -311,22 +281,22 @@ impl Flow {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             for d in workers.finished() {
-                self.downloaded(&mut window, d, sessions.poster.as_ref());
+                self.downloaded(d, sessions.poster.as_ref());
             }
-            self.dispatch(&mut window, &workers, sessions.poster.as_ref());
+            self.dispatch(&workers, sessions.poster.as_ref());
             // while busy, publications and acks go out in batches (see `Pace::turned`)
             let now = Instant::now();
             if pace.turned(now, self.outbox.len()) {
-                if !self.hand_over(&mut sessions, &mut window) {
+                if !self.hand_over(&mut sessions) {
                     break;
                 }
                 pace.handed_over();
             }
             if pace.report_due(now) {
-                self.post_report(&window, &sessions.subs);
+                self.post_report(&sessions.subs);
             }
             if let Some(secs) = pace.stats_due(now) {
-                self.stats.downloading = window.downloads();
+                self.stats.downloading = self.engine.window.downloads();
                 self.stats.retry_depth = self.retry.len();
                 self.stats.servers_down = self.servers.down(now);
                 log::info!("{}", self.stats.line(&stats_base, secs));
@@ -336,18 +306,19 @@ impl Flow {
         // finish what is finished: wait a little for the last re-announcements
         let deadline = Instant::now() + Duration::from_secs(5);
         if matches!(end, FlowEnd::Stopped) {
-            while self.hand_over(&mut sessions, &mut window)
-                && window.head_waits_for_post()
+            while self.hand_over(&mut sessions)
+                && self.engine.window.head_waits_for_post()
                 && Instant::now() < deadline
             {
                 let _ = sessions.rx.recv_timeout(Duration::from_millis(20));
             }
         }
-        if !window.is_empty() {
+        let w = &self.engine.window;
+        if !w.is_empty() {
             log::info!(
                 "{} messages left unacknowledged ({} downloads abandoned): the broker delivers them again",
-                window.len(),
-                window.downloads()
+                w.len(),
+                w.downloads()
             );
         }
         let stop_threads = !self.stop.swap(true, Ordering::SeqCst);
@@ -399,17 +370,17 @@ impl Flow {
         self.stats.published += 1;
         log::trace!("{rel}: announced on {}", self.topic);
         let seq = poster.issued() + self.outbox.len() as u64;
-        self.ledger.announced(seq, key);
+        self.engine.announced(seq, key);
         Outcome::Done(seq)
     }
 
     /// Posts the flow's counters on the node's board (when there is one).
-    fn post_report(&mut self, window: &Window, subs: &[Subscriber]) {
+    fn post_report(&mut self, subs: &[Subscriber]) {
         let Some(board) = &self.cfg.board else {
             return;
         };
         let now = Instant::now();
-        self.stats.downloading = window.downloads();
+        self.stats.downloading = self.engine.window.downloads();
         self.stats.retry_depth = self.retry.len();
         self.stats.servers_down = self.servers.down(now);
         let brokers = self
@@ -439,7 +410,7 @@ impl Flow {
 
     /// Hands batched publications to the post connection, then acknowledges upstream
     /// what is finished. False when stopping left publications behind.
-    fn hand_over(&mut self, sessions: &mut Sessions, window: &mut Window) -> bool {
+    fn hand_over(&mut self, sessions: &mut Sessions) -> bool {
         if !self.flush_outbox(sessions.poster.as_mut()) {
             return false;
         }
@@ -452,7 +423,7 @@ impl Flow {
         // what the broker acknowledged, and what its audit session says it took, is in
         // the journal before the upstream acks: a redelivery after a crash is then not
         // announced twice
-        let settled = self.ledger.acked(acked);
+        let settled = self.engine.post_acked(acked);
         // stored and announced: done with, whatever the journal does
         for id in settled.retry_remove {
             self.retry.remove(id);
@@ -467,7 +438,7 @@ impl Flow {
             return true;
         }
         self.seen.flush();
-        send_acks(window, &sessions.subs, acked);
+        send_acks(&mut self.engine.window, &sessions.subs, acked);
         true
     }
 

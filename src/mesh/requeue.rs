@@ -5,23 +5,24 @@
 //! (one at a time drained a queue of 1,443 at 2 files/s after a 20 s outage); marks a server that keeps failing down, so its files go straight to
 //! the queue; drops what outlives `--retry-ttl`.
 
+use super::engine::messages::RetryJudged;
 use super::engine::retries::{self, Ended, RetryEnd, RETRY_PAUSE};
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::retry::Taken;
-use super::window::{Window, RETRY_SLOTS};
 use super::workers::{Done, Job, Workers};
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 impl Flow {
     /// Starts queued downloads (those of servers marked down go to the retry queue
     /// untried), and tries queued messages when workers are free.
-    pub(super) fn dispatch(&mut self, w: &mut Window, workers: &Workers, poster: Option<&Poster>) {
-        self.retry_tick(w, poster);
+    pub(super) fn dispatch(&mut self, workers: &Workers, poster: Option<&Poster>) {
+        self.retry_tick(poster);
         loop {
             let now = Instant::now();
             let servers = &self.servers;
-            let d = w.dispatch(|o| servers.is_down(o, now));
+            let d = self.engine.window.dispatch(|o| servers.is_down(o, now));
             for batch in d.batches {
                 workers.submit(batch);
             }
@@ -29,19 +30,15 @@ impl Flow {
                 return;
             }
             for job in d.diverted {
-                self.downloaded(w, Done::diverted(job), poster);
+                self.downloaded(Done::diverted(job), poster);
             }
         }
     }
 
-    /// The earliest deadline of the flow's work that has no wake-up of its own: the
-    /// retry queue's next look while entries wait for free workers; a download
-    /// holding acks back, to be spilled (looked at on the retry tick); the disk to be
-    /// tried again. The loop waits for events until then (`Pace::poll_at`).
-    pub(super) fn due_at(&self, w: &Window) -> Option<Instant> {
-        let waiting = !self.retry.is_empty() && w.worker_free();
-        let retry = self.retry_pace.poll_at(waiting, w.blocking_since());
-        retry.into_iter().chain(self.stall.poll_at()).min()
+    /// The earliest deadline of the flow's work that has no wake-up of its own
+    /// (`Engine::poll_at`): the loop waits for events until then (`Pace::poll_at`).
+    pub(super) fn due_at(&self) -> Option<Instant> {
+        self.engine.poll_at(!self.retry.is_empty())
     }
 
     /// Keeps the message of a download its server failed in the retry queue (written;
@@ -91,8 +88,13 @@ impl Flow {
 
     /// A download of a retry-queue entry ended: what becomes of it is
     /// `engine::retries::ended`'s; this carries it out.
-    pub(super) fn retry_ended(&mut self, id: u64, d: Done, poster: Option<&Poster>) {
-        let message = self.retrying.remove(&id);
+    pub(super) fn retry_ended(
+        &mut self,
+        id: u64,
+        d: Done,
+        message: Option<(Bytes, Bytes)>,
+        poster: Option<&Poster>,
+    ) {
         let unix = crate::sys::unix_now() as u64;
         let end = retries::ended(Ended {
             stored: d.stored.is_some(),
@@ -111,11 +113,11 @@ impl Flow {
                 log::info!("{rel}: stored from the retry queue");
                 let seq = self.stored(rel, method, digest, size, message, poster);
                 // removed from the queue once its announcement is acknowledged
-                self.ledger.retry_finished(seq, id);
+                self.engine.retry_stored(id, seq);
                 if self.servers.succeeded(origin) {
                     log::info!("{origin}: back up; its queued files are tried now");
                     self.retry.wake(origin);
-                    self.retry_pace.woken();
+                    self.engine.retry_pace.woken();
                 }
             }
             RetryEnd::Again => self.retry.later(id, Some(Duration::ZERO)),
@@ -159,10 +161,10 @@ impl Flow {
     /// Each tick, drops what is past its time to live; at every turn, tries due
     /// entries while the free workers have room (a scan that finds none waits for the
     /// next tick: the queue may hold thousands).
-    fn retry_tick(&mut self, w: &mut Window, poster: Option<&Poster>) {
+    fn retry_tick(&mut self, poster: Option<&Poster>) {
         let now = Instant::now();
-        if self.retry_pace.tick(now) {
-            self.spill(w, now);
+        if self.engine.retry_pace.tick(now) {
+            self.spill(now);
             let unix = crate::sys::unix_now() as u64;
             for d in self.retry.expire(unix) {
                 self.stats.expired += 1;
@@ -174,17 +176,17 @@ impl Flow {
                 );
             }
         }
-        if !self.retry_pace.scanning() || self.retry.is_empty() {
+        if !self.engine.retry_pace.scanning() || self.retry.is_empty() {
             return;
         }
         // enough to fill the free workers' pipelines, no more: a fresh message waits
         // behind at most one batch of its server's retries
-        while w.queued() < w.room() {
+        while self.engine.window.queued() < self.engine.window.room() {
             let servers = &mut self.servers;
             match self.retry.take_due(now, |o| servers.may_try(o, now)) {
-                Ok(Some(t)) => self.retry_one(w, t, poster),
+                Ok(Some(t)) => self.retry_one(t, poster),
                 Ok(None) => {
-                    self.retry_pace.found_none();
+                    self.engine.retry_pace.found_none();
                     return;
                 }
                 Err(e) => {
@@ -197,11 +199,8 @@ impl Flow {
 
     /// Moves the downloads that hold acks back for longer than `SPILL_AFTER` to the
     /// retry queue (their downloads go on), so their messages can be acknowledged.
-    fn spill(&mut self, w: &mut Window, now: Instant) {
-        let Some(before) = now.checked_sub(retries::SPILL_AFTER) else {
-            return;
-        };
-        while let Some((slot, f)) = w.take_blocking_fetch(before) {
+    fn spill(&mut self, now: Instant) {
+        while let Some((slot, f)) = self.engine.blocking(now) {
             let unix = crate::sys::unix_now() as u64;
             match self
                 .retry
@@ -213,7 +212,7 @@ impl Flow {
                     log::info!(
                         "{}: downloading for {:.0} s, held other acks back: moved to the retry queue, download going on",
                         f.rel,
-                        f.since.elapsed().as_secs_f64()
+                        now.saturating_duration_since(f.since).as_secs_f64()
                     );
                     if let Some(d) = pushed_out {
                         self.stats.expired += 1;
@@ -223,13 +222,11 @@ impl Flow {
                             self.cfg.retry_max
                         );
                     }
-                    self.spilled.insert(slot, id);
-                    self.retrying.insert(id, (f.topic, f.payload));
-                    w.done(slot, 0);
+                    self.engine.spilled(slot, id, *f);
                 }
                 Err(e) => {
                     log::error!("{}: cannot keep in the retry queue: {e}", f.rel);
-                    w.restore_fetch(slot, f);
+                    self.engine.not_spilled(slot, f);
                     return;
                 }
             }
@@ -237,27 +234,27 @@ impl Flow {
     }
 
     /// Judges a queued message again: it may have arrived meanwhile from another peer.
-    fn retry_one(&mut self, w: &mut Window, t: Taken, poster: Option<&Poster>) {
+    fn retry_one(&mut self, t: Taken, poster: Option<&Poster>) {
         let id = t.id;
-        match self.handle(&t.topic, &t.payload, t.reloaded, false, poster, w) {
-            Outcome::Fetch(mut job) => {
-                job.slot = RETRY_SLOTS + id;
+        let outcome = self.handle(&t.topic, &t.payload, t.reloaded, false, poster);
+        if let (Outcome::Fetch(job), true) = (&outcome, log::log_enabled!(log::Level::Debug)) {
+            log::debug!("{}: tried again from the retry queue", job.rel);
+        }
+        let now = Instant::now();
+        match self
+            .engine
+            .retry_judged(id, t.topic, t.payload, outcome, now)
+        {
+            RetryJudged::Fetching => {
                 self.stats.retried += 1;
-                log::debug!("{}: tried again from the retry queue", job.rel);
-                self.retrying
-                    .insert(id, (t.topic.clone(), t.payload.clone()));
-                w.fetch(job, t.topic, t.payload);
             }
-            outcome => {
+            judged => {
                 if let Some(origin) = self.retry.origin(id) {
                     let origin = origin.to_string();
                     self.servers.unprobe(&origin);
                 }
-                match outcome {
-                    // here already (or refused now): finished once announced
-                    Outcome::Done(seq) => self.ledger.retry_finished(seq, id),
-                    Outcome::Abandoned => self.retry.later(id, Some(Duration::ZERO)),
-                    _ => self.retry.later(id, Some(RETRY_PAUSE)),
+                if let RetryJudged::Later(pause) = judged {
+                    self.retry.later(id, Some(pause));
                 }
             }
         }

@@ -202,7 +202,7 @@ impl Flow {
         // is known made (journaled, or awaiting its ack: another upstream's copy)
         let made = || {
             let key = super::announced::Announced::key(rel, "");
-            self.announced.contains(rel, "") || self.ledger.holds(key)
+            self.announced.contains(rel, "") || self.engine.ledger.holds(key)
         };
         match result {
             Ok(changed) if changed || (redelivered && !made()) => {

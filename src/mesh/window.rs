@@ -66,6 +66,7 @@ pub struct Dispatch {
 }
 
 /// A message as it arrived (held, when its relPath is being downloaded, until that ends).
+#[derive(Debug)]
 pub(super) struct Arrival {
     pub slot: u64,
     pub topic: Bytes,
@@ -257,16 +258,16 @@ impl Window {
             .push_back(h);
     }
 
-    /// Queues the download of message `job.slot`; the message is kept to announce the
-    /// file once stored.
-    pub fn fetch(&mut self, job: Job, topic: Bytes, payload: Bytes) {
+    /// Queues the download of message `job.slot` at `now`; the message is kept to
+    /// announce the file once stored.
+    pub fn fetch(&mut self, job: Job, topic: Bytes, payload: Bytes, now: Instant) {
         if let Some(e) = self.entry(job.slot) {
             e.fetch = Some(Box::new(Fetching {
                 topic,
                 payload,
                 rel: job.rel.clone(),
                 origin: job.origin.clone(),
-                since: Instant::now(),
+                since: now,
             }));
         }
         self.fetching.entry(job.rel.clone()).or_default();

@@ -87,17 +87,20 @@ fn batches_respect_the_pipeline_the_workers_and_the_servers_connections() {
             job(s, "http://a", &format!("f{i}"), None),
             Bytes::new(),
             Bytes::new(),
+            Instant::now(),
         );
     }
     w.fetch(
         job(slots[10], "http://b", "g0", None),
         Bytes::new(),
         Bytes::new(),
+        Instant::now(),
     );
     w.fetch(
         job(slots[11], "http://a", "big", Some(PIPELINE_SMALL + 1)),
         Bytes::new(),
         Bytes::new(),
+        Instant::now(),
     );
     let d = w.dispatch(|_| false);
     let sizes: Vec<(String, usize)> = d
@@ -146,6 +149,7 @@ fn a_failing_server_gets_one_connection_then_one_more_per_success() {
             job(s, "http://a", &format!("f{i}"), None),
             Bytes::new(),
             Bytes::new(),
+            Instant::now(),
         );
     }
     let d = w.dispatch(|_| false);
@@ -166,6 +170,7 @@ fn a_download_given_back_goes_first_on_another_connection() {
             job(s, "http://a", &format!("f{i}"), None),
             Bytes::new(),
             Bytes::new(),
+            Instant::now(),
         );
     }
     let mut d = w.dispatch(|_| false);
@@ -202,6 +207,7 @@ fn downloads_of_a_server_marked_down_are_diverted_not_started() {
             job(s, origin, &format!("f{i}"), None),
             Bytes::new(),
             Bytes::new(),
+            Instant::now(),
         );
     }
     let d = w.dispatch(|o| o == "http://down");
@@ -237,6 +243,7 @@ fn a_server_that_closes_after_one_answer_gets_batches_of_one_for_a_while() {
             job(s, "http://old", &format!("f{i}"), None),
             Bytes::new(),
             Bytes::new(),
+            Instant::now(),
         );
     }
     let mut sizes = Vec::new();
@@ -306,6 +313,7 @@ fn seeded_simulation_of_random_schedules_keeps_the_ack_rules() {
                             job(slot, origin, &format!("r{slot}"), size),
                             Bytes::new(),
                             Bytes::new(),
+                            Instant::now(),
                         );
                     }
                 }
@@ -392,7 +400,12 @@ fn the_download_holding_acks_back_says_since_when() {
     let mut w = Window::new(8, 2, 2, 4);
     let a = w.push(0, 1, 1, QoS::AtLeastOnce);
     let before = Instant::now();
-    w.fetch(job(a, "http://a", "ra", None), Bytes::new(), Bytes::new());
+    w.fetch(
+        job(a, "http://a", "ra", None),
+        Bytes::new(),
+        Bytes::new(),
+        Instant::now(),
+    );
     assert_eq!(w.blocking_since(), None, "nothing behind it");
     let b = w.push(0, 1, 2, QoS::AtLeastOnce);
     w.done(b, 1);
