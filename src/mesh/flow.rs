@@ -167,6 +167,12 @@ impl Flow {
             self.retry.again(id);
         }
         for id in abandoned {
+            // a probe abandoned: the server's next file probes it (else none would:
+            // found by the engine's simulation)
+            if let Some(origin) = self.retry.origin(id) {
+                let origin = origin.to_string();
+                self.servers.unprobe(&origin);
+            }
             self.retry.later(id, Some(Duration::ZERO));
         }
         // the flow's MQTT sessions, polled by a thread of their own

@@ -126,7 +126,10 @@ impl Flow {
                 self.retry.later(id, Some(RETRY_PAUSE));
             }
             RetryEnd::GivenUp => {
-                // logged already (a 4xx, a checksum that never matches)
+                // logged already (a 4xx, a checksum that never matches); the server
+                // answered, so a probe is over (else no file of a down server is
+                // tried again: found by the engine's simulation)
+                self.servers.unprobe(origin);
                 self.stats.failures += 1;
                 self.retry.remove(id);
             }

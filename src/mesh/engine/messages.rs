@@ -385,3 +385,126 @@ impl Engine {
         retry.into_iter().chain(self.stall.poll_at()).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::integrity::{Digest, Method};
+
+    fn job(rel: &str) -> Job {
+        Job {
+            slot: 0,
+            rel: rel.into(),
+            url: format!("http://a/{rel}"),
+            origin: "http://a".into(),
+            method: Method::Sha256,
+            expected: None,
+            size: None,
+            batch: 0,
+            pub_time: None,
+        }
+    }
+
+    fn ended(job: Job) -> Done {
+        Done {
+            job,
+            stored: None,
+            mismatches: 0,
+            trouble: None,
+            transient: None,
+            diverted: false,
+            returned: false,
+            closes_after_one: false,
+        }
+    }
+
+    fn arrive(e: &mut Engine, pkid: u16) -> Arrival {
+        let payload = Bytes::from(format!("m{pkid}"));
+        e.arrive(0, 0, pkid, QoS::AtLeastOnce, false, Bytes::new(), payload)
+    }
+
+    /// Two messages for one relPath: the first downloads it, the second is held.
+    fn two_for_one(now: Instant) -> (Engine, Job) {
+        let mut e = Engine::new(Window::new(8, 2, 2, 4), now);
+        let a = arrive(&mut e, 1);
+        assert_eq!(e.judged(a, Outcome::Fetch(job("f")), now), Judged::Taken);
+        let b = arrive(&mut e, 2);
+        assert_eq!(e.judged(b, Outcome::Busy("f".into()), now), Judged::Taken);
+        let mut d = e.window.dispatch(|_| false);
+        let started = d.batches.pop().and_then(|b| b.into_iter().next());
+        (e, started.expect("one download"))
+    }
+
+    #[test]
+    fn a_stored_file_is_announced_then_its_held_messages_are_judged_in_order() {
+        let now = Instant::now();
+        let (mut e, j) = two_for_one(now);
+        let d = Done {
+            stored: Some((Method::Sha256, Digest::from_slice(&[1; 32]).unwrap(), 3)),
+            ..ended(j)
+        };
+        let (after, mut rejudge) = e.download_ended(&d, false, now);
+        let AfterDownload::Stored { slot, message } = after else {
+            panic!("stored: {after:?}");
+        };
+        assert_eq!(message.map(|(_, p)| p), Some(Bytes::from("m1")));
+        e.finished(slot, 1);
+        let held = rejudge.next(&mut e).expect("the held message");
+        assert_eq!(held.payload, Bytes::from("m2"));
+        assert!(rejudge.next(&mut e).is_none());
+        // acked in order once the announcement is
+        e.judged(held, Outcome::Done(0), now);
+        assert_eq!(e.window.releasable(0).count(), 0);
+        assert_eq!(e.window.releasable(1).count(), 2);
+    }
+
+    #[test]
+    fn a_message_the_retry_queue_cannot_keep_waits_with_those_held_for_its_file() {
+        let now = Instant::now();
+        let (mut e, j) = two_for_one(now);
+        let d = Done {
+            transient: Some("connection refused".into()),
+            ..ended(j)
+        };
+        let (after, mut rejudge) = e.download_ended(&d, false, now);
+        let AfterDownload::Queue {
+            slot,
+            topic,
+            payload,
+        } = after
+        else {
+            panic!("to the retry queue: {after:?}");
+        };
+        let warn = e.queued(slot, topic, payload, false, &mut rejudge, now);
+        assert!(warn.is_some(), "the first refusal is warned about");
+        // not judged now (it would overtake its elder), nor forgotten: both wait
+        assert!(rejudge.next(&mut e).is_none());
+        let waiting: Vec<_> = e
+            .window
+            .take_stalled()
+            .into_iter()
+            .map(|a| a.payload)
+            .collect();
+        assert_eq!(waiting, [Bytes::from("m1"), Bytes::from("m2")]);
+        assert_eq!(e.window.working(), 2, "neither is finished");
+    }
+
+    #[test]
+    fn a_spilled_download_ends_as_its_retry_entry_with_its_message() {
+        let now = Instant::now();
+        let (mut e, j) = two_for_one(now);
+        assert!(e.blocking(now + SPILL_AFTER / 2).is_none(), "not yet");
+        let (slot, f) = e.blocking(now + SPILL_AFTER * 2).expect("spilled");
+        assert_eq!(slot, j.slot);
+        e.spilled(slot, 7, *f);
+        let d = Done {
+            transient: Some("timed out".into()),
+            ..ended(j)
+        };
+        let (after, _) = e.download_ended(&d, false, now + SPILL_AFTER * 3);
+        let AfterDownload::Retry { id, message } = after else {
+            panic!("the retry entry's: {after:?}");
+        };
+        assert_eq!((id, message.map(|(_, p)| p)), (7, Some(Bytes::from("m1"))));
+    }
+}

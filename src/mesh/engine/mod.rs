@@ -11,4 +11,6 @@ pub mod ledger;
 pub mod messages;
 pub mod pace;
 pub mod retries;
+#[cfg(test)]
+pub(crate) mod simulation;
 pub mod stall;

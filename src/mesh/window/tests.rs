@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::core::integrity::Method;
+use crate::mesh::engine::simulation::model::Rng;
 
 fn job(slot: u64, origin: &str, rel: &str, size: Option<u64>) -> Job {
     Job {
@@ -214,21 +215,6 @@ fn downloads_of_a_server_marked_down_are_diverted_not_started() {
     assert_eq!(d.diverted.len(), 2);
     assert_eq!(d.batches.len(), 1);
     assert_eq!(d.batches[0][0].origin, "http://up");
-}
-
-/// A small deterministic generator (xorshift): the simulation needs no crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A download ended with its file stored: its message finished, its announcement
