@@ -512,3 +512,42 @@ fn a_server_back_from_down_is_probed_and_its_queued_files_fetched() {
         "{log}"
     );
 }
+
+#[test]
+fn a_probe_answered_404_lets_the_next_queued_file_probe_the_server() {
+    // the server comes back without the files queued first (due first, so they probe
+    // it): each 404 ends its probe, so the next file probes it, and the one still there
+    // is fetched (before: the first 404 left the server "being probed" for ever, and
+    // its queued files waited for their time to live)
+    let s = Scratch::new("engine-probe-404");
+    let (up, _local, watch, dir, node) = node_between(&s, &["--retry-time", "0"]);
+    let origin = s.path("origin");
+    let port = free_port();
+    let (batch, rels) = files(
+        &origin,
+        &format!("http://127.0.0.1:{port}/data"),
+        4,
+        |i| format!("2026112911/GTS/gone{i}.txt"),
+        |i| format!("gone {i}\n"),
+        |_| false,
+    );
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || node
+            .log_text()
+            .contains("marked down after 3 failures")),
+        "{}",
+        node.log_text()
+    );
+    for r in &rels[..3] {
+        std::fs::remove_file(origin.join(r)).unwrap();
+    }
+    let _web = WebServer::start_on(port, &origin);
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels[3..]) == (1, 1)),
+        "the file still there is fetched: {:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    assert_eq!(arrived(&dir, &watch, &rels[..3]).0, 0);
+}
