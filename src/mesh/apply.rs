@@ -153,7 +153,7 @@ impl Flow {
         let now = Instant::now();
         let (after, mut rejudge) = self.engine.download_ended(&d, stopping, now);
         if d.stored.is_some() {
-            self.servers.note_success(&d.job.origin);
+            self.engine.servers.note_success(&d.job.origin);
         } else if sidecar::split_product_rel(&d.job.rel).is_some() {
             sidecar::remove_meta(&self.store.path(&d.job.rel));
         }

@@ -9,7 +9,6 @@ use super::peer::PeerConfig;
 use super::recent::Recent;
 use super::retry::RetryQueue;
 use super::seen::SeenState;
-use super::servers::Servers;
 use super::sessions::Sessions;
 use super::stats::Stats;
 use super::window::Window;
@@ -58,7 +57,6 @@ pub struct Flow {
     pub(super) engine: Engine,
     /// Messages whose server failed, kept to be tried again.
     pub(super) retry: RetryQueue,
-    pub(super) servers: Servers,
     /// When the last message came, and the status window: for the board.
     pub(super) last_message: Option<f64>,
     status_window: super::stats::Window,
@@ -130,7 +128,6 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         outbox: Vec::with_capacity(super::engine::pace::BATCH),
         engine: Engine::new(Window::new(0, 1, 1, 1), Instant::now()),
         retry,
-        servers: Servers::default(),
         last_message: None,
         status_window: super::stats::Window::new(&Stats::default()),
         announced,
@@ -171,7 +168,7 @@ impl Flow {
             // found by the engine's simulation)
             if let Some(origin) = self.retry.origin(id) {
                 let origin = origin.to_string();
-                self.servers.unprobe(&origin);
+                self.engine.servers.unprobe(&origin);
             }
             self.retry.later(id, Some(Duration::ZERO));
         }
@@ -304,7 +301,7 @@ impl Flow {
             if let Some(secs) = pace.stats_due(now) {
                 self.stats.downloading = self.engine.window.downloads();
                 self.stats.retry_depth = self.retry.len();
-                self.stats.servers_down = self.servers.down(now);
+                self.stats.servers_down = self.engine.servers.down(now);
                 log::info!("{}", self.stats.line(&stats_base, secs));
                 stats_base = self.stats.clone();
             }
@@ -333,7 +330,7 @@ impl Flow {
             self.stop.store(false, Ordering::SeqCst);
         }
         self.stats.retry_depth = self.retry.len();
-        self.stats.servers_down = self.servers.down(Instant::now());
+        self.stats.servers_down = self.engine.servers.down(Instant::now());
         log::info!(
             "{}",
             self.stats
@@ -388,7 +385,7 @@ impl Flow {
         let now = Instant::now();
         self.stats.downloading = self.engine.window.downloads();
         self.stats.retry_depth = self.retry.len();
-        self.stats.servers_down = self.servers.down(now);
+        self.stats.servers_down = self.engine.servers.down(now);
         let brokers = self
             .cfg
             .brokers
@@ -402,7 +399,7 @@ impl Flow {
             .collect();
         let mut report = super::stats::FlowReport {
             brokers,
-            servers: self.servers.report(now),
+            servers: self.engine.servers.report(now),
             last_message: self.last_message,
             lag_warn: self.cfg.lag_warn,
             at: Some(now),

@@ -21,7 +21,7 @@ impl Flow {
         self.retry_tick(poster);
         loop {
             let now = Instant::now();
-            let servers = &self.servers;
+            let servers = &self.engine.servers;
             let d = self.engine.window.dispatch(|o| servers.is_down(o, now));
             for batch in d.batches {
                 workers.submit(batch);
@@ -52,7 +52,9 @@ impl Flow {
         payload: &[u8],
     ) -> bool {
         if !diverted {
-            self.servers.log_failure(&job.origin, why, Instant::now());
+            self.engine
+                .servers
+                .log_failure(&job.origin, why, Instant::now());
         }
         let unix = crate::sys::unix_now() as u64;
         match self.retry.push(topic, payload, &job.origin, &job.rel, unix) {
@@ -114,7 +116,7 @@ impl Flow {
                 let seq = self.stored(rel, method, digest, size, message, poster);
                 // removed from the queue once its announcement is acknowledged
                 self.engine.retry_stored(id, seq);
-                if self.servers.succeeded(origin) {
+                if self.engine.servers.succeeded(origin) {
                     log::info!("{origin}: back up; its queued files are tried now");
                     self.retry.wake(origin);
                     self.engine.retry_pace.woken();
@@ -122,14 +124,14 @@ impl Flow {
             }
             RetryEnd::Again => self.retry.later(id, Some(Duration::ZERO)),
             RetryEnd::Paused => {
-                self.servers.unprobe(origin);
+                self.engine.servers.unprobe(origin);
                 self.retry.later(id, Some(RETRY_PAUSE));
             }
             RetryEnd::GivenUp => {
                 // logged already (a 4xx, a checksum that never matches); the server
                 // answered, so a probe is over (else no file of a down server is
                 // tried again: found by the engine's simulation)
-                self.servers.unprobe(origin);
+                self.engine.servers.unprobe(origin);
                 self.stats.failures += 1;
                 self.retry.remove(id);
             }
@@ -139,7 +141,7 @@ impl Flow {
                 expired,
             } => {
                 if blame {
-                    self.servers.log_failure(origin, why, Instant::now());
+                    self.engine.servers.log_failure(origin, why, Instant::now());
                 }
                 if expired {
                     self.expired(id, why, unix);
@@ -185,7 +187,7 @@ impl Flow {
         // enough to fill the free workers' pipelines, no more: a fresh message waits
         // behind at most one batch of its server's retries
         while self.engine.window.queued() < self.engine.window.room() {
-            let servers = &mut self.servers;
+            let servers = &mut self.engine.servers;
             match self.retry.take_due(now, |o| servers.may_try(o, now)) {
                 Ok(Some(t)) => self.retry_one(t, poster),
                 Ok(None) => {
@@ -254,7 +256,7 @@ impl Flow {
             judged => {
                 if let Some(origin) = self.retry.origin(id) {
                     let origin = origin.to_string();
-                    self.servers.unprobe(&origin);
+                    self.engine.servers.unprobe(&origin);
                 }
                 if let RetryJudged::Later(pause) = judged {
                     self.retry.later(id, Some(pause));

@@ -1,6 +1,6 @@
 //! What happens to each message between its arrival and its upstream ack, without I/O:
-//! the window (in order acks, downloads by server), the post ledger, the disk stall and
-//! the retry queue's pace, and the rules that join them: what a judged message, an
+//! the window (in order acks, downloads by server), the post ledger, the disk stall,
+//! the retry queue's pace, the servers' standing (down, probed, up), and the rules that join them: what a judged message, an
 //! ended download, a retried one or a spilled one means for the messages waiting on it.
 //! The driver (`flow.rs`, `apply.rs`, `requeue.rs`) judges messages (reading and
 //! writing the data tree), keeps the retry queue and the journal on disk, talks to the
@@ -10,6 +10,7 @@
 use super::ledger::{Key, Ledger, Settled};
 use super::retries::{RetryPace, RETRY_PAUSE, SPILL_AFTER};
 use super::stall::Stall;
+use crate::mesh::servers::Servers;
 use crate::mesh::window::{retry_id, Arrival, Fetching, Window, RETRY_SLOTS};
 use crate::mesh::workers::{Done, Job};
 use bytes::Bytes;
@@ -123,6 +124,8 @@ pub struct Engine {
     pub stall: Stall,
     /// When the retry queue is looked at.
     pub retry_pace: RetryPace,
+    /// The servers downloaded from: marked down, probed, back up.
+    pub servers: Servers,
     /// Retry-queue entries being downloaded: their messages, to announce the files.
     retrying: HashMap<u64, (Bytes, Bytes)>,
     /// Downloads moved to the retry queue while running (their message acknowledged):
@@ -137,6 +140,7 @@ impl Engine {
             ledger: Ledger::default(),
             stall: Stall::default(),
             retry_pace: RetryPace::new(now),
+            servers: Servers::default(),
             retrying: HashMap::new(),
             spilled: HashMap::new(),
         }

@@ -22,7 +22,6 @@ pub(crate) mod model;
 use super::messages::{AfterDownload, Engine, Judged, Outcome, RetryJudged};
 use super::retries::{self, Ended, RetryEnd, RETRY_PAUSE};
 use crate::core::integrity::Method;
-use crate::mesh::servers::Servers;
 use crate::mesh::window::{Arrival, Window};
 use crate::mesh::workers::{Done, Job};
 use bytes::Bytes;
@@ -54,8 +53,6 @@ struct Sim {
     batches: Vec<VecDeque<Job>>,
     disk_full: bool,
     server_up: [bool; 2],
-    /// The node's standing of each server: marked down, probed.
-    servers: Servers,
     /// File versions sent to the node (not given up: `GONE` is).
     sent: HashSet<(u64, u64)>,
     faults: bool,
@@ -104,7 +101,6 @@ impl Sim {
             batches: Vec::new(),
             disk_full: false,
             server_up: [true; 2],
-            servers: Servers::default(),
             sent: HashSet::new(),
             faults: true,
             steps: 0,
@@ -199,7 +195,7 @@ impl Sim {
 
     fn dispatch(&mut self) {
         let now = self.now;
-        let servers = &self.servers;
+        let servers = &self.engine.servers;
         let d = self.engine.window.dispatch(|o| servers.is_down(o, now));
         for b in d.batches {
             self.batches.push(b.into());
@@ -263,7 +259,7 @@ impl Sim {
     fn ended(&mut self, d: Done) {
         let now = self.now;
         if d.stored.is_some() {
-            self.servers.note_success(&d.job.origin);
+            self.engine.servers.note_success(&d.job.origin);
         }
         let (after, mut rejudge) = self.engine.download_ended(&d, false, now);
         let rel: u64 = d.job.rel[1..].parse().expect("rN");
@@ -284,7 +280,7 @@ impl Sim {
                 let m = Msg::parse(&payload);
                 if !d.diverted {
                     let why = d.transient.as_deref().unwrap_or_default();
-                    self.servers.log_failure(&d.job.origin, why, now);
+                    self.engine.servers.log_failure(&d.job.origin, why, now);
                 }
                 // now and then the queue cannot be written: the message waits
                 let kept = !(self.faults && self.rng.one_in(10));
@@ -318,7 +314,7 @@ impl Sim {
                 self.tree.insert(m.rel, m.version);
                 let seq = self.announce(m.file());
                 self.engine.retry_stored(id, seq);
-                if self.servers.succeeded(&d.job.origin) {
+                if self.engine.servers.succeeded(&d.job.origin) {
                     let origin = ORIGINS.iter().position(|o| *o == d.job.origin);
                     self.queue.wake(origin.expect("known"), now);
                     self.engine.retry_pace.woken();
@@ -326,17 +322,17 @@ impl Sim {
             }
             RetryEnd::Again => self.queue.later(id, Some(Duration::ZERO), now),
             RetryEnd::Paused => {
-                self.servers.unprobe(&d.job.origin);
+                self.engine.servers.unprobe(&d.job.origin);
                 self.queue.later(id, Some(RETRY_PAUSE), now);
             }
             RetryEnd::GivenUp => {
                 // the server answered: a probe is over
-                self.servers.unprobe(&d.job.origin);
+                self.engine.servers.unprobe(&d.job.origin);
                 self.queue.entries.remove(&id);
             }
             RetryEnd::Failed { why, blame, .. } => {
                 if blame {
-                    self.servers.log_failure(&d.job.origin, why, now);
+                    self.engine.servers.log_failure(&d.job.origin, why, now);
                 }
                 self.queue.later(id, None, now);
             }
@@ -363,7 +359,7 @@ impl Sim {
             return;
         }
         while self.engine.window.queued() < self.engine.window.room() {
-            let servers = &mut self.servers;
+            let servers = &mut self.engine.servers;
             let due = self
                 .queue
                 .entries
@@ -386,7 +382,7 @@ impl Sim {
                 RetryJudged::Fetching => {}
                 judged => {
                     let origin = ORIGINS[self.queue.entries[&id].msg.origin];
-                    self.servers.unprobe(origin);
+                    self.engine.servers.unprobe(origin);
                     if let RetryJudged::Later(p) = judged {
                         self.queue.later(id, Some(p), now);
                     }
@@ -434,7 +430,6 @@ impl Sim {
         let now = self.now;
         if crash {
             self.engine = Engine::new(new_window(), now);
-            self.servers = Servers::default();
             for e in self.queue.entries.values_mut() {
                 e.busy = false;
                 e.reloaded = true;
@@ -448,7 +443,7 @@ impl Sim {
             for id in abandoned {
                 // a probe abandoned: the server's next file probes it
                 if let Some(e) = self.queue.entries.get(&id) {
-                    self.servers.unprobe(ORIGINS[e.msg.origin]);
+                    self.engine.servers.unprobe(ORIGINS[e.msg.origin]);
                 }
                 self.queue.later(id, Some(Duration::ZERO), now);
             }
@@ -550,7 +545,7 @@ impl Sim {
                 .collect::<Vec<_>>(),
             self.engine.window.working(),
             self.engine.window.queued(),
-            self.servers,
+            self.engine.servers,
             self.now,
         );
         for b in &self.brokers {
