@@ -97,7 +97,7 @@ impl Done {
     }
 
     /// Given up (logged already), or abandoned when stopping.
-    fn given_up(job: Job) -> Done {
+    pub(crate) fn given_up(job: Job) -> Done {
         Done {
             job,
             stored: None,

@@ -409,19 +409,6 @@ mod tests {
         }
     }
 
-    fn ended(job: Job) -> Done {
-        Done {
-            job,
-            stored: None,
-            mismatches: 0,
-            trouble: None,
-            transient: None,
-            diverted: false,
-            returned: false,
-            closes_after_one: false,
-        }
-    }
-
     fn arrive(e: &mut Engine, pkid: u16) -> Arrival {
         let payload = Bytes::from(format!("m{pkid}"));
         e.arrive(0, 0, pkid, QoS::AtLeastOnce, false, Bytes::new(), payload)
@@ -445,7 +432,7 @@ mod tests {
         let (mut e, j) = two_for_one(now);
         let d = Done {
             stored: Some((Method::Sha256, Digest::from_slice(&[1; 32]).unwrap(), 3)),
-            ..ended(j)
+            ..Done::given_up(j)
         };
         let (after, mut rejudge) = e.download_ended(&d, false, now);
         let AfterDownload::Stored { slot, message } = after else {
@@ -468,7 +455,7 @@ mod tests {
         let (mut e, j) = two_for_one(now);
         let d = Done {
             transient: Some("connection refused".into()),
-            ..ended(j)
+            ..Done::given_up(j)
         };
         let (after, mut rejudge) = e.download_ended(&d, false, now);
         let AfterDownload::Queue {
@@ -503,7 +490,7 @@ mod tests {
         e.spilled(slot, 7, *f);
         let d = Done {
             transient: Some("timed out".into()),
-            ..ended(j)
+            ..Done::given_up(j)
         };
         let (after, _) = e.download_ended(&d, false, now + SPILL_AFTER * 3);
         let AfterDownload::Retry { id, message } = after else {

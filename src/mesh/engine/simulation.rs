@@ -25,7 +25,7 @@ use crate::core::integrity::Method;
 use crate::mesh::window::{Arrival, Window};
 use crate::mesh::workers::{Done, Job};
 use bytes::Bytes;
-use model::{digest, done, rel_name, Broker, Msg, Queue, Rng};
+use model::{digest, rel_name, Broker, Msg, Queue, Rng};
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -204,7 +204,7 @@ impl Sim {
             let d = Done {
                 diverted: true,
                 transient: Some("server marked down".into()),
-                ..done(job)
+                ..Done::given_up(job)
             };
             self.ended(d);
         }
@@ -235,21 +235,21 @@ impl Sim {
             .position(|o| *o == job.origin)
             .expect("known");
         let d = if m_rel == GONE {
-            done(job)
+            Done::given_up(job)
         } else if !self.server_up[origin] {
             Done {
                 transient: Some("connection refused".into()),
-                ..done(job)
+                ..Done::given_up(job)
             }
         } else if self.disk_full {
             Done {
                 trouble: Some("no space left on device".into()),
-                ..done(job)
+                ..Done::given_up(job)
             }
         } else {
             Done {
                 stored: Some((Method::Sha256, digest(), 1)),
-                ..done(job)
+                ..Done::given_up(job)
             }
         };
         self.ended(d);

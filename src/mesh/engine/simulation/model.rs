@@ -2,7 +2,6 @@
 //! the retry queue, as models.
 
 use crate::core::integrity::Digest;
-use crate::mesh::workers::{Done, Job};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -137,19 +136,6 @@ impl Queue {
     }
     pub(super) fn holds(&self, file: (u64, u64)) -> bool {
         self.entries.values().any(|e| e.msg.file() == file)
-    }
-}
-
-pub(super) fn done(job: Job) -> Done {
-    Done {
-        job,
-        stored: None,
-        mismatches: 0,
-        trouble: None,
-        transient: None,
-        diverted: false,
-        returned: false,
-        closes_after_one: false,
     }
 }
 
