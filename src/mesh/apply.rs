@@ -2,12 +2,12 @@
 //! (storing and announcing: `verdicts`), or forward it; what a finished download, a
 //! stalled disk or a retry means for the messages waiting on them.
 
+use super::engine::download::Done;
 use super::engine::messages::{AfterDownload, Judged};
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::recent::Recent;
 use super::window::Arrival;
-use super::workers::Done;
 use crate::core::announce;
 use crate::core::decide::{decide, LocalCopy, Refusal, Rules, Verdict};
 use crate::core::integrity::{Digest, Method};

@@ -5,12 +5,13 @@
 //! (one at a time drained a queue of 1,443 at 2 files/s after a 20 s outage); marks a server that keeps failing down, so its files go straight to
 //! the queue; drops what outlives `--retry-ttl`.
 
+use super::engine::download::{Done, Job};
 use super::engine::messages::RetryJudged;
 use super::engine::retries::{self, Ended, RetryEnd, RETRY_PAUSE};
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
 use super::retry::Taken;
-use super::workers::{Done, Job, Workers};
+use super::workers::Workers;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 

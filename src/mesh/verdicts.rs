@@ -2,9 +2,10 @@
 //! content or a download), copy the same bytes from another name, apply a file
 //! operation, announce a stored file with this node's baseUrl.
 
+use super::engine::download::Job;
 use super::flow::{Flow, Outcome};
 use super::mqtt::Poster;
-use super::workers::{self, Job};
+use super::workers;
 use crate::core::announce::Held;
 use crate::core::decide::Op;
 use crate::core::integrity::{Digest, Method};

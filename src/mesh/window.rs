@@ -9,7 +9,7 @@
 //! to start (`dispatch`); the flow sends and submits them. So its rules are unit-tested
 //! below, with a seeded simulation of random schedules.
 
-use super::workers::{Job, PIPELINE_SMALL};
+use super::engine::download::{Job, PIPELINE_SMALL};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};

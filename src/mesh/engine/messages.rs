@@ -7,12 +7,12 @@
 //! brokers and the workers, and tells the engine what happened; the engine says what is
 //! to be done next. The whole of it runs in a seeded simulation (`simulation.rs`).
 
+use super::download::{Done, Job};
 use super::ledger::{Key, Ledger, Settled};
 use super::retries::{RetryPace, RETRY_PAUSE, SPILL_AFTER};
 use super::stall::Stall;
 use crate::mesh::servers::Servers;
 use crate::mesh::window::{retry_id, Arrival, Fetching, Window, RETRY_SLOTS};
-use crate::mesh::workers::{Done, Job};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};

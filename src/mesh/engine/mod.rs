@@ -5,8 +5,9 @@
 //! time (rumqttc's `state.rs`, smoltcp's `poll_at` are the models). `messages` holds
 //! the whole: the window of messages (`super::window`), the post ledger, the disk
 //! stall, the retry queue's pace and what becomes of a retried download; `pace` is the
-//! loop's.
+//! loop's; `download` is the job handed to a downloader and what became of it.
 
+pub mod download;
 pub mod ledger;
 pub mod messages;
 pub mod pace;
