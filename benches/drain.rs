@@ -5,8 +5,9 @@
 //! content.
 //!
 //! Modes: `download` (from webfsd), `inline`, `relay` (the C floor: mosquitto_sub
-//! piped into mosquitto_pub), `from-run` (from another meshnode started
-//! by `run`, serving its own tree; its CPU is shown too).
+//! piped into mosquitto_pub), `store` (the floor of storing: the node's own `Store`
+//! writing the same files in one thread, no network), `from-run` (from another
+//! meshnode started by `run`, serving its own tree; its CPU is shown too).
 //!
 //! `cargo bench --bench drain` (N from MESHNODE_BENCH_N, default 20000; one mode with
 //! MESHNODE_BENCH_MODE; more node options from MESHNODE_BENCH_EXTRA). Loopback only;
@@ -252,6 +253,40 @@ fn relay_floor(n: usize) -> Figures {
     }
 }
 
+/// The floor of storing what a download stores: the node's `Store` writes the same N
+/// files (md5 on the way, the checksum cache, the pubTime, the rename) in this thread,
+/// with no broker and no network. With the relay floor it says how much of a
+/// downloaded message's CPU any node that keeps files must spend.
+fn store_floor(n: usize) -> Figures {
+    use meshnode::core::integrity::Method;
+    let s = Scratch::new("bench-store");
+    let mut store = meshnode::store::Store::open(&s.path("tree"), "user.integrity").unwrap();
+    let me = std::process::id();
+    let (u0, s0, _) = usage(me);
+    let start = Instant::now();
+    for i in 0..n {
+        let rel = format!("2026112316/GTS/B{}/f{i}.txt", i % 50);
+        let mut tmp = store.begin(&rel, Method::Md5, u64::MAX).unwrap();
+        std::io::Write::write_all(&mut tmp, &bulletin(i)).unwrap();
+        tmp.set_modified(Some(1_764_000_000.0));
+        store.commit(tmp, &rel, None).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (u1, s1, _) = usage(me);
+    let (cpu, sys) = (u1 - u0 + s1 - s0, s1 - s0);
+    Figures {
+        mode: "store",
+        n,
+        secs,
+        cpu_us: cpu * 1e6 / n as f64,
+        sys_share: sys / cpu.max(1e-9),
+        // the bench's own process, which held the backlog: not a figure of storing
+        rss_kb: 0,
+        switches: 0.0,
+        server_cpu_us: None,
+    }
+}
+
 /// The node's --inflight (MESHNODE_BENCH_INFLIGHT, default 500).
 fn inflight() -> String {
     std::env::var("MESHNODE_BENCH_INFLIGHT").unwrap_or_else(|_| "500".into())
@@ -278,7 +313,7 @@ fn main() {
     }
     let n = support::bench_n(20_000);
     let mut rows = Vec::new();
-    // MESHNODE_BENCH_MODE=relay|download|inline runs one mode only
+    // MESHNODE_BENCH_MODE=relay|store|download|inline|from-run runs one mode only
     let only = std::env::var("MESHNODE_BENCH_MODE").unwrap_or_default();
     for (mode, source) in [
         ("download", Source::Webfs),
@@ -293,6 +328,9 @@ fn main() {
     }
     if only.is_empty() || only == "relay" {
         rows.push(relay_floor(n));
+    }
+    if only.is_empty() || only == "store" {
+        rows.push(store_floor(n));
     }
     println!("\ndrain benchmark: {n} announcements of {FILE_SIZE}-byte files, node started with the backlog waiting");
     println!(
@@ -316,7 +354,11 @@ fn main() {
             r.n as f64 / r.secs,
             r.cpu_us,
             r.sys_share * 100.0,
-            r.rss_kb,
+            if r.rss_kb > 0 {
+                r.rss_kb.to_string()
+            } else {
+                "-".into()
+            },
             r.switches,
             r.server_cpu_us
                 .map_or("-".to_string(), |c| format!("{c:.1}"))
