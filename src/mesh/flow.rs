@@ -441,7 +441,7 @@ impl Flow {
             return true;
         }
         self.seen.flush();
-        send_acks(&mut self.engine.window, &sessions.subs, acked);
+        send_acks(&mut self.engine, &sessions.subs, acked);
         true
     }
 
@@ -489,9 +489,9 @@ fn fault_hang(flow: &str) -> Option<Duration> {
 
 /// Sends the upstream acks the window releases, in arrival order, until a connection's
 /// request queue is full (the rest go on the next turn).
-fn send_acks(window: &mut Window, subs: &[Subscriber], acked: u64) {
+fn send_acks(engine: &mut Engine, subs: &[Subscriber], acked: u64) {
     let mut sent = 0;
-    for a in window.releasable(acked) {
+    for a in engine.acks_due(acked) {
         let sub = &subs[a.broker];
         // an ack from an older connection could hit a new message with the same packet
         // id; the broker redelivers the old one instead
@@ -504,5 +504,5 @@ fn send_acks(window: &mut Window, subs: &[Subscriber], acked: u64) {
         }
         sent += 1;
     }
-    window.released(sent);
+    engine.acks_sent(sent);
 }

@@ -21,9 +21,7 @@ impl Flow {
     pub(super) fn dispatch(&mut self, workers: &Workers, poster: Option<&Poster>) {
         self.retry_tick(poster);
         loop {
-            let now = Instant::now();
-            let servers = &self.engine.servers;
-            let d = self.engine.window.dispatch(|o| servers.is_down(o, now));
+            let d = self.engine.dispatch(Instant::now());
             for batch in d.batches {
                 workers.submit(batch);
             }

@@ -12,7 +12,7 @@ use super::ledger::{Key, Ledger, Settled};
 use super::retries::{RetryPace, RETRY_PAUSE, SPILL_AFTER};
 use super::stall::Stall;
 use crate::mesh::servers::Servers;
-use crate::mesh::window::{retry_id, Arrival, Fetching, Window, RETRY_SLOTS};
+use crate::mesh::window::{retry_id, Ack, Arrival, Dispatch, Fetching, Window, RETRY_SLOTS};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};
@@ -375,6 +375,25 @@ impl Engine {
     /// upstream acks it releases are then `window.releasable(acked)`).
     pub fn post_acked(&mut self, acked: u64) -> Settled {
         self.ledger.acked(acked)
+    }
+
+    /// The batches to hand to the downloaders now, and the downloads of servers marked
+    /// down, not started (each to end through `download_ended` as `Done::diverted`).
+    pub fn dispatch(&mut self, now: Instant) -> Dispatch {
+        let servers = &self.servers;
+        self.window.dispatch(|o| servers.is_down(o, now))
+    }
+
+    /// The upstream acks due, in arrival order, once the post broker has acknowledged
+    /// `acked` publications; the driver sends what it can and says how many
+    /// (`acks_sent`): the rest come again on the next turn.
+    pub fn acks_due(&self, acked: u64) -> impl Iterator<Item = Ack> + '_ {
+        self.window.releasable(acked)
+    }
+
+    /// The first `n` acks `acks_due` gave were sent (or were not to be sent).
+    pub fn acks_sent(&mut self, n: usize) {
+        self.window.released(n);
     }
 
     /// The earliest deadline of the work that has no wake-up of its own: the retry

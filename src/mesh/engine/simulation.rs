@@ -194,9 +194,7 @@ impl Sim {
     }
 
     fn dispatch(&mut self) {
-        let now = self.now;
-        let servers = &self.engine.servers;
-        let d = self.engine.window.dispatch(|o| servers.is_down(o, now));
+        let d = self.engine.dispatch(self.now);
         for b in d.batches {
             self.batches.push(b.into());
         }
@@ -403,7 +401,7 @@ impl Sim {
         for id in settled.retry_remove {
             self.queue.entries.remove(&id);
         }
-        let acks: Vec<_> = self.engine.window.releasable(self.acked).collect();
+        let acks: Vec<_> = self.engine.acks_due(self.acked).collect();
         for a in &acks {
             let br = &mut self.brokers[a.broker];
             assert_eq!(a.epoch, br.epoch, "an ack of an older connection");
@@ -419,7 +417,7 @@ impl Sim {
                 "an ack for a message the broker does not hold"
             );
         }
-        self.engine.window.released(acks.len());
+        self.engine.acks_sent(acks.len());
     }
 
     /// The node's memory is lost (a crash, or the post session lost: the flow starts
