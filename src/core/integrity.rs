@@ -63,18 +63,24 @@ pub enum Method {
 impl Method {
     /// Parses a v03 method name, case-insensitively (the demo's README writes "MD5").
     pub fn from_name(name: &str) -> Option<Method> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "md5" => Method::Md5,
-            "sha512" => Method::Sha512,
-            "sha256" => Method::Sha256,
-            "sha384" => Method::Sha384,
-            "sha3-256" => Method::Sha3_256,
-            "sha3-384" => Method::Sha3_384,
-            "sha3-512" => Method::Sha3_512,
-            "md5name" => Method::Md5Name,
-            "arbitrary" | "random" | "cod" | "unknown" => Method::Unverifiable,
-            "remove" => Method::Remove,
-            "link" => Method::Link,
+        // lowered on the stack: every message names its method, and a lowered copy on
+        // the heap was an allocation per message (names longer than any known are none)
+        let mut buf = [0u8; 16];
+        let lower = buf.get_mut(..name.len())?;
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        Some(match &*lower {
+            b"md5" => Method::Md5,
+            b"sha512" => Method::Sha512,
+            b"sha256" => Method::Sha256,
+            b"sha384" => Method::Sha384,
+            b"sha3-256" => Method::Sha3_256,
+            b"sha3-384" => Method::Sha3_384,
+            b"sha3-512" => Method::Sha3_512,
+            b"md5name" => Method::Md5Name,
+            b"arbitrary" | b"random" | b"cod" | b"unknown" => Method::Unverifiable,
+            b"remove" => Method::Remove,
+            b"link" => Method::Link,
             _ => return None,
         })
     }
@@ -314,6 +320,15 @@ mod tests {
         assert_eq!(Method::from_name("MD5"), Some(Method::Md5));
         assert_eq!(Method::from_name("sha512"), Some(Method::Sha512));
         assert_eq!(Method::from_name("crc"), None);
+        assert_eq!(Method::from_name("Sha3-256"), Some(Method::Sha3_256));
+        assert_eq!(Method::from_name("ARBITRARY"), Some(Method::Unverifiable));
+        assert_eq!(Method::from_name(""), None);
+        assert_eq!(
+            Method::from_name("md5md5md5md5md5md5"),
+            None,
+            "longer than any"
+        );
+        assert_eq!(Method::from_name("mD5é"), None, "not ASCII");
         assert_eq!(Method::from_sum_flag("d"), Some(Method::Md5));
         assert_eq!(Method::from_sum_flag("R"), Some(Method::Remove));
         assert_eq!(Method::from_sum_flag("q"), None);

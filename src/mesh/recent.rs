@@ -151,11 +151,14 @@ impl SameBytes {
         }
     }
 
+    /// In memory only (never journaled), so hashed in place: the copy it was made from
+    /// cost an allocation or two per lookup, three lookups per stored file.
     fn key(method: &str, digest: &[u8]) -> u64 {
-        let mut b = method.as_bytes().to_vec();
-        b.push(0);
-        b.extend_from_slice(digest);
-        fingerprint(&b)
+        let mut h = DefaultHasher::new();
+        h.write(method.as_bytes());
+        h.write_u8(0);
+        h.write(digest);
+        h.finish()
     }
 
     pub fn insert(&mut self, method: &str, digest: &[u8], rel: &str) {

@@ -5,6 +5,7 @@
 use crate::core::integrity::{self, Digest, Hasher, Method};
 use crate::core::relpath;
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,19 @@ pub fn temp_name() -> String {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let pid = PID.get_or_init(std::process::id);
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{TEMP_PREFIX}{pid}.{n}.tmp")
+    // sized once: `format!` grew it twice (each growth an allocation, per stored file)
+    let mut name = String::with_capacity(TEMP_PREFIX.len() + 32);
+    let _ = write!(name, "{TEMP_PREFIX}{pid}.{n}.tmp");
+    name
+}
+
+/// `dir/name` in one allocation (`Path::join` copies `dir`, then grows for `name`):
+/// a stored file takes several of these.
+fn joined(dir: &Path, name: &str) -> PathBuf {
+    let mut p = PathBuf::with_capacity(dir.as_os_str().len() + 1 + name.len());
+    p.push(dir);
+    p.push(name);
+    p
 }
 
 #[derive(serde::Deserialize)]
@@ -105,11 +118,14 @@ pub fn is_local_trouble(e: &io::Error) -> bool {
 
 /// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it).
 fn xattr_value(method: Method, digest: &Digest) -> String {
-    format!(
-        "{{\"method\":\"{}\",\"value\":\"{}\"}}",
-        method.name(),
-        digest.to_base64()
-    )
+    let value = digest.to_base64();
+    let mut x = String::with_capacity(32 + value.len());
+    let _ = write!(
+        x,
+        "{{\"method\":\"{}\",\"value\":\"{value}\"}}",
+        method.name()
+    );
+    x
 }
 
 /// A modification time of `epoch` seconds, the access time left as it is.
@@ -148,13 +164,13 @@ impl Store {
 
     /// The path of a validated relPath.
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        joined(&self.root, rel)
     }
 
     /// Creates the directories of `rel` under the root, refusing to go through a symlink
     /// (which could lead outside the tree).
     fn ensure_dirs(&mut self, rel_dir: &str) -> io::Result<PathBuf> {
-        let dir = self.root.join(rel_dir);
+        let dir = joined(&self.root, rel_dir);
         if rel_dir.is_empty() || self.known_dirs.contains(&dir) {
             return Ok(dir);
         }
@@ -208,17 +224,18 @@ impl Store {
         let mut dir = self.ensure_dirs(relpath::dirname(rel))?;
         let name = temp_name();
         let open = |p: &Path| OpenOptions::new().write(true).create_new(true).open(p);
-        let file = match open(&dir.join(&name)) {
+        let mut path = joined(&dir, &name);
+        let file = match open(&path) {
             Ok(f) => f,
             // retention (meshnode clean, from cron) removed a directory we had checked
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.known_dirs.clear();
                 dir = self.ensure_dirs(relpath::dirname(rel))?;
-                open(&dir.join(&name))?
+                path = joined(&dir, &name);
+                open(&path)?
             }
             Err(e) => return Err(e),
         };
-        let path = dir.join(name);
         Ok(TempFile {
             file,
             path,
