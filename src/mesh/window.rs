@@ -273,7 +273,11 @@ impl Window {
         self.fetching.entry(job.rel.clone()).or_default();
         self.queued += 1;
         let limit = self.limit(&job.origin);
-        let o = self.origins.entry(job.origin.clone()).or_default();
+        // the origin is copied only when new: `entry` would take a copy every time
+        if !self.origins.contains_key(&job.origin) {
+            self.origins.insert(job.origin.clone(), Origin::default());
+        }
+        let o = self.origins.get_mut(&job.origin).expect("inserted just above");
         if !o.ready && o.running < limit {
             o.ready = true;
             self.ready.push_back(job.origin.clone());
