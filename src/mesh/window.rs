@@ -277,7 +277,10 @@ impl Window {
         if !self.origins.contains_key(&job.origin) {
             self.origins.insert(job.origin.clone(), Origin::default());
         }
-        let o = self.origins.get_mut(&job.origin).expect("inserted just above");
+        let o = self
+            .origins
+            .get_mut(&job.origin)
+            .expect("inserted just above");
         if !o.ready && o.running < limit {
             o.ready = true;
             self.ready.push_back(job.origin.clone());
