@@ -469,6 +469,37 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_diverts_the_downloads_of_a_server_marked_down_until_its_time_is_up() {
+        let now = Instant::now();
+        let mut e = Engine::new(Window::new(8, 4, 2, 4), now);
+        for _ in 0..crate::mesh::servers::DOWN_AFTER {
+            e.servers.failed("http://a", now);
+        }
+        let a = arrive(&mut e, 1);
+        assert_eq!(e.judged(a, Outcome::Fetch(job("f")), now), Judged::Taken);
+        let b = arrive(&mut e, 2);
+        let other = Job {
+            origin: "http://b".into(),
+            url: "http://b/g".into(),
+            ..job("g")
+        };
+        assert_eq!(e.judged(b, Outcome::Fetch(other), now), Judged::Taken);
+        let d = e.dispatch(now);
+        let rels = |js: &[Job]| js.iter().map(|j| j.rel.clone()).collect::<Vec<_>>();
+        assert_eq!(rels(&d.diverted), ["f"], "the down server's file, untried");
+        let started: Vec<_> = d.batches.iter().flat_map(|b| rels(b)).collect();
+        assert_eq!(started, ["g"], "the other server's file goes on");
+        // once its down time is over, its next file is started, not diverted
+        let c = arrive(&mut e, 3);
+        assert_eq!(e.judged(c, Outcome::Fetch(job("h")), now), Judged::Taken);
+        let later = now + crate::mesh::servers::MAX_DOWN;
+        let d = e.dispatch(later);
+        assert!(d.diverted.is_empty());
+        let started: Vec<_> = d.batches.iter().flat_map(|b| rels(b)).collect();
+        assert_eq!(started, ["h"]);
+    }
+
+    #[test]
     fn a_message_the_retry_queue_cannot_keep_waits_with_those_held_for_its_file() {
         let now = Instant::now();
         let (mut e, j) = two_for_one(now);
