@@ -49,7 +49,8 @@ struct XattrIntegrity<'a> {
 pub struct Store {
     root: PathBuf,
     xattr_name: &'static str,
-    known_dirs: HashSet<PathBuf>,
+    /// relPath directories checked (or made) since the last clear.
+    known_dirs: HashSet<String>,
     buf: Vec<u8>,
 }
 
@@ -169,10 +170,10 @@ impl Store {
 
     /// Creates the directories of `rel` under the root, refusing to go through a symlink
     /// (which could lead outside the tree).
-    fn ensure_dirs(&mut self, rel_dir: &str) -> io::Result<PathBuf> {
-        let dir = joined(&self.root, rel_dir);
-        if rel_dir.is_empty() || self.known_dirs.contains(&dir) {
-            return Ok(dir);
+    fn ensure_dirs(&mut self, rel_dir: &str) -> io::Result<()> {
+        // known by its relPath: checked without building its path
+        if rel_dir.is_empty() || self.known_dirs.contains(rel_dir) {
+            return Ok(());
         }
         let mut p = self.root.clone();
         for c in rel_dir.split('/') {
@@ -210,8 +211,8 @@ impl Store {
         if self.known_dirs.len() >= KNOWN_DIRS_CAPACITY {
             self.known_dirs.clear();
         }
-        self.known_dirs.insert(dir.clone());
-        Ok(dir)
+        self.known_dirs.insert(rel_dir.to_string());
+        Ok(())
     }
 
     /// Forgets checked directories (after retention removed some).
@@ -221,17 +222,22 @@ impl Store {
 
     /// Starts writing `rel`, hashing with `method` when it describes content.
     pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
-        let mut dir = self.ensure_dirs(relpath::dirname(rel))?;
+        let rel_dir = relpath::dirname(rel);
+        self.ensure_dirs(rel_dir)?;
         let name = temp_name();
+        // root/rel_dir/name in one allocation: the directory's path is not needed alone
+        let mut path =
+            PathBuf::with_capacity(self.root.as_os_str().len() + rel_dir.len() + name.len() + 2);
+        path.push(&self.root);
+        path.push(rel_dir);
+        path.push(&name);
         let open = |p: &Path| OpenOptions::new().write(true).create_new(true).open(p);
-        let mut path = joined(&dir, &name);
         let file = match open(&path) {
             Ok(f) => f,
             // retention (meshnode clean, from cron) removed a directory we had checked
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.known_dirs.clear();
-                dir = self.ensure_dirs(relpath::dirname(rel))?;
-                path = joined(&dir, &name);
+                self.ensure_dirs(rel_dir)?;
                 open(&path)?
             }
             Err(e) => return Err(e),
