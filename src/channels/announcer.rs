@@ -6,8 +6,7 @@
 //! did not take (an announcement journal and an audit session, as the flows keep:
 //! docs/operations.md, "Announced once"), and the removals in its journal (`removals.log`: each
 //! appended and synced before it is queued, the file emptied once every announcement is
-//! acknowledged; announcing a removal twice is harmless, a peer without the file passes
-//! nothing on).
+//! acknowledged; those the audit session saw the broker take are not announced again).
 
 use crate::channels::Published;
 use crate::core::announce::Held;
@@ -116,18 +115,6 @@ impl Announcer {
     ) -> Announcer {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let journal = Arc::new(Journal::open(journal));
-        // the thread starts with them: the journal is emptied only once they are acked
-        let pending: VecDeque<Job> = journal
-            .pending()
-            .iter()
-            .map(|(rel, t)| job(&cfg, rel, removal_message(&cfg, rel, t)))
-            .collect();
-        if !pending.is_empty() {
-            log::info!(
-                "channels: {} removals of the last run announced again",
-                pending.len()
-            );
-        }
         let session = SessionOptions {
             client_id,
             clean_start: false,
@@ -139,6 +126,31 @@ impl Announcer {
         // the announcer's MQTT connections (post, audit): one thread
         let links = Links::start("announcer-mqtt");
         let (announced, auditor) = open_announced(&links, &cfg, &session, &stop);
+        // the thread starts with them: the journal is emptied only once they are acked.
+        // Those the broker took before the crash (journaled by the audit session just
+        // now) are not announced again
+        let taken = |rel: &str| {
+            announced.as_ref().is_some_and(|a| {
+                let a = a.lock().unwrap_or_else(|p| p.into_inner());
+                a.contains(rel, REMOVAL_VALUE)
+            })
+        };
+        let pending: VecDeque<Job> = journal
+            .pending()
+            .iter()
+            .filter(|(rel, _)| !taken(rel))
+            .map(|(rel, t)| {
+                let mut j = job(&cfg, rel, removal_message(&cfg, rel, t));
+                j.key = Some(Announced::key(rel, REMOVAL_VALUE));
+                j
+            })
+            .collect();
+        if !pending.is_empty() {
+            log::info!(
+                "channels: {} removals of the last run announced again",
+                pending.len()
+            );
+        }
         let (c, j, a) = (cfg.clone(), journal.clone(), announced.clone());
         let thread = thread::Builder::new()
             .name("announcer".into())
@@ -271,8 +283,14 @@ impl Announcer {
                 log::error!("{rel}: removal not journaled ({e}): not made good after a crash");
             }
         }
-        // queued under the journal's lock: the thread empties it only when nothing waits
-        self.queue(rel, payload, None, false);
+        // queued under the journal's lock: the thread empties it only when nothing waits;
+        // keyed, so that the audit sessions journal what the broker took
+        self.queue(
+            rel,
+            payload,
+            Some(Announced::key(rel, REMOVAL_VALUE)),
+            false,
+        );
     }
 }
 
@@ -332,6 +350,12 @@ fn job(cfg: &PeerConfig, rel: &str, payload: Vec<u8>) -> Job {
         key: None,
     }
 }
+
+/// A removal's journal key is its relPath with this value, as the flows key theirs
+/// (`verdicts.rs`): a flow of this node that gets the removal back from a peer after a
+/// restart (its memory of removals gone) then knows the broker has it already, and the
+/// announcer, restarted, does not announce again what the broker took.
+const REMOVAL_VALUE: &str = "";
 
 fn removal_message(cfg: &PeerConfig, rel: &str, pub_time: &str) -> Vec<u8> {
     let mut payload = Vec::with_capacity(256);

@@ -190,6 +190,14 @@ fn five_nodes_under_kills_stops_and_broker_restarts_converge_and_announce_each_f
                 posted.extend(rels);
             }
             _ => {
+                // node 2 may be starting again after the last round's fault: a publisher
+                // tries again until its taker listens
+                let port = m.ports[2];
+                assert!(
+                    wait_until(30, || std::net::TcpStream::connect(("127.0.0.1", port))
+                        .is_ok()),
+                    "node 2's taker listens; seed {seed}"
+                );
                 for _ in 0..6 {
                     let k = oids.len();
                     let r = http(
