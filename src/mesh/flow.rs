@@ -194,10 +194,10 @@ impl Flow {
         let hang_at = fault_hang(&self.cfg.name).map(|d| Instant::now() + d);
         let mut stats_base = self.stats.clone();
         let mut end = FlowEnd::Stopped;
-        // messages worked on at most (the rest wait in the queue, which holds the
-        // receive maximum; beyond it the connection threads leave them to the broker).
-        // Finished messages waiting for acks do not count: they need only the
-        // connection threads, which never wait for the flow.
+        // messages worked on at most (the rest wait in the queue or in TCP at the
+        // broker; what a broker sends beyond the receive maximum the connections leave
+        // to it after a while). Finished messages waiting for acks do not count: they
+        // need only the connection tasks, whose waits for room in the queue yield.
         let window_max = usize::from(self.cfg.inflight) * n;
         while !self.stop.load(Ordering::Relaxed) {
             if hang_at.is_some_and(|t| Instant::now() >= t) {

@@ -16,9 +16,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
 
-/// Messages the queue holds beyond every broker's receive maximum: the wake-ups of
-/// the post connection and the workers.
+/// Room in the queue beyond the messages: the wake-ups of the post connection and the
+/// workers.
 pub const QUEUE_CAPACITY: usize = 64;
+/// Messages the queue holds at most, whatever the receive maximums: beyond it the
+/// connection waits and TCP holds the rest at the broker. So the node's memory does
+/// not grow with `--inflight` (the drain benchmark's inline messages of 3 KB at
+/// `--inflight 500`: 8.5 MB peak RSS with the receive maximum queued, 7.2 MB with 64).
+pub const QUEUE_MESSAGES: usize = 64;
 /// Receive maximum of the audit session: it may lag a little behind the post
 /// session; fewer in flight, smaller bursts in memory.
 pub const AUDIT_INFLIGHT: u16 = 64;
@@ -43,12 +48,13 @@ impl Sessions {
     ) -> (Sessions, Sender<Inbound>) {
         let n = cfg.brokers.len();
         // the flow takes messages into its window as they come: the queue only smooths
-        // the hand-over (and carries the wake-ups of the post connection and workers)
-        // room for every message the brokers may send unacknowledged. mosquitto 2.0.11
-        // sends beyond the receive maximum (a resumed session: its whole queue): the
-        // connection threads then wait for room, a while (TCP holds the rest back at the
-        // broker), then leave the excess to the broker (see `mqtt::subscriber_loop`)
-        let (tx, rx) = flume::bounded(usize::from(cfg.inflight) * n + QUEUE_CAPACITY);
+        // the hand-over (and carries the wake-ups of the post connection and workers).
+        // Up to `QUEUE_MESSAGES` it has room for every message the brokers may send
+        // unacknowledged; a connection finding it full waits for room (TCP holds the
+        // rest back at the broker), a while, then leaves the excess to the broker (see
+        // `mqtt::subscriber_loop`): mosquitto 2.0.11 sends beyond the receive maximum
+        // (a resumed session: its whole queue)
+        let (tx, rx) = flume::bounded(queue_capacity(cfg.inflight, n));
         let filters: Vec<String> = cfg
             .subtopics
             .iter()
@@ -131,6 +137,12 @@ impl Sessions {
     }
 }
 
+/// The capacity of a flow's queue for `n` upstream sessions of receive maximum
+/// `inflight`.
+pub fn queue_capacity(inflight: u16, n: usize) -> usize {
+    (usize::from(inflight) * n).min(QUEUE_MESSAGES) + QUEUE_CAPACITY
+}
+
 /// The options of the flow's session named by `suffix` ("-post", "-audit", "-1"...).
 pub fn session_options(cfg: &PeerConfig, suffix: &str) -> SessionOptions {
     let id = cfg
@@ -176,4 +188,22 @@ fn start_audit(
         announced,
         stop.clone(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_holds_every_unacknowledged_message_up_to_a_bound() {
+        // small receive maximums: all of them, so a full queue means a broker sent
+        // beyond its receive maximum
+        assert_eq!(queue_capacity(5, 1), 5 + QUEUE_CAPACITY);
+        assert_eq!(queue_capacity(30, 2), 60 + QUEUE_CAPACITY);
+        // large ones: the node's memory does not grow with them (TCP holds the rest)
+        assert_eq!(queue_capacity(500, 1), QUEUE_MESSAGES + QUEUE_CAPACITY);
+        assert_eq!(queue_capacity(500, 3), QUEUE_MESSAGES + QUEUE_CAPACITY);
+        // the node's default (100) minus the wake-ups' room is never full in practice
+        assert!(queue_capacity(100, 1) >= 100);
+    }
 }

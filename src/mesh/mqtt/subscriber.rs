@@ -18,8 +18,9 @@ pub struct Subscriber {
     /// Bumped on every (re)connect: acks for messages of an older connection are not
     /// sent, the broker redelivers those messages instead.
     pub epoch: Arc<AtomicU32>,
-    /// Messages the broker sent beyond the receive maximum, left unacknowledged since the
-    /// flow's queue was full: a new connection has the broker deliver them again.
+    /// Messages left unacknowledged since the flow's queue had no room for them within
+    /// the patience (the broker sent beyond the receive maximum, or the flow was held
+    /// up): a new connection has the broker deliver them again.
     pub overflowed: Arc<AtomicU64>,
     /// The connection's state, for the metrics.
     pub link: Arc<Link>,
@@ -36,13 +37,12 @@ pub struct Link {
 }
 
 impl Subscriber {
-    /// Reconnects, so that the broker delivers again what it sent beyond the receive
-    /// maximum (and this node could not take): called once nothing of the connection
-    /// waits for an ack.
+    /// Reconnects, so that the broker delivers again what this node could not take:
+    /// called once nothing of the connection waits for an ack.
     pub fn reconnect(&self) {
         let n = self.overflowed.swap(0, Ordering::SeqCst);
         log::info!(
-            "upstream {}: reconnecting so the broker delivers again the {n} messages it sent beyond the receive maximum",
+            "upstream {}: reconnecting so the broker delivers again the {n} messages left to it",
             self.name
         );
         let _ = self.client.try_disconnect();
@@ -144,10 +144,10 @@ async fn subscriber_loop(
                     topic: p.topic,
                     payload: p.payload,
                 };
-                // The queue holds the receive maximum: full means the broker sent beyond
-                // it (mosquitto 2.0.11 does, a resumed session's whole queue at once).
-                // Waiting for room holds the rest back in TCP at the broker, which is
-                // cheap; but a wait longer than half the keepalive would cost the
+                // The queue holds the receive maximum (up to `QUEUE_MESSAGES`): full
+                // means the flow is busy, or the broker sent beyond it (mosquitto 2.0.11
+                // does, a resumed session's whole queue at once). Waiting for room holds
+                // the rest back in TCP at the broker, which is cheap; but a wait longer than half the keepalive would cost the
                 // session its pings. Then the message is left unacknowledged, and so
                 // is every later one without waiting (pings and acks flow), for the
                 // broker to deliver again on the new connection the flow asks for once
@@ -170,7 +170,7 @@ async fn subscriber_loop(
                     // no room within the patience
                     Err(false) => {
                         if overflowed.fetch_add(1, Ordering::SeqCst) == 0 {
-                            log::info!("upstream {name}: the broker sends beyond the receive maximum: messages left for it to deliver again");
+                            log::info!("upstream {name}: no room in the flow's queue for {:.1} s (the flow held up, or the broker sending beyond the receive maximum): messages left for the broker to deliver again", patience.as_secs_f64());
                         }
                     }
                     Err(true) => return, // the flow is gone

@@ -286,6 +286,66 @@ fn a_full_disk_loses_nothing_and_the_flow_resumes_when_space_returns() {
 }
 
 #[test]
+fn a_flow_held_up_with_more_messages_in_flight_than_its_queue_holds_loses_nothing() {
+    let s = Scratch::new("engine-held");
+    let dir = s.path("node");
+    let Some(disk) = SmallDisk::mount(&dir, "100k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let up = Broker::start(&s.path("up"));
+    let local = Broker::start(&s.path("local"));
+    let watch = Watcher::start(&local, "xpublic/#");
+    // a receive maximum of 500, far beyond what the flow's queue holds: while the full
+    // disk holds the flow up, the connection waits for room (TCP holds the rest), then
+    // leaves the messages to the broker (keepalive 5 s: after 2.5 s) and reconnects
+    // once the flow is clear
+    let args = peer_args(
+        &[&up],
+        &local,
+        &dir,
+        "http://127.0.0.1:9/data",
+        &["--inflight", "500", "--keepalive", "5"],
+    );
+    let node = Node::start(&s.path("node.log"), &args);
+    assert!(subscribed(&node, 1));
+    // 400 inline files of 1 KB for a disk of 100 KB
+    let (batch, rels) = files(
+        &s.path("origin"),
+        "http://127.0.0.1:1/data",
+        400,
+        |i| format!("2026120316/GTS/held{i}.txt"),
+        |i| format!("{i:>4} {}\n", "h".repeat(1_000)),
+        |_| true,
+    );
+    publish_raw(&up, &batch);
+    assert!(
+        wait_until(WAIT, || node
+            .log_text()
+            .contains("no room in the flow's queue")),
+        "the connection stops waiting for the held-up flow\n{}",
+        node.log_text()
+    );
+    disk.grow("4m");
+    assert!(
+        wait_until(WAIT, || arrived(&dir, &watch, &rels) == (400, 400)),
+        "every file stored and announced once the disk has room: {:?}\n{}",
+        arrived(&dir, &watch, &rels),
+        node.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || node
+            .log_text()
+            .contains("reconnecting so the broker delivers again")),
+        "{}",
+        node.log_text()
+    );
+    // the messages delivered again were not announced again
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(watch.count(), 400, "each file announced once");
+}
+
+#[test]
 fn a_trickling_download_is_abandoned_and_tried_again() {
     let s = Scratch::new("engine-trickle");
     // at least 1,000 bytes/s over 2 s, or the download is dropped and retried
