@@ -1,14 +1,15 @@
 //! A bounded record of recently stored or verified files, so the same file announced by
 //! several peers costs no disk read after the first.
 
+mod slots;
+
+use slots::Slots;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
-/// Files remembered per flow: 14 Ki fills a table of 16 Ki buckets at the hash map's
-/// 7/8 load, ~0.4 MB with the order kept; 16 Ki took a table of 32 Ki buckets, ~0.7 MB,
-/// for 2 Ki entries more (valgrind massif of the drain: 1,032 KB -> 737 KB in the
-/// flow's three records).
+/// Files remembered per flow: 14 Ki fill a table of 16 Ki slots at 7/8 load, 256 KB,
+/// and 112 KB with the order kept.
 pub const RECENT_CAPACITY: usize = 14 * 1024;
 
 /// Removals remembered per flow (~0.2 MB): a file published before its removal here
@@ -16,9 +17,10 @@ pub const RECENT_CAPACITY: usize = 14 * 1024;
 /// restart, as before).
 pub const REMOVED_CAPACITY: usize = 4 * 1024;
 
-/// relPath fingerprint -> digest fingerprint, oldest evicted first.
+/// relPath fingerprint -> digest fingerprint, oldest evicted first. Its table keeps
+/// the size it was made with (`Slots`).
 pub struct Recent {
-    map: HashMap<u64, u64>,
+    map: Slots,
     order: VecDeque<u64>,
     capacity: usize,
 }
@@ -33,7 +35,7 @@ pub(super) fn fingerprint(bytes: &[u8]) -> u64 {
 impl Recent {
     pub fn new(capacity: usize) -> Recent {
         Recent {
-            map: HashMap::with_capacity(capacity),
+            map: Slots::new(capacity),
             order: VecDeque::with_capacity(capacity),
             capacity: capacity.max(1),
         }
@@ -41,24 +43,24 @@ impl Recent {
 
     /// True when `rel` was last seen with exactly this digest.
     pub fn contains(&self, rel: &str, digest: &[u8]) -> bool {
-        self.map.get(&fingerprint(rel.as_bytes())) == Some(&fingerprint(digest))
+        self.map.get(fingerprint(rel.as_bytes())) == Some(fingerprint(digest))
     }
 
     /// The (key, value) fingerprints held, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.order
             .iter()
-            .filter_map(|k| self.map.get(k).map(|v| (*k, *v)))
+            .filter_map(|k| self.map.get(*k).map(|v| (*k, v)))
     }
 
     /// The value fingerprint held for `rel` (what `insert_fingerprints` put there).
     pub fn value_of(&self, rel: &str) -> Option<u64> {
-        self.map.get(&fingerprint(rel.as_bytes())).copied()
+        self.map.get(fingerprint(rel.as_bytes()))
     }
 
     /// `contains` with the fingerprints made already.
     pub fn holds(&self, key: u64, value: u64) -> bool {
-        self.map.get(&key) == Some(&value)
+        self.map.get(key) == Some(value)
     }
 
     pub fn insert(&mut self, rel: &str, digest: &[u8]) {
@@ -67,20 +69,22 @@ impl Recent {
 
     /// `insert` with the fingerprints made already (the announcement journal's records).
     pub fn insert_fingerprints(&mut self, key: u64, value: u64) {
-        if self.map.insert(key, value).is_none() {
+        if self.map.get(key).is_none() {
+            // the oldest leaves first: the table holds `capacity` at most
             if self.order.len() == self.capacity {
                 if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
+                    self.map.remove(old);
                 }
             }
             self.order.push_back(key);
         }
+        self.map.insert(key, value);
     }
 
     /// Forgets `rel` (it was removed or replaced on disk).
     pub fn forget(&mut self, rel: &str) {
         // its slot in `order` stays until it ages out; the map is what answers
-        self.map.remove(&fingerprint(rel.as_bytes()));
+        self.map.remove(fingerprint(rel.as_bytes()));
     }
 
     pub fn clear(&mut self) {
@@ -117,6 +121,21 @@ mod tests {
         assert_eq!(r.len(), 2);
         r.forget("b");
         assert!(!r.contains("b", b"2"));
+    }
+
+    #[test]
+    fn a_full_record_churned_keeps_its_table() {
+        let mut r = Recent::new(RECENT_CAPACITY);
+        let before = r.map.slots();
+        for i in 0..10 * RECENT_CAPACITY as u64 {
+            r.insert_fingerprints(fingerprint(&i.to_le_bytes()), i);
+        }
+        assert_eq!(r.len(), RECENT_CAPACITY);
+        assert_eq!(r.map.slots(), before, "the table grew");
+        let last = 10 * RECENT_CAPACITY as u64 - 1;
+        assert!(r.holds(fingerprint(&last.to_le_bytes()), last));
+        let gone = 10 * RECENT_CAPACITY as u64 - RECENT_CAPACITY as u64 - 1;
+        assert_eq!(r.map.get(fingerprint(&gone.to_le_bytes())), None, "evicted");
     }
 
     #[test]
