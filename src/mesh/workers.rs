@@ -16,8 +16,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ pub struct Settings {
 pub struct WorkersGone;
 
 pub struct Workers {
-    jobs: Option<SyncSender<Vec<Job>>>,
+    jobs: Option<flume::Sender<Vec<Job>>>,
     done: Receiver<Done>,
     /// A wake-up is on its way to the flow (or it is looking anyway): the workers send
     /// no other. One per finished file woke the flow thread once per file.
@@ -75,9 +75,10 @@ impl Workers {
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Workers> {
         // never more jobs handed over than workers: the flow keeps the rest
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Vec<Job>>(n);
+        // many receivers: a batch wakes one waiting worker (a receiver behind a mutex
+        // woke one for the batch and another for the lock)
+        let (jobs_tx, jobs_rx) = flume::bounded::<Vec<Job>>(n);
         let (done_tx, done_rx) = mpsc::channel();
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let notified = Arc::new(AtomicBool::new(false));
         // one agent: one pool of keep-alive connections for all workers
         let fetcher = Fetcher::with_stop(s.timeouts, s.host_connections, stop.clone());
@@ -100,10 +101,8 @@ impl Workers {
                     .spawn(move || {
                         let _counted = crate::sys::flows::join(flow);
                         loop {
-                            // the lock is held only while waiting for a job
-                            let batch = match rx.lock().map(|r| r.recv()) {
-                                Ok(Ok(b)) => b,
-                                _ => return,
+                            let Ok(batch) = rx.recv() else {
+                                return;
                             };
                             let mut gone = false;
                             w.download_batch(batch, &mut |d| {
