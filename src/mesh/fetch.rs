@@ -3,7 +3,8 @@
 //! followed (at most `MAX_REDIRECTS`, a relative `Location` too), Basic credentials
 //! from the URL, never sent to another origin than the one they came with.
 
-use super::pipeline::{Conn, Pool};
+use super::pipeline::Conn;
+use super::pool::Pool;
 pub use super::transfer::{FetchError, Timeouts, READ_CHUNK};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

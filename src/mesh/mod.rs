@@ -11,6 +11,7 @@ pub mod links;
 pub mod mqtt;
 pub mod peer;
 mod pipeline;
+mod pool;
 pub mod post;
 pub mod recent;
 mod requeue;

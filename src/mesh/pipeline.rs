@@ -5,29 +5,20 @@
 //!
 //! Our own because ureq sends one request at a time per connection (over https, 39
 //! files/s across 100 ms where pipelining gives hundreds). It speaks only what a GET of
-//! a file needs: Content-Length, chunked, or a body up to the close; anything else (a
-//! redirect, credentials in the URL) goes through ureq. A server that closes between answers, as
-//! servers with a keep-alive request limit do, loses nothing: the requests it did not
-//! answer are sent again on another connection.
+//! a file needs: Content-Length, chunked, or a body up to the close; redirects and
+//! credentials are `fetch.rs`'s, the idle connections `pool.rs`'s. A server that closes
+//! between answers, as servers with a keep-alive request limit do, loses nothing: the
+//! requests it did not answer are sent again on another connection.
 
 use super::stream::Stream;
 use super::transfer::{FetchError, Timeouts, READ_CHUNK};
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
-
-/// Kept-alive connections, idle, by origin (`http://host:port`, `https://host:port`).
-pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
-    per_host: usize,
-    pub timeouts: Timeouts,
-}
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,29 +55,11 @@ pub struct Conn {
     read_timeout: Duration,
 }
 
-impl Pool {
-    pub fn new(timeouts: Timeouts, per_host: usize) -> Pool {
-        Pool {
-            idle: Mutex::new(HashMap::new()),
-            per_host: per_host.max(1),
-            timeouts,
-        }
-    }
-
-    /// An idle connection to `origin` (`http://host:port`, `https://host:port`), else a
-    /// new one. `fresh`: never an idle one (after a stale one failed).
-    pub fn take(&self, origin: &str, fresh: bool) -> io::Result<Conn> {
-        if !fresh {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(mut c) = idle.get_mut(origin).and_then(Vec::pop) {
-                c.reused = true;
-                c.answered = 0;
-                return Ok(c);
-            }
-        }
-        let stream = Stream::connect(origin, self.timeouts.connect)?;
+impl Conn {
+    /// A new connection to `origin` (`http://host:port`, `https://host:port`).
+    pub fn connect(origin: &str, timeout: Duration) -> io::Result<Conn> {
         Ok(Conn {
-            stream,
+            stream: Stream::connect(origin, timeout)?,
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
@@ -96,16 +69,15 @@ impl Pool {
         })
     }
 
-    /// Keeps a connection whose last answer was read whole, for the next batch.
-    pub fn give(&self, origin: &str, conn: Conn) {
-        if conn.start != conn.end {
-            return; // bytes nobody asked for: not to be trusted
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(origin.to_string()).or_default();
-        if list.len() < self.per_host {
-            list.push(conn);
-        }
+    /// Taken again from the pool.
+    pub fn reused(&mut self) {
+        self.reused = true;
+        self.answered = 0;
+    }
+
+    /// Bytes were read past the last answer: nobody asked for them.
+    pub fn holds_unread(&self) -> bool {
+        self.start != self.end
     }
 }
 
@@ -492,8 +464,7 @@ mod tests {
     type Answer = Result<(u16, Vec<u8>), String>;
 
     fn fetch_all(origin: &str, n: usize) -> (Vec<Answer>, Conn) {
-        let pool = Pool::new(Timeouts::default(), 4);
-        let mut c = pool.take(origin, false).unwrap();
+        let mut c = Conn::connect(origin, Timeouts::default().connect).unwrap();
         let paths: Vec<String> = (0..n).map(|i| format!("/f{i}")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
         c.send_gets(&origin[7..], &refs, None).unwrap();

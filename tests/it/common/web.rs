@@ -117,6 +117,11 @@ impl WebServer {
         server
     }
 
+    /// Connections accepted and not yet closed by the client (or cut by the server).
+    pub fn open_connections(&self) -> usize {
+        self.live.lock().unwrap().len()
+    }
+
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}/data", self.port)

@@ -326,3 +326,59 @@ fn a_server_that_closes_after_every_answer_is_not_pipelined_to_again() {
     // every 64 batches of one (ONE_BY_ONE_BATCHES): 75 measured; 2,772 before
     assert!(unanswered < N, "{unanswered} requests sent for nothing");
 }
+
+/// A node fed from many servers (a WIS2 feed names one per centre) keeps a bounded
+/// number of idle connections, and none past their age: it used to keep one or more for
+/// every server it ever downloaded from, each a socket, a read buffer and, over https,
+/// a TLS session, and after the server's own keep-alive timeout a socket in CLOSE_WAIT.
+#[test]
+fn idle_connections_to_many_servers_are_bounded_and_closed_when_old() {
+    use std::time::Duration;
+    let s = Scratch::new("pool-many");
+    let origin = s.path("origin");
+    let webs: Vec<WebServer> = (0..40)
+        .map(|_| WebServer::start(&origin, WebOptions::default()))
+        .collect();
+    let (up, _local, watch, dir, node) = node_between(&s, &[]);
+    let announce = |round: usize, servers: &[WebServer]| {
+        let mut batch = Vec::new();
+        let mut rels = Vec::new();
+        for (i, w) in servers.iter().enumerate() {
+            let (b, r) = files(
+                &origin,
+                &w.base_url(),
+                1,
+                |_| format!("2026120300/C{i}/f{round}.txt"),
+                |_| format!("centre {i}, round {round}\n"),
+                |_| false,
+            );
+            batch.extend(b);
+            rels.extend(r);
+        }
+        publish_raw(&up, &batch);
+        assert!(
+            wait_until(WAIT, || arrived(&dir, &watch, &rels)
+                == (rels.len(), rels.len())),
+            "round {round}: {:?}\n{}",
+            arrived(&dir, &watch, &rels),
+            node.log_text()
+        );
+    };
+    let open = || webs.iter().map(WebServer::open_connections).sum::<usize>();
+    announce(0, &webs);
+    // the servers see a close a moment after the node's
+    assert!(
+        wait_until(5, || open() <= 16),
+        "{} connections kept open to 40 servers",
+        open()
+    );
+    assert!(open() >= 1, "nothing kept alive at all");
+    // 16 s on, one more download: the connections idle for 15 s are closed
+    std::thread::sleep(Duration::from_secs(16));
+    announce(1, &webs[..1]);
+    assert!(
+        wait_until(5, || open() <= 1),
+        "{} connections still open after 16 s idle",
+        open()
+    );
+}
