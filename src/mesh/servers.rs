@@ -43,10 +43,18 @@ pub struct Servers {
 
 /// Servers whose last success is remembered at most: beyond, the oldest is forgotten.
 pub const REMEMBERED: usize = 256;
+/// Failing servers remembered at most (~100 bytes each): announcements naming ever new
+/// dead servers (a feed's typos, or a hostile publisher) grew the map without end.
+/// Beyond, the servers not marked down are forgotten (a forgotten row of failures costs
+/// at most `DOWN_AFTER` - 1 more tries), then the one marked down longest ago.
+pub const FAILING_MAX: usize = 1024;
 
 impl Servers {
     /// A download from `origin` failed after its attempts.
     pub fn failed(&mut self, origin: &str, now: Instant) -> Standing {
+        if self.map.len() >= FAILING_MAX && !self.map.contains_key(origin) {
+            self.make_room();
+        }
         let h = self.map.entry(origin.to_string()).or_default();
         h.failures += 1;
         h.probing = false;
@@ -60,6 +68,23 @@ impl Servers {
             Standing::StillDown
         } else {
             Standing::MarkedDown
+        }
+    }
+
+    fn make_room(&mut self) {
+        self.map
+            .retain(|_, h| h.failures >= DOWN_AFTER || h.probing);
+        if self.map.len() < FAILING_MAX {
+            return;
+        }
+        let oldest = self
+            .map
+            .iter()
+            .filter(|(_, h)| !h.probing)
+            .min_by_key(|(_, h)| h.down_until)
+            .map(|(o, _)| o.clone());
+        if let Some(o) = oldest {
+            self.map.remove(&o);
         }
     }
 
@@ -192,6 +217,34 @@ mod tests {
         // marked down: a late success of a file under way does not lift it, its probe does
         s.note_success("http://a:1");
         assert!(s.is_down("http://a:1", now));
+    }
+
+    #[test]
+    fn failing_servers_remembered_are_bounded_and_those_down_kept_first() {
+        let mut s = Servers::default();
+        let t0 = Instant::now();
+        for _ in 0..DOWN_AFTER {
+            s.failed("http://down:1", t0);
+        }
+        for i in 0..3 * FAILING_MAX {
+            s.failed(&format!("http://dead{i}:80"), t0);
+            assert!(s.map.len() <= FAILING_MAX, "{} remembered", s.map.len());
+        }
+        assert!(
+            s.is_down("http://down:1", t0),
+            "a flood of one-off failures"
+        );
+        // all marked down: the one marked down longest ago gives way
+        let mut s = Servers::default();
+        for i in 0..FAILING_MAX + 1 {
+            let at = t0 + Duration::from_millis(i as u64);
+            for _ in 0..DOWN_AFTER {
+                s.failed(&format!("http://down{i}:80"), at);
+            }
+        }
+        assert_eq!(s.map.len(), FAILING_MAX);
+        assert!(!s.map.contains_key("http://down0:80"));
+        assert!(s.is_down(&format!("http://down{FAILING_MAX}:80"), t0));
     }
 
     #[test]

@@ -383,6 +383,9 @@ impl Window {
     /// for its next `ONE_BY_ONE_BATCHES` batches (each request behind that answer was
     /// given back, to be asked for again).
     pub fn closes_after_one(&mut self, origin: &str) {
+        if self.one_by_one.len() >= MAX_KNOWN_SERVERS && !self.one_by_one.contains_key(origin) {
+            self.one_by_one.clear(); // many servers seen once each: start afresh
+        }
         self.one_by_one
             .insert(origin.to_string(), ONE_BY_ONE_BATCHES);
     }

@@ -409,3 +409,15 @@ fn the_download_holding_acks_back_says_since_when() {
     w.done(a, 2);
     assert_eq!(w.blocking_since(), None);
 }
+
+#[test]
+fn servers_remembered_for_their_connections_are_bounded() {
+    let mut w = Window::new(16, 4, 2, 4);
+    for i in 0..3 * MAX_KNOWN_SERVERS {
+        let origin = format!("http://s{i}:80");
+        w.closes_after_one(&origin);
+        w.server_failed(&origin);
+        assert!(w.one_by_one.len() <= MAX_KNOWN_SERVERS, "one by one");
+        assert!(w.allowed.len() <= MAX_KNOWN_SERVERS, "allowed");
+    }
+}
