@@ -241,14 +241,8 @@ fn a_full_disk_loses_nothing_and_the_flow_resumes_when_space_returns() {
         eprintln!("skipped: cannot mount a tmpfs here (not root)");
         return;
     };
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
-    let node = Node::start(
-        &s.path("node.log"),
-        &peer_args(&[&up], &local, &dir, "http://127.0.0.1:9/data", &[]),
-    );
-    assert!(subscribed(&node, 1));
+    // the node's tree is the small disk mounted at s.path("node")
+    let (up, _local, watch, _, node) = node_between(&s, &[]);
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
     // 40 files of 10 KB, inline and downloaded, for a disk of 200 KB
@@ -293,22 +287,11 @@ fn a_flow_held_up_with_more_messages_in_flight_than_its_queue_holds_loses_nothin
         eprintln!("skipped: cannot mount a tmpfs here (not root)");
         return;
     };
-    let up = Broker::start(&s.path("up"));
-    let local = Broker::start(&s.path("local"));
-    let watch = Watcher::start(&local, "xpublic/#");
     // a receive maximum of 500, far beyond what the flow's queue holds: while the full
     // disk holds the flow up, the connection waits for room (TCP holds the rest), then
     // leaves the messages to the broker (keepalive 5 s: after 2.5 s) and reconnects
     // once the flow is clear
-    let args = peer_args(
-        &[&up],
-        &local,
-        &dir,
-        "http://127.0.0.1:9/data",
-        &["--inflight", "500", "--keepalive", "5"],
-    );
-    let node = Node::start(&s.path("node.log"), &args);
-    assert!(subscribed(&node, 1));
+    let (up, _local, watch, _, node) = node_between(&s, &["--inflight", "500", "--keepalive", "5"]);
     // 400 inline files of 1 KB for a disk of 100 KB
     let (batch, rels) = files(
         &s.path("origin"),
