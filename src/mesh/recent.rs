@@ -1,9 +1,9 @@
 //! A bounded record of recently stored or verified files, so the same file announced by
 //! several peers costs no disk read after the first.
 
-mod slots;
+pub(super) mod slots;
 
-use slots::Slots;
+pub(super) use slots::Slots;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -20,7 +20,7 @@ pub const REMOVED_CAPACITY: usize = 4 * 1024;
 /// relPath fingerprint -> digest fingerprint, oldest evicted first. Its table keeps
 /// the size it was made with (`Slots`).
 pub struct Recent {
-    map: Slots,
+    map: Slots<u64>,
     order: VecDeque<u64>,
     capacity: usize,
 }

@@ -3,20 +3,20 @@
 //! brokers, and it is worked on once.
 //!
 //! An append-only file of 12-byte records (fingerprint of the id, seconds since the
-//! epoch); in memory a map of the same. Records older than `KEEP` are dropped when the
+//! epoch); in memory a table of the same (`Slots`: 12 bytes a slot, grown as ids come,
+//! 3.6 MB when full at the default 256 Ki). Records older than `KEEP` are dropped when the
 //! map is swept (every `SWEEP` or when full); the file is rewritten when it holds twice
 //! the live records. No sync: the page cache survives a killed process, and after a
 //! power cut a message worked on again costs a duplicate, never a loss.
 
-use super::recent::fingerprint;
-use std::collections::HashMap;
+use super::recent::{fingerprint, Slots};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// How long an id is remembered (the standard: ids are unique over at least 24 h).
 pub const KEEP: u32 = 24 * 3600;
-/// Ids remembered at most (a hash map of 16-byte slots: ~9 MB when full); when full before `KEEP`,
+/// Ids remembered at most (3.6 MB of table when full); when full before `KEEP`,
 /// the oldest quarter of the time span gives way, with a warning.
 pub const DEFAULT_MAX: usize = 256 * 1024;
 /// How often expired ids are swept out of memory (seconds).
@@ -26,7 +26,7 @@ const RECORD: usize = 12;
 pub struct SeenIds {
     path: PathBuf,
     file: File,
-    ids: HashMap<u64, u32>,
+    ids: Slots<u32>,
     in_file: usize,
     max: usize,
     swept: u32,
@@ -37,12 +37,13 @@ impl SeenIds {
     /// Opens (creating) `dir/ids.log`; ids older than `KEEP` at `now` are not loaded.
     pub fn open(dir: &Path, max: usize, now: u32) -> io::Result<SeenIds> {
         let (path, file, bytes) = super::announced::open_records(dir, "ids.log", RECORD)?;
+        let max = max.max(16);
         let mut s = SeenIds {
             file,
             path,
-            ids: HashMap::new(),
+            ids: Slots::growing(max),
             in_file: bytes.len() / RECORD,
-            max: max.max(16),
+            max,
             swept: now,
             pending: Vec::new(),
         };
@@ -50,6 +51,10 @@ impl SeenIds {
             let k = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
             let t = u32::from_le_bytes(r[8..].try_into().expect("4 bytes"));
             if now.saturating_sub(t) < KEEP {
+                // a file kept with a larger bound than this one's
+                if s.ids.len() >= s.max && s.ids.get(k).is_none() {
+                    s.forget_oldest(now);
+                }
                 s.ids.insert(k, t);
             }
         }
@@ -70,7 +75,7 @@ impl SeenIds {
     /// Whether `id` was seen within `KEEP` of `now`; records it when not.
     pub fn seen(&mut self, id: &str, now: u32) -> bool {
         let k = fingerprint(id.as_bytes());
-        if let Some(&t) = self.ids.get(&k) {
+        if let Some(t) = self.ids.get(k) {
             if now.saturating_sub(t) < KEEP {
                 return true;
             }
@@ -101,16 +106,9 @@ impl SeenIds {
 
     fn sweep(&mut self, now: u32) {
         self.swept = now;
-        self.ids.retain(|_, t| now.saturating_sub(*t) < KEEP);
+        self.ids.retain(|_, t| now.saturating_sub(t) < KEEP);
         if self.ids.len() >= self.max {
-            let oldest = self.ids.values().min().copied().unwrap_or(now);
-            let cut = oldest + (now.saturating_sub(oldest)) / 4;
-            self.ids.retain(|_, t| *t > cut);
-            log::warn!(
-                "WIS2 message ids: {} kept, the most this node keeps (wis2-ids-max): ids seen before {}s ago are forgotten before 24 h",
-                self.max,
-                now.saturating_sub(cut)
-            );
+            self.forget_oldest(now);
         }
         if self.in_file > 2 * self.ids.len() + 1024 {
             self.flush();
@@ -120,11 +118,23 @@ impl SeenIds {
         }
     }
 
+    /// Forgets the ids of the oldest quarter of the time span kept.
+    fn forget_oldest(&mut self, now: u32) {
+        let oldest = self.ids.iter().map(|(_, t)| t).min().unwrap_or(now);
+        let cut = oldest + (now.saturating_sub(oldest)) / 4;
+        self.ids.retain(|_, t| t > cut);
+        log::warn!(
+            "WIS2 message ids: {} kept, the most this node keeps: ids seen before {}s ago are forgotten before 24 h",
+            self.max,
+            now.saturating_sub(cut)
+        );
+    }
+
     /// Rewrites the file with the ids in memory (temp file, then rename).
     fn rewrite(&mut self) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let mut bytes = Vec::with_capacity(self.ids.len() * RECORD);
-        for (k, t) in &self.ids {
+        for (k, t) in self.ids.iter() {
             bytes.extend_from_slice(&k.to_le_bytes());
             bytes.extend_from_slice(&t.to_le_bytes());
         }
@@ -253,6 +263,21 @@ mod tests {
         assert!(s.len() <= 100);
         assert!(!s.seen("id-0", 1001), "the oldest was forgotten");
         assert!(s.seen("id-99", 1001), "a recent one is kept");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_kept_with_a_larger_max_is_loaded_within_this_max() {
+        let d = dir("smaller");
+        let mut s = SeenIds::open(&d, 1000, 0).unwrap();
+        for i in 0..1000u32 {
+            s.seen(&format!("id-{i}"), i);
+        }
+        drop(s);
+        let mut s = SeenIds::open(&d, 100, 1000).unwrap();
+        assert!(s.len() <= 100, "{} ids loaded", s.len());
+        assert!(s.seen("id-999", 1001), "the newest are kept");
+        assert!(!s.seen("id-0", 1001), "the oldest gave way");
         let _ = std::fs::remove_dir_all(&d);
     }
 }
