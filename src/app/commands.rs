@@ -7,7 +7,9 @@ use super::options::{self, parse_args, Scope};
 use crate::channels::credentials;
 use crate::http::files::Files;
 use crate::http::server::Server;
+use crate::mesh::fetch::Timeouts;
 use crate::mesh::post::PostConfig;
+use crate::mesh::request::{self, Request};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -218,15 +220,28 @@ fn status(args: Vec<OsString>) -> Outcome {
         None => status_url(&cfg.http),
     }
     .ok_or_else(|| not_run(format!("{file}: the node has no HTTP server (listen)")))?;
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let body = agent
-        .get(&url)
-        .call()
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .map_err(|e| failed(format!("{url}: {e} (is the node running?)")))?;
+    let answer = request::send(Request {
+        method: "GET",
+        url: &url,
+        headers: &[(
+            "User-Agent",
+            concat!("meshnode/", env!("CARGO_PKG_VERSION")),
+        )],
+        body: None,
+        proxy: None,
+        tls: request::tls_client_config(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(10),
+            per_read: Duration::from_secs(10),
+            ..Timeouts::default()
+        },
+    })
+    .map_err(|e| failed(format!("{url}: {e} (is the node running?)")))?;
+    if answer.status != 200 {
+        return Err(failed(format!("{url}: HTTP status {}", answer.status)));
+    }
+    let body = String::from_utf8_lossy(&answer.body);
     let v: serde_json::Value =
         serde_json::from_str(&body).map_err(|e| failed(format!("{url}: {e}")))?;
     print!("{}", super::status::lines(&v));

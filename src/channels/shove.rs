@@ -3,11 +3,15 @@
 //! Each file's result is printed; any refusal makes the exit status non-zero.
 
 use crate::core::mediatype::MediaType;
+use crate::mesh::fetch::Timeouts;
+use crate::mesh::request::{self, tls_client_config, tls_config_trusting, Request};
+use crate::mesh::roots;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A w-shove configuration file.
@@ -90,22 +94,13 @@ impl ShoveConfig {
     }
 }
 
-/// TLS that trusts the certificates of a PEM file only.
-fn trusting(ca: &Path) -> Result<ureq::tls::TlsConfig, String> {
-    let pem = std::fs::read(ca).map_err(|e| format!("CA_FILE {}: {e}", ca.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        let item = item.map_err(|e| format!("CA_FILE {}: {e}", ca.display()))?;
-        if let ureq::tls::PemItem::Certificate(c) = item {
-            certs.push(c);
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("CA_FILE {}: no CERTIFICATE in it", ca.display()));
-    }
-    Ok(ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-        .build())
+/// The authorities trusted for https: `CA_FILE`'s only when given, else the node's
+/// (Mozilla's and the system's).
+fn trusting(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    Ok(match ca {
+        Some(ca) => tls_config_trusting(roots::store_of(ca).map_err(|e| format!("CA_FILE {e}"))?),
+        None => tls_client_config(),
+    })
 }
 
 /// The Content-Type of one file: the one given, with `fname=` added when absent.
@@ -166,25 +161,7 @@ pub fn run(config: &Path, content_type: &str, files: &[PathBuf]) -> Result<usize
             .len();
         opened.push((file, len));
     }
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(300)))
-        .user_agent(concat!("meshnode-shove/", env!("CARGO_PKG_VERSION")));
-    builder = match &cfg.proxy {
-        Some(p) => builder.proxy(Some(
-            ureq::Proxy::new(p).map_err(|e| format!("proxy {p}: {e}"))?,
-        )),
-        None => builder.proxy(None),
-    };
-    if let Some(ca) = &cfg.ca_file {
-        builder = builder.tls_config(trusting(ca)?);
-    }
-    let agent = builder.build().new_agent();
-    let mut req = agent.post(&cfg.server_url);
-    if let Some(c) = &cfg.credential {
-        req = req.header("Authorization", &format!("Basic {}", B64.encode(c)));
-    }
+    let tls = trusting(cfg.ca_file.as_deref())?;
     let (ctype, length, mut body): (String, u64, Box<dyn Read>) = if opened.len() == 1 {
         let (f, len) = opened.pop().expect("one file");
         (part_type(&given, &files[0]), len, Box::new(f))
@@ -211,13 +188,39 @@ pub fn run(config: &Path, content_type: &str, files: &[PathBuf]) -> Result<usize
             Box::new(MultipartBody { pieces, at: 0 }),
         )
     };
-    let resp = req
-        .header("Content-Type", &ctype)
-        .header("Content-Length", &length.to_string())
-        .send(ureq::SendBody::from_reader(&mut body));
-    let mut resp = resp.map_err(|e| format!("{}: {e}", cfg.server_url))?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let auth = cfg
+        .credential
+        .as_ref()
+        .map(|c| format!("Basic {}", B64.encode(c)));
+    let mut headers = vec![
+        (
+            "User-Agent",
+            concat!("meshnode-shove/", env!("CARGO_PKG_VERSION")),
+        ),
+        ("Content-Type", ctype.as_str()),
+    ];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let answer = request::send(Request {
+        method: "POST",
+        url: &cfg.server_url,
+        headers: &headers,
+        body: Some((&mut body, length)),
+        proxy: cfg.proxy.as_deref(),
+        tls,
+        // the taker answers once every file is stored
+        timeouts: Timeouts {
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(300),
+            per_read: Duration::from_secs(300),
+            min_rate: 0,
+            ..Timeouts::default()
+        },
+    })
+    .map_err(|e| format!("{}: {e}", cfg.server_url))?;
+    let status = answer.status;
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
     let results = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("results").and_then(|r| r.as_array()).cloned());

@@ -14,6 +14,7 @@ mod pipeline;
 mod pool;
 pub mod post;
 pub mod recent;
+pub mod request;
 mod requeue;
 pub mod retry;
 pub mod roots;

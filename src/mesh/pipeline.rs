@@ -58,15 +58,20 @@ pub struct Conn {
 impl Conn {
     /// A new connection to `origin` (`http://host:port`, `https://host:port`).
     pub fn connect(origin: &str, timeout: Duration) -> io::Result<Conn> {
-        Ok(Conn {
-            stream: Stream::connect(origin, timeout)?,
+        Ok(Conn::over(Stream::connect(origin, timeout)?))
+    }
+
+    /// A connection over a stream made otherwise (through a proxy, other authorities).
+    pub fn over(stream: Stream) -> Conn {
+        Conn {
+            stream,
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
             answered: 0,
             reused: false,
             read_timeout: Duration::ZERO,
-        })
+        }
     }
 
     /// Taken again from the pool.
@@ -107,6 +112,14 @@ impl Conn {
         }
         self.stream.write_all(&out)?;
         // TLS holds what it could not send at once
+        self.stream.flush()
+    }
+
+    /// Sends one request: its head, then its body copied from `body` as it is read
+    /// (an upload streamed from disk).
+    pub fn send(&mut self, head: &[u8], body: &mut dyn Read) -> io::Result<()> {
+        self.stream.write_all(head)?;
+        io::copy(body, &mut self.stream)?;
         self.stream.flush()
     }
 

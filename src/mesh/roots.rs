@@ -4,10 +4,10 @@
 //! (`SSL_CERT_FILE`, else Debian's `/etc/ssl/certs/ca-certificates.crt`), so that an
 //! authority the operator added with update-ca-certificates is trusted too. Read once.
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use ureq::tls::Certificate;
 
 /// Debian's (and Raspberry Pi OS's) bundle, kept by update-ca-certificates.
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -22,30 +22,46 @@ pub fn system_bundle() -> Option<PathBuf> {
 
 /// The certificates of the system's bundle (empty when there is none or it is unreadable,
 /// with a warning naming it).
-pub fn system_certs() -> &'static [Certificate<'static>] {
-    static CERTS: OnceLock<Vec<Certificate<'static>>> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let Some(path) = system_bundle() else {
-            return Vec::new();
-        };
-        let pem = match std::fs::read(&path) {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("{}: CA certificates not read: {e}", path.display());
-                return Vec::new();
-            }
-        };
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            log::warn!("{}: no CA certificate in it", path.display());
+fn system_certs() -> Vec<CertificateDer<'static>> {
+    let Some(path) = system_bundle() else {
+        return Vec::new();
+    };
+    match certificates(&path) {
+        Ok(certs) => certs,
+        Err(e) => {
+            log::warn!("CA certificates not read: {e}");
+            Vec::new()
         }
-        certs
-    })
+    }
+}
+
+/// The certificates of a PEM file; an error naming the file when it cannot be read
+/// or holds none.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| named(&e))?;
+    // other items of the file (a key beside them) are skipped; a broken one ends it
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| named(&e))?;
+    if certs.is_empty() {
+        return Err(named(&"no CERTIFICATE in it"));
+    }
+    Ok(certs)
+}
+
+/// A store of the authorities of a PEM file only (`shove`'s `CA_FILE`: a node with its
+/// own or a private CA's certificate).
+pub fn store_of(path: &Path) -> Result<Arc<rustls::RootCertStore>, String> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certificates(path)?);
+    if added == 0 {
+        return Err(format!(
+            "{}: no usable CA certificate in it",
+            path.display()
+        ));
+    }
+    Ok(Arc::new(store))
 }
 
 /// Mozilla's roots and the system's, for rustls clients (MQTTS, HTTPS downloads).
@@ -56,10 +72,7 @@ pub fn root_store() -> Arc<rustls::RootCertStore> {
             let mut store = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            let system = system_certs()
-                .iter()
-                .map(|c| CertificateDer::from(c.der().to_vec()));
-            let (added, ignored) = store.add_parsable_certificates(system);
+            let (added, ignored) = store.add_parsable_certificates(system_certs());
             log::debug!("CA roots: {added} from the system's bundle ({ignored} unusable)");
             Arc::new(store)
         })

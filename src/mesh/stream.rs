@@ -13,16 +13,19 @@ use std::time::Duration;
 pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(super::roots::root_store())
-                .with_no_client_auth();
-            Arc::new(config)
-        })
+        .get_or_init(|| tls_config_trusting(super::roots::root_store()))
         .clone()
+}
+
+/// A TLS client configuration trusting the authorities of `roots` only.
+pub fn tls_config_trusting(roots: Arc<rustls::RootCertStore>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// A connection's bytes, in the clear or through TLS.
@@ -75,18 +78,89 @@ fn in_phase(e: io::Error, phase: &str) -> io::Error {
     }
 }
 
+/// A TCP connection to `addr` (`host:port`) within `timeout`, without Nagle's delay.
+fn tcp_to(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| in_phase(e, "connect"))?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// A tunnel to `addr` through the HTTP proxy `proxy` (`http://host:port`): CONNECT, as
+/// curl and ureq make one, for http too (the proxy sees no request, only bytes).
+fn tunnel(proxy: &str, addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let p = parse_origin(proxy)?;
+    if p.tls {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("proxy {proxy}: only http:// proxies"),
+        ));
+    }
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("proxy {proxy}: {e}"));
+    let mut tcp = tcp_to(&p.addr, timeout).map_err(named)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    write!(tcp, "CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    // byte by byte: what follows the head is the tunnel's, not the proxy's
+    let mut head = Vec::with_capacity(128);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= 16 * 1024 {
+            return Err(named(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer to CONNECT too large",
+            )));
+        }
+        match tcp.read(&mut b) {
+            Ok(0) => {
+                return Err(named(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before answering CONNECT",
+                )))
+            }
+            Ok(_) => head.push(b[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(named(in_phase(e, "proxy CONNECT"))),
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let status = match resp.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => resp.code.unwrap_or(0),
+        _ => 0,
+    };
+    if !(200..300).contains(&status) {
+        let line = String::from_utf8_lossy(&head);
+        let line = line.lines().next().unwrap_or_default().to_string();
+        return Err(io::Error::other(format!(
+            "proxy {proxy} refused the tunnel to {addr}: {line}"
+        )));
+    }
+    Ok(tcp)
+}
+
 impl Stream {
     /// Connects to `origin` (`http://host:port` or `https://host:port`), the TCP
     /// connect and the TLS handshake each within `timeout`.
     pub fn connect(origin: &str, timeout: Duration) -> io::Result<Stream> {
+        Stream::connect_with(origin, timeout, tls_client_config(), None)
+    }
+
+    /// As `connect`, trusting the authorities of `tls`, through an HTTP proxy when
+    /// given (`shove`'s uploads).
+    pub fn connect_with(
+        origin: &str,
+        timeout: Duration,
+        tls: Arc<rustls::ClientConfig>,
+        proxy: Option<&str>,
+    ) -> io::Result<Stream> {
         let o = parse_origin(origin)?;
-        let addr = o
-            .addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| in_phase(e, "connect"))?;
-        tcp.set_nodelay(true)?;
+        let tcp = match proxy {
+            Some(p) => tunnel(p, &o.addr, timeout)?,
+            None => tcp_to(&o.addr, timeout)?,
+        };
         if !o.tls {
             return Ok(Stream::Plain(tcp));
         }
@@ -96,7 +170,7 @@ impl Stream {
                 format!("bad host {:?}", o.host),
             )
         })?;
-        let mut conn = rustls::ClientConnection::new(tls_client_config(), name)
+        let mut conn = rustls::ClientConnection::new(tls, name)
             .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;

@@ -981,7 +981,7 @@ fn a_hostile_content_type_from_the_mesh_never_reaches_a_header() {
     );
 }
 
-/// A CONNECT proxy on loopback (what ureq speaks to a proxy); counts the tunnels.
+/// A CONNECT proxy on loopback (what `shove` speaks to a proxy); counts the tunnels.
 fn connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
