@@ -229,7 +229,7 @@ fn status(args: Vec<OsString>) -> Outcome {
         )],
         body: None,
         proxy: None,
-        tls: request::tls_client_config(),
+        tls: crate::mesh::roots::client_config(),
         timeouts: Timeouts {
             connect: Duration::from_secs(10),
             response: Duration::from_secs(10),

@@ -4,7 +4,7 @@
 
 use crate::core::mediatype::MediaType;
 use crate::mesh::fetch::Timeouts;
-use crate::mesh::request::{self, tls_client_config, tls_config_trusting, Request};
+use crate::mesh::request::{self, Request};
 use crate::mesh::roots;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -98,8 +98,10 @@ impl ShoveConfig {
 /// (Mozilla's and the system's).
 fn trusting(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(match ca {
-        Some(ca) => tls_config_trusting(roots::store_of(ca).map_err(|e| format!("CA_FILE {e}"))?),
-        None => tls_client_config(),
+        Some(ca) => {
+            roots::client_config_trusting(roots::store_of(ca).map_err(|e| format!("CA_FILE {e}"))?)
+        }
+        None => roots::client_config(),
     })
 }
 

@@ -12,7 +12,6 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests rumqttc may hold between the flow and a connection thread.
@@ -101,17 +100,6 @@ pub struct SessionOptions {
     pub keepalive: Duration,
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = super::roots::root_store();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
 pub fn mqtt_options(url: &BrokerUrl, s: &SessionOptions) -> MqttOptions {
     let mut o = MqttOptions::new(s.client_id.clone(), url.host.clone(), url.port);
     o.set_keep_alive(s.keepalive);
@@ -137,7 +125,7 @@ pub fn mqtt_options(url: &BrokerUrl, s: &SessionOptions) -> MqttOptions {
     }
     if url.tls {
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls_config(),
+            super::roots::client_config(),
         )));
     }
     o

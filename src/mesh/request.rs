@@ -1,12 +1,11 @@
 //! One HTTP(S) request and its answer, over the download client's parts (the stream,
 //! the response framing): `shove`'s upload, streamed from disk and through a proxy when
 //! one is configured, and `status`'s GET. So the node has one HTTP client, not a second
-//! one (ureq, ~150 KB of the ARM binary) for these two.
+//! one (ureq: the ARM binaries were 60-80 KB larger with it) for these two.
 
 use super::fetch::{split_url, FetchError, Timeouts};
 use super::pipeline::Conn;
 use super::stream::Stream;
-pub use super::stream::{tls_client_config, tls_config_trusting};
 use std::io::{self, Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -152,7 +151,7 @@ mod tests {
             headers: &[("Content-Type", "text/plain; cid=MEMO")],
             body: Some((body, n)),
             proxy,
-            tls: tls_client_config(),
+            tls: super::super::roots::client_config(),
             timeouts: quick(),
         }
     }

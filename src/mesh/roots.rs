@@ -78,3 +78,23 @@ pub fn root_store() -> Arc<rustls::RootCertStore> {
         })
         .clone()
 }
+
+/// The TLS client configuration of MQTTS, downloads and `shove`: Mozilla's roots and
+/// the system's bundle, no client certificate. Built once.
+pub fn client_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| client_config_trusting(root_store()))
+        .clone()
+}
+
+/// A TLS client configuration trusting the authorities of `roots` only.
+pub fn client_config_trusting(roots: Arc<rustls::RootCertStore>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}

@@ -5,28 +5,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The TLS client configuration of downloads: Mozilla's roots and the system's bundle
-/// (as for MQTTS), no client certificate. Built once.
-pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| tls_config_trusting(super::roots::root_store()))
-        .clone()
-}
-
-/// A TLS client configuration trusting the authorities of `roots` only.
-pub fn tls_config_trusting(roots: Arc<rustls::RootCertStore>) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
 
 /// A connection's bytes, in the clear or through TLS.
 pub enum Stream {
@@ -145,7 +125,7 @@ impl Stream {
     /// Connects to `origin` (`http://host:port` or `https://host:port`), the TCP
     /// connect and the TLS handshake each within `timeout`.
     pub fn connect(origin: &str, timeout: Duration) -> io::Result<Stream> {
-        Stream::connect_with(origin, timeout, tls_client_config(), None)
+        Stream::connect_with(origin, timeout, super::roots::client_config(), None)
     }
 
     /// As `connect`, trusting the authorities of `tls`, through an HTTP proxy when
