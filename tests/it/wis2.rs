@@ -460,8 +460,9 @@ fn wis2_messages_flow_through_two_nodes_and_pywis_pubsub_verifies_the_files() {
         "node A stored it from its own copy:\n{}",
         node_a.log_text()
     );
+    // the file is renamed into place before its log line is written: wait for both
     assert!(
-        node_a.log_text().contains("the same bytes as"),
+        wait_until(WAIT, || node_a.log_text().contains("the same bytes as")),
         "{}",
         node_a.log_text()
     );
