@@ -229,7 +229,7 @@ fn status(args: Vec<OsString>) -> Outcome {
         )],
         body: None,
         proxy: None,
-        tls: crate::mesh::roots::client_config(),
+        tls: None,
         timeouts: Timeouts {
             connect: Duration::from_secs(10),
             response: Duration::from_secs(10),

@@ -96,13 +96,12 @@ impl ShoveConfig {
 
 /// The authorities trusted for https: `CA_FILE`'s only when given, else the node's
 /// (Mozilla's and the system's).
-fn trusting(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    Ok(match ca {
-        Some(ca) => {
-            roots::client_config_trusting(roots::store_of(ca).map_err(|e| format!("CA_FILE {e}"))?)
-        }
-        None => roots::client_config(),
+fn trusting(ca: Option<&Path>) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    ca.map(|ca| {
+        let store = roots::store_of(ca).map_err(|e| format!("CA_FILE {e}"))?;
+        Ok(roots::client_config_trusting(store))
     })
+    .transpose()
 }
 
 /// The Content-Type of one file: the one given, with `fname=` added when absent.

@@ -125,15 +125,16 @@ impl Stream {
     /// Connects to `origin` (`http://host:port` or `https://host:port`), the TCP
     /// connect and the TLS handshake each within `timeout`.
     pub fn connect(origin: &str, timeout: Duration) -> io::Result<Stream> {
-        Stream::connect_with(origin, timeout, super::roots::client_config(), None)
+        Stream::connect_with(origin, timeout, None, None)
     }
 
-    /// As `connect`, trusting the authorities of `tls`, through an HTTP proxy when
-    /// given (`shove`'s uploads).
+    /// As `connect`, trusting the authorities of `tls` (none: Mozilla's and the
+    /// system's, read at the first https origin), through an HTTP proxy when given
+    /// (`shove`'s uploads).
     pub fn connect_with(
         origin: &str,
         timeout: Duration,
-        tls: Arc<rustls::ClientConfig>,
+        tls: Option<Arc<rustls::ClientConfig>>,
         proxy: Option<&str>,
     ) -> io::Result<Stream> {
         let o = parse_origin(origin)?;
@@ -150,6 +151,8 @@ impl Stream {
                 format!("bad host {:?}", o.host),
             )
         })?;
+        // the roots are read only here, so that a plain-http node never holds them
+        let tls = tls.unwrap_or_else(super::roots::client_config);
         let mut conn = rustls::ClientConnection::new(tls, name)
             .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
         tcp.set_read_timeout(Some(timeout))?;

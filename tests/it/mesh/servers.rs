@@ -39,12 +39,19 @@ fn wait_port(port: u16) {
 
 /// Announces `n` files of `origin` (served at `base`), pipelined 16 at a time over at
 /// most 2 connections, and checks each is stored as served and announced once.
-fn fetch_all_from(s: &Scratch, origin: &Path, base: &str, n: usize) {
+fn fetch_all_from(s: &Scratch, origin: &Path, base: &str, n: usize) -> String {
     fetch_all_from_env(s, origin, base, n, &[])
 }
 
 /// `fetch_all_from`, the node started with `env` added to its environment.
-fn fetch_all_from_env(s: &Scratch, origin: &Path, base: &str, n: usize, env: &[(&str, &str)]) {
+/// Returns the node's log.
+fn fetch_all_from_env(
+    s: &Scratch,
+    origin: &Path,
+    base: &str,
+    n: usize,
+    env: &[(&str, &str)],
+) -> String {
     let (up, _local, watch, dir, node) =
         node_between_env(s, &["--pipeline", "16", "--host-connections", "2"], env);
     let (batch, rels) = files(
@@ -72,6 +79,7 @@ fn fetch_all_from_env(s: &Scratch, origin: &Path, base: &str, n: usize, env: &[(
         !log.contains("giving up") && !log.contains("mismatch"),
         "{log}"
     );
+    log
 }
 
 #[test]
@@ -171,8 +179,9 @@ fn pipelined_over_https_from_a_server_that_counts() {
         },
     );
     let ca = s.path("ca.pem").display().to_string();
-    fetch_all_from_env(&s, &origin, &web.base_url(), 200, &[("SSL_CERT_FILE", &ca)]);
+    let log = fetch_all_from_env(&s, &origin, &web.base_url(), 200, &[("SSL_CERT_FILE", &ca)]);
     assert_pipelined(&web, 200);
+    assert!(log.contains("CA roots: "), "https read no CA roots:\n{log}");
 }
 
 #[test]
@@ -180,8 +189,13 @@ fn pipelined_over_http_from_a_server_that_counts() {
     let s = Scratch::new("pipe-count");
     let origin = s.path("origin");
     let web = WebServer::start(&origin, WebOptions::default());
-    fetch_all_from(&s, &origin, &web.base_url(), 200);
+    let log = fetch_all_from(&s, &origin, &web.base_url(), 200);
     assert_pipelined(&web, 200);
+    // the CA bundle (~0.2 MB once parsed) is read for the first https origin only
+    assert!(
+        !log.contains("CA roots: "),
+        "plain http read the CA roots:\n{log}"
+    );
 }
 
 /// The head-of-line case: a large file of unknown size (the demo's dialect
