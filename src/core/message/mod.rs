@@ -348,6 +348,10 @@ mod tests {
             (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"md5","value":"!!!"}}"#, "base64"),
             (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"crc32","value":"AA=="}}"#, "unknown"),
             (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": "md5"}"#, "not an object"),
+            // readers differ on which of two methods counts
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA==","method":"sha512"}}"#, "field integrity: duplicate field `method`"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "identity": {"method":5,"value":"AA=="}}"#, "field identity: invalid type"),
+            (br#"{"pubTime": "x", "baseUrl": "h", "relPath": "a", "integrity": {"value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "integrity has no method"),
             (br#"{"pubTime": "x", "relPath": "a", "integrity": {"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#, "missing baseUrl"),
             (br#"["20190130033826", "http://h/", "/a/b"]"#, "4 elements"),
             (br#"["20190130033826", "http://h/", "/a/b", {"sum": "x,00"}]"#, "flag"),
@@ -366,6 +370,15 @@ mod tests {
                 e.0
             );
         }
+    }
+
+    #[test]
+    fn reads_integrity_past_members_it_does_not_know() {
+        let p = br#"{"pubTime":"20261123T000000","baseUrl":"h","relPath":"a","integrity":{"note":{"x":[1]},"method":"md5","value":"sZRqySSS0jR8YjW00mERhA=="}}"#;
+        let m = parse(p).unwrap();
+        let i = m.integrity.unwrap();
+        assert_eq!(i.method, Method::Md5);
+        assert_eq!(i.digest.unwrap().to_base64(), "sZRqySSS0jR8YjW00mERhA==");
     }
 
     #[test]
