@@ -1,7 +1,7 @@
 //! Reading the v03 dialects and the array form (a WNM goes to `wnm`): borrowing from
 //! the payload, unknown fields kept raw.
 
-use super::json::{err, object, parse_integrity, string, RawObject};
+use super::json::{err, keep_unread, object, parse_integrity, string, RawObject};
 use super::*;
 use crate::core::integrity;
 use crate::core::time;
@@ -58,40 +58,22 @@ fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
     let (mut pub_time, mut base_url, mut rel_path, mut ret_path) = (None, None, None, None);
     let (mut integrity, mut content, mut size, mut file_op) = (None, None, None, None);
     let mut dialect = Dialect::WmoMesh;
-    // the fields this reader does not take stay, in order, in the object's own vector:
-    // one allocation less for every message
-    let mut fields = obj.0;
-    let mut kept = 0;
-    for i in 0..fields.len() {
-        let (k, v) = (&fields[i].0, fields[i].1);
-        let extra = match k.as_ref() {
-            "pubTime" => {
-                pub_time = Some(string("pubTime", v)?);
-                false
-            }
-            "baseUrl" => {
-                base_url = Some(string("baseUrl", v)?);
-                false
-            }
-            "relPath" => {
-                rel_path = Some(string("relPath", v)?);
-                false
-            }
-            "retPath" | "retrievePath" => {
-                ret_path = Some(string(k, v)?);
-                false
-            }
+    let mut extra = obj.0;
+    keep_unread(&mut extra, |k, v| {
+        match k.as_ref() {
+            "pubTime" => pub_time = Some(string("pubTime", v)?),
+            "baseUrl" => base_url = Some(string("baseUrl", v)?),
+            "relPath" => rel_path = Some(string("relPath", v)?),
+            "retPath" | "retrievePath" => ret_path = Some(string(k, v)?),
             "integrity" => {
                 // sr3 reads both; identity wins when both are present
                 if integrity.is_none() || dialect != Dialect::Sr3 {
                     integrity = Some(parse_integrity("integrity", v)?);
                 }
-                false
             }
             "identity" => {
                 integrity = Some(parse_integrity("identity", v)?);
                 dialect = Dialect::Sr3;
-                false
             }
             "content" => {
                 let o = object("content", v)?;
@@ -108,28 +90,16 @@ fn parse_v03(text: &str) -> Result<Message<'_>, ParseError> {
                     (Some(encoding), Some(value)) => content = Some(Content { encoding, value }),
                     _ => return err("content needs both encoding and value"),
                 }
-                false
             }
             "size" => match parse_size(v) {
-                Some(n) => {
-                    size = Some(n);
-                    false
-                }
-                None => true,
+                Some(n) => size = Some(n),
+                None => return Ok(false),
             },
-            "fileOp" => {
-                file_op = Some(parse_file_op(v)?);
-                false
-            }
-            _ => true,
-        };
-        if extra {
-            fields.swap(kept, i);
-            kept += 1;
+            "fileOp" => file_op = Some(parse_file_op(v)?),
+            _ => return Ok(false),
         }
-    }
-    fields.truncate(kept);
-    let extra = fields;
+        Ok(true)
+    })?;
     let Some(pub_time) = pub_time else {
         return err("missing pubTime");
     };

@@ -4,7 +4,7 @@
 //! fields), with what only WIS2 has kept in `Wis2`; written back with unknown fields and
 //! properties forwarded byte for byte.
 
-use super::json::{err, object, parse_integrity, string, RawObject, Str};
+use super::json::{err, keep_unread, object, parse_integrity, string, RawObject, Str};
 use super::members;
 use super::*;
 use crate::core::time;
@@ -101,8 +101,8 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
     }
     let (mut id, mut conforms, mut version, mut kind) = (None, false, false, None);
     let (mut geometry, mut properties, mut links) = (None, None, None);
-    let mut top_extra = Vec::new();
-    for (k, v) in obj.0 {
+    let mut top_extra = obj.0;
+    keep_unread(&mut top_extra, |k, v| {
         match k.as_ref() {
             "id" => id = Some(string("id", v)?),
             "conformsTo" => {
@@ -123,9 +123,10 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
             "geometry" => geometry = Some(v),
             "properties" => properties = Some(object("properties", v)?),
             "links" => links = Some(v),
-            _ => top_extra.push((k, v)),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let Some(id) = id else {
         return err("WIS2 message without id");
     };
@@ -154,8 +155,8 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
     let (mut pub_time, mut data_id, mut metadata_id) = (None, None, None);
     let (mut integrity, mut content, mut content_size) = (None, None, None);
     let mut times = Vec::new();
-    let mut extra = Vec::new();
-    for (k, v) in properties.0 {
+    let mut extra = properties.0;
+    keep_unread(&mut extra, |k, v| {
         match k.as_ref() {
             "pubtime" => pub_time = Some(string("properties.pubtime", v)?),
             "data_id" => data_id = Some(string("properties.data_id", v)?),
@@ -169,7 +170,7 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
                         return err(format!("properties.{k} {s:?} is not an RFC 3339 time"));
                     }
                 }
-                times.push((k, v));
+                times.push((k.clone(), v));
             }
             "integrity" => {
                 let i = parse_integrity("properties.integrity", v)?;
@@ -186,9 +187,10 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
                 content = Some(c);
                 content_size = size;
             }
-            _ => extra.push((k, v)),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let Some(pub_time) = pub_time else {
         return err("WIS2 message without properties.pubtime");
     };
@@ -246,8 +248,8 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
         return err("WIS2 message has no link of rel canonical, update or deletion");
     };
     let (mut href, mut link_type, mut length) = (None, None, None);
-    let mut link_extra = Vec::new();
-    for (k, v) in link.0 {
+    let mut link_extra = link.0;
+    keep_unread(&mut link_extra, |k, v| {
         match k.as_ref() {
             "href" => href = Some(string("link href", v)?),
             "rel" => {}
@@ -256,9 +258,10 @@ pub(super) fn parse_wnm<'a>(text: &'a str, obj: RawObject<'a>) -> Result<Message
                 Ok(n) => length = Some(n),
                 Err(_) => return err("link length is not a whole number"),
             },
-            _ => link_extra.push((k, v)),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let Some(href) = href else {
         return err(format!("the {} link has no href", relation.name()));
     };
