@@ -75,7 +75,12 @@ pub(super) fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>,
 }
 
 pub(super) fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>, ParseError> {
-    serde_json::from_str::<RawObject<'a>>(raw.get()).or_else(|e| {
+    object_as(field, raw)
+}
+
+/// Field `field`, a JSON object, read as `T`; the error names the field.
+fn object_as<'a, T: Deserialize<'a>>(field: &str, raw: &'a RawValue) -> Result<T, ParseError> {
+    serde_json::from_str::<T>(raw.get()).or_else(|e| {
         if raw.get().trim_start().starts_with('{') {
             err(format!("field {field}: {e}"))
         } else {
@@ -86,7 +91,8 @@ pub(super) fn object<'a>(field: &str, raw: &'a RawValue) -> Result<RawObject<'a>
 
 /// The members of an integrity object this node reads, read without a vector of all of
 /// them (two allocations less per message). The others are ignored: the node writes the
-/// integrity it computed, never the object it read. A member named twice is refused.
+/// integrity it computed, never the object it read. `method` or `value` named twice
+/// is refused.
 #[derive(Deserialize)]
 struct IntegrityFields<'a> {
     #[serde(borrow, default)]
@@ -96,13 +102,7 @@ struct IntegrityFields<'a> {
 }
 
 pub(super) fn parse_integrity(field: &str, raw: &RawValue) -> Result<Integrity, ParseError> {
-    let fields: IntegrityFields<'_> = serde_json::from_str(raw.get()).or_else(|e| {
-        if raw.get().trim_start().starts_with('{') {
-            err(format!("field {field}: {e}"))
-        } else {
-            err(format!("field {field} is not an object"))
-        }
-    })?;
+    let fields: IntegrityFields<'_> = object_as(field, raw)?;
     let (method, value) = (fields.method.map(|s| s.0), fields.value.map(|s| s.0));
     let Some(method_name) = method else {
         return err(format!("{field} has no method"));
