@@ -301,8 +301,10 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
     let (mut length, mut chunked, mut close, mut keep) = (None, false, false, false);
     let mut location = None;
     for h in resp.headers.iter() {
-        let v = String::from_utf8_lossy(h.value);
+        // only the four headers read are decoded: a server sends several more
+        let v = || String::from_utf8_lossy(h.value);
         if h.name.eq_ignore_ascii_case("content-length") {
+            let v = v();
             let n = v
                 .trim()
                 .parse::<u64>()
@@ -314,6 +316,7 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = v();
             chunked = v
                 .split(',')
                 .next_back()
@@ -322,9 +325,9 @@ fn head_of(resp: &httparse::Response<'_, '_>) -> Result<Head, FetchError> {
                 return Err(FetchError::Transport(format!("transfer encoding {v:?}")));
             }
         } else if h.name.eq_ignore_ascii_case("location") {
-            location = Some(v.trim().to_string());
+            location = Some(v().trim().to_string());
         } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in v.split(',') {
+            for token in v().split(',') {
                 close |= token.trim().eq_ignore_ascii_case("close");
                 keep |= token.trim().eq_ignore_ascii_case("keep-alive");
             }

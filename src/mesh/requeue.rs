@@ -105,7 +105,7 @@ impl Flow {
             diverted: d.diverted,
             expired: self.retry.is_expired(id, unix),
         });
-        let (rel, origin) = (d.job.rel.as_str(), d.job.origin.as_str());
+        let (rel, origin) = (&*d.job.rel, &*d.job.origin);
         match end {
             RetryEnd::Stored => {
                 let Some((method, digest, size)) = d.stored else {

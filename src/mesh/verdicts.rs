@@ -71,10 +71,18 @@ impl Flow {
                         relpath::join_url(&mut url, &msg.base_url, path);
                     }
                 }
+                let origin = match &self.last_origin {
+                    Some(o) if **o == *workers::origin(&url) => o.clone(),
+                    _ => {
+                        let o: std::sync::Arc<str> = workers::origin(&url).into();
+                        self.last_origin = Some(o.clone());
+                        o
+                    }
+                };
                 return Outcome::Fetch(Job {
                     slot: 0, // set by the caller
-                    rel: rel.to_string(),
-                    origin: workers::origin(&url).to_string(),
+                    rel: rel.into(),
+                    origin,
                     url,
                     method,
                     expected: expected.cloned(),
@@ -252,14 +260,18 @@ impl Flow {
     ) -> Outcome {
         // the journal and the exchange split know the file by the value announced to us
         let key = digest.to_base64();
+        let computed;
         let (method, value) = if self.cfg.format.announces(method) {
-            (method, key.clone())
+            (method, key.as_str())
         } else {
             // md5 in, WIS2 out (which forbids md5); sha256 in, v03 out: the format's
             // own method, computed from the stored file (just written: in the page cache)
             let m = self.cfg.format.default_method();
             match self.store.local_digest(rel, m) {
-                Ok(Some(d)) => (m, d.to_base64()),
+                Ok(Some(d)) => {
+                    computed = d.to_base64();
+                    (m, computed.as_str())
+                }
                 Ok(None) | Err(_) => {
                     log::error!("{rel}: cannot compute its {} to announce it", m.name());
                     self.stats.failures += 1;
@@ -276,7 +288,7 @@ impl Flow {
             rel,
             pub_time: &msg.pub_time,
             method,
-            value: &value,
+            value,
             size,
             inline: inline_data.as_deref(),
         };

@@ -13,6 +13,7 @@ use super::engine::download::{Job, PIPELINE_SMALL};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Slots of retry-queue entries (id + `RETRY_SLOTS`): never in the window, so never
@@ -42,8 +43,8 @@ struct Entry {
 pub(super) struct Fetching {
     pub topic: Bytes,
     pub payload: Bytes,
-    pub rel: String,
-    pub origin: String,
+    pub rel: Arc<str>,
+    pub origin: Arc<str>,
     pub since: Instant,
 }
 
@@ -79,13 +80,13 @@ pub(super) struct Window {
     /// The slot of `entries[0]`; slots are arrival numbers.
     first: u64,
     /// relPaths being downloaded, each with the messages held for it.
-    fetching: HashMap<String, VecDeque<Arrival>>,
+    fetching: HashMap<Arc<str>, VecDeque<Arrival>>,
     /// Messages waiting for the local disk (full, failing, read-only), in order.
     stalled: VecDeque<Arrival>,
     /// Downloads by server: running, and waiting for a worker or their server's turn.
-    origins: HashMap<String, Origin>,
+    origins: HashMap<Arc<str>, Origin>,
     /// Servers with downloads waiting and a connection free, in turn.
-    ready: VecDeque<String>,
+    ready: VecDeque<Arc<str>>,
     /// Batches (connections) downloading; their downloads; those waiting.
     running: usize,
     running_jobs: usize,
@@ -252,10 +253,12 @@ impl Window {
 
     /// Holds a message until the download of `rel` ends.
     pub fn hold(&mut self, rel: &str, h: Arrival) {
-        self.fetching
-            .entry(rel.to_string())
-            .or_default()
-            .push_back(h);
+        match self.fetching.get_mut(rel) {
+            Some(held) => held.push_back(h),
+            None => {
+                self.fetching.insert(rel.into(), VecDeque::from([h]));
+            }
+        }
     }
 
     /// Queues the download of message `job.slot` at `now`; the message is kept to
@@ -297,7 +300,7 @@ impl Window {
         let mut out = Dispatch::default();
         let diverted = &mut out.diverted;
         // everything waiting for a server marked down goes at once, whatever its turn
-        let down: Vec<String> = self
+        let down: Vec<Arc<str>> = self
             .origins
             .iter()
             .filter(|(name, o)| !o.waiting.is_empty() && is_down(name))
@@ -327,11 +330,11 @@ impl Window {
                 continue;
             };
             let mut batch = vec![first];
-            let single = match self.one_by_one.get_mut(&name) {
+            let single = match self.one_by_one.get_mut(&*name) {
                 Some(left) => {
                     *left -= 1;
                     if *left == 0 {
-                        self.one_by_one.remove(&name);
+                        self.one_by_one.remove(&*name);
                     }
                     true
                 }
@@ -401,7 +404,7 @@ impl Window {
         if let Some(o) = self.origins.get_mut(origin) {
             if !o.ready && !o.waiting.is_empty() && o.running < limit {
                 o.ready = true;
-                self.ready.push_back(origin.to_string());
+                self.ready.push_back(origin.into());
             }
         }
     }

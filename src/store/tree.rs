@@ -5,7 +5,6 @@
 use crate::core::integrity::{self, Digest, Hasher, Method};
 use crate::core::relpath;
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,13 +21,50 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// recognisable for clean-up. The pid is read once (each `std::process::id()` is a
 /// system call).
 pub fn temp_name() -> String {
+    let mut name = String::with_capacity(TEMP_PREFIX.len() + 32);
+    push_temp_name(&mut name);
+    name
+}
+
+/// Appends a fresh `temp_name` to `to`.
+fn push_temp_name(to: &mut impl std::fmt::Write) {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let pid = PID.get_or_init(std::process::id);
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    // sized once: `format!` grew it twice (each growth an allocation, per stored file)
-    let mut name = String::with_capacity(TEMP_PREFIX.len() + 32);
-    let _ = write!(name, "{TEMP_PREFIX}{pid}.{n}.tmp");
-    name
+    let _ = write!(to, "{TEMP_PREFIX}{pid}.{n}.tmp");
+}
+
+/// A temporary file's name, on the stack (`{TEMP_PREFIX}{pid}.{n}.tmp`: 45 bytes at
+/// most).
+struct NameBuf {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::fmt::Write for NameBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl NameBuf {
+    fn new() -> NameBuf {
+        NameBuf {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // only whole `str`s are written
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 /// `dir/name` in one allocation (`Path::join` copies `dir`, then grows for `name`):
@@ -52,6 +88,9 @@ pub struct Store {
     /// relPath directories checked (or made) since the last clear.
     known_dirs: HashSet<String>,
     buf: Vec<u8>,
+    /// Where the paths of the two calls made for every file are built (`at`): no
+    /// allocation each.
+    scratch: PathBuf,
 }
 
 /// A file being written; removed on drop unless committed.
@@ -117,16 +156,40 @@ pub fn is_local_trouble(e: &io::Error) -> bool {
         || e.raw_os_error() == Some(5)
 }
 
-/// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it).
-fn xattr_value(method: Method, digest: &Digest) -> String {
-    let value = digest.to_base64();
-    let mut x = String::with_capacity(32 + value.len());
-    let _ = write!(
-        x,
-        "{{\"method\":\"{}\",\"value\":\"{value}\"}}",
-        method.name()
-    );
-    x
+/// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it), made on
+/// the stack: it is written for every stored file.
+struct XattrValue {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl XattrValue {
+    fn new(method: Method, digest: &Digest) -> XattrValue {
+        use base64::Engine;
+        let mut v = XattrValue {
+            buf: [0; 128],
+            len: 0,
+        };
+        v.push(br#"{"method":""#);
+        v.push(method.name().as_bytes());
+        v.push(br#"","value":""#);
+        // 64 digest bytes at most: 88 of base64, 128 in all with the rest
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(digest.as_bytes(), &mut v.buf[v.len..])
+            .expect("room for 64 bytes of digest");
+        v.len += n;
+        v.push(br#""}"#);
+        v
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// A modification time of `epoch` seconds, the access time left as it is.
@@ -156,6 +219,7 @@ impl Store {
             known_dirs: HashSet::new(),
             // allocated when first needed: a store that only writes never needs it
             buf: Vec::new(),
+            scratch: PathBuf::new(),
         })
     }
 
@@ -166,6 +230,17 @@ impl Store {
     /// The path of a validated relPath.
     pub fn path(&self, rel: &str) -> PathBuf {
         joined(&self.root, rel)
+    }
+
+    /// Runs `f` with the path of `rel`, built in the store's own buffer.
+    fn at<R>(&mut self, rel: &str, f: impl FnOnce(&mut Store, &Path) -> R) -> R {
+        let mut p = std::mem::take(&mut self.scratch);
+        p.as_mut_os_string().clear();
+        p.push(&self.root);
+        p.push(rel);
+        let r = f(self, &p);
+        self.scratch = p;
+        r
     }
 
     /// Creates the directories of `rel` under the root, refusing to go through a symlink
@@ -224,13 +299,16 @@ impl Store {
     pub fn begin(&mut self, rel: &str, method: Method, limit: u64) -> io::Result<TempFile> {
         let rel_dir = relpath::dirname(rel);
         self.ensure_dirs(rel_dir)?;
-        let name = temp_name();
-        // root/rel_dir/name in one allocation: the directory's path is not needed alone
+        // root/rel_dir/name in one allocation: neither the directory's path nor the
+        // name is needed alone
+        let mut name = NameBuf::new();
+        push_temp_name(&mut name);
+        let name = name.as_str();
         let mut path =
             PathBuf::with_capacity(self.root.as_os_str().len() + rel_dir.len() + name.len() + 2);
         path.push(&self.root);
         path.push(rel_dir);
-        path.push(&name);
+        path.push(name);
         let open = |p: &Path| OpenOptions::new().write(true).create_new(true).open(p);
         let file = match open(&path) {
             Ok(f) => f,
@@ -287,14 +365,15 @@ impl Store {
         let _ = xattr::FileExt::set_xattr(
             &tmp.file,
             self.xattr_name,
-            xattr_value(computed.0, &computed.1).as_bytes(),
+            XattrValue::new(computed.0, &computed.1).as_bytes(),
         );
         if let Some(epoch) = tmp.modified {
             if let Err(e) = rustix::fs::futimens(&tmp.file, &modified_at(epoch)) {
                 log::debug!("{rel}: modification time not set: {e}");
             }
         }
-        fs::rename(&tmp.path, self.path(rel)).map_err(CommitError::Io)?;
+        self.at(rel, |_, to| fs::rename(&tmp.path, to))
+            .map_err(CommitError::Io)?;
         tmp.committed = true;
         Ok(computed)
     }
@@ -304,21 +383,24 @@ impl Store {
         let _ = xattr::set(
             path,
             self.xattr_name,
-            xattr_value(method, digest).as_bytes(),
+            XattrValue::new(method, digest).as_bytes(),
         );
     }
 
     /// The digest of the local copy of `rel` by `method`, from the xattr cache when it
     /// holds that method, else computed (and cached). `None` when there is no regular file.
     pub fn local_digest(&mut self, rel: &str, method: Method) -> io::Result<Option<Digest>> {
-        let path = self.path(rel);
-        match fs::symlink_metadata(&path) {
+        self.at(rel, |s, path| s.digest_at(path, method))
+    }
+
+    fn digest_at(&mut self, path: &Path, method: Method) -> io::Result<Option<Digest>> {
+        match fs::symlink_metadata(path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         }
-        if let Ok(Some(raw)) = xattr::get(&path, self.xattr_name) {
+        if let Ok(Some(raw)) = xattr::get(path, self.xattr_name) {
             if let Ok(x) = serde_json::from_slice::<XattrIntegrity<'_>>(&raw) {
                 if Method::from_name(x.method) == Some(method) {
                     if let Ok(d) = integrity::decode_value(method, x.value) {
@@ -330,7 +412,7 @@ impl Store {
         let Some(mut h) = Hasher::new(method) else {
             return Ok(None);
         };
-        let mut f = File::open(&path)?;
+        let mut f = File::open(path)?;
         if self.buf.is_empty() {
             self.buf.resize(64 * 1024, 0);
         }
@@ -342,7 +424,7 @@ impl Store {
             h.update(&self.buf[..n]);
         }
         let d = h.finish();
-        self.set_xattr(&path, method, &d);
+        self.set_xattr(path, method, &d);
         Ok(Some(d))
     }
 
@@ -435,6 +517,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["c.txt"], "no temporary file left");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_longest_temporary_name_fits_its_buffer() {
+        use std::fmt::Write as _;
+        let longest = format!("{TEMP_PREFIX}{}.{}.tmp", u32::MAX, u64::MAX);
+        let mut b = NameBuf::new();
+        write!(b, "{TEMP_PREFIX}{}.{}.tmp", u32::MAX, u64::MAX).unwrap();
+        assert_eq!(b.as_str(), longest);
+        let mut b = NameBuf::new();
+        push_temp_name(&mut b);
+        assert!(b.as_str().starts_with(TEMP_PREFIX) && b.as_str().ends_with(".tmp"));
+    }
+
+    #[test]
+    fn the_checksum_cache_value_is_sr3s_json_for_the_longest_digest_too() {
+        for method in [Method::Md5, Method::Sha3_512] {
+            let d = integrity::digest_of(method, b"hello\n").unwrap();
+            let v = XattrValue::new(method, &d);
+            let want = format!(
+                r#"{{"method":"{}","value":"{}"}}"#,
+                method.name(),
+                d.to_base64()
+            );
+            assert_eq!(std::str::from_utf8(v.as_bytes()).unwrap(), want);
+        }
     }
 
     #[test]

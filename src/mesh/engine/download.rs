@@ -2,6 +2,7 @@
 //! downloader says became of it. The downloaders (`mesh::workers`) are the driver's.
 
 use crate::core::integrity::{Digest, Method};
+use std::sync::Arc;
 
 /// Files larger than this (as announced, or as an answer's head says) are not
 /// pipelined with others: behind a large file, small ones would wait for it.
@@ -12,10 +13,12 @@ pub const PIPELINE_SMALL: u64 = 64 * 1024;
 pub struct Job {
     /// The message's place in the flow's window.
     pub slot: u64,
-    pub rel: String,
+    /// Shared (as `origin`) by the window's records of the job: copied there, no
+    /// allocation each.
+    pub rel: Arc<str>,
     pub url: String,
     /// Where the URL points (`scheme://host:port`): connections are limited per origin.
-    pub origin: String,
+    pub origin: Arc<str>,
     /// The checksum to compute while writing.
     pub method: Method,
     /// The announced checksum, when it can verify the bytes.

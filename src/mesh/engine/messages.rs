@@ -82,7 +82,7 @@ pub enum AfterDownload {
 /// order until one of them downloads it again (the rest then wait for that download).
 #[derive(Debug, Default)]
 pub struct Rejudge {
-    rel: String,
+    rel: std::sync::Arc<str>,
     held: VecDeque<Arrival>,
 }
 
@@ -485,7 +485,7 @@ mod tests {
         };
         assert_eq!(e.judged(b, Outcome::Fetch(other), now), Judged::Taken);
         let d = e.dispatch(now);
-        let rels = |js: &[Job]| js.iter().map(|j| j.rel.clone()).collect::<Vec<_>>();
+        let rels = |js: &[Job]| js.iter().map(|j| j.rel.to_string()).collect::<Vec<_>>();
         assert_eq!(rels(&d.diverted), ["f"], "the down server's file, untried");
         let started: Vec<_> = d.batches.iter().flat_map(|b| rels(b)).collect();
         assert_eq!(started, ["g"], "the other server's file goes on");

@@ -142,8 +142,8 @@ impl Sim {
         Outcome::Fetch(Job {
             slot: 0,
             url: format!("{origin}/{rel}"),
-            rel,
-            origin,
+            rel: rel.into(),
+            origin: origin.into(),
             method: Method::Sha256,
             expected: None,
             size: None,
@@ -230,7 +230,7 @@ impl Sim {
         let m_rel: u64 = job.rel[1..].parse().expect("rN");
         let origin = ORIGINS
             .iter()
-            .position(|o| *o == job.origin)
+            .position(|o| *o == &*job.origin)
             .expect("known");
         let d = if m_rel == GONE {
             Done::given_up(job)
@@ -313,7 +313,7 @@ impl Sim {
                 let seq = self.announce(m.file());
                 self.engine.retry_stored(id, seq);
                 if self.engine.servers.succeeded(&d.job.origin) {
-                    let origin = ORIGINS.iter().position(|o| *o == d.job.origin);
+                    let origin = ORIGINS.iter().position(|o| *o == &*d.job.origin);
                     self.queue.wake(origin.expect("known"), now);
                     self.engine.retry_pace.woken();
                 }

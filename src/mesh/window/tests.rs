@@ -11,9 +11,9 @@ use crate::mesh::engine::simulation::model::Rng;
 fn job(slot: u64, origin: &str, rel: &str, size: Option<u64>) -> Job {
     Job {
         slot,
-        rel: rel.to_string(),
+        rel: rel.into(),
         url: format!("{origin}/{rel}"),
-        origin: origin.to_string(),
+        origin: origin.into(),
         method: Method::Md5,
         expected: None,
         size,
@@ -107,7 +107,7 @@ fn batches_respect_the_pipeline_the_workers_and_the_servers_connections() {
     let sizes: Vec<(String, usize)> = d
         .batches
         .iter()
-        .map(|b| (b[0].origin.clone(), b.len()))
+        .map(|b| (b[0].origin.to_string(), b.len()))
         .collect();
     // server a: two connections of four; server b takes the third worker
     assert_eq!(
@@ -126,7 +126,7 @@ fn batches_respect_the_pipeline_the_workers_and_the_servers_connections() {
         w.ended(j);
     }
     let next = w.dispatch(|_| false).batches;
-    let rels: Vec<&str> = next[0].iter().map(|j| j.rel.as_str()).collect();
+    let rels: Vec<&str> = next[0].iter().map(|j| &*j.rel).collect();
     assert_eq!(
         rels,
         ["f8", "f9"],
@@ -137,7 +137,7 @@ fn batches_respect_the_pipeline_the_workers_and_the_servers_connections() {
     }
     let last = w.dispatch(|_| false).batches;
     assert_eq!(last[0].len(), 1);
-    assert_eq!(last[0][0].rel, "big");
+    assert_eq!(&*last[0][0].rel, "big");
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn a_download_given_back_goes_first_on_another_connection() {
         w.ended(j);
     }
     let again = w.dispatch(|_| false).batches;
-    let rels: Vec<&str> = again[0].iter().map(|j| j.rel.as_str()).collect();
+    let rels: Vec<&str> = again[0].iter().map(|j| &*j.rel).collect();
     assert_eq!(rels, ["f1", "f2", "f3"]);
     assert!(
         w.dispatch(|_| false).batches.is_empty(),
@@ -214,7 +214,7 @@ fn downloads_of_a_server_marked_down_are_diverted_not_started() {
     let d = w.dispatch(|o| o == "http://down");
     assert_eq!(d.diverted.len(), 2);
     assert_eq!(d.batches.len(), 1);
-    assert_eq!(d.batches[0][0].origin, "http://up");
+    assert_eq!(&*d.batches[0][0].origin, "http://up");
 }
 
 /// A download ended with its file stored: its message finished, its announcement
