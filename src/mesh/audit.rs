@@ -285,7 +285,7 @@ async fn audit_loop(
                 }
             }
         }
-        let Some(event) = next_event(&mut connection).await else {
+        let Some(event) = next_event!(connection) else {
             return;
         };
         match event {

@@ -1,8 +1,6 @@
 //! The post session: numbered publications, acks in order, correlation keys.
 
-use super::{
-    back_off, mqtt_options, next_event, BrokerUrl, Inbound, SessionOptions, REQUEST_CAPACITY,
-};
+use super::{back_off, mqtt_options, BrokerUrl, Inbound, SessionOptions, REQUEST_CAPACITY};
 use crate::mesh::links::{Links, Task};
 use flume::{Sender, TrySendError};
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
@@ -228,7 +226,7 @@ async fn poster_loop(
     let mut connections = 0u32;
     let mut unacked_at_error = false;
     loop {
-        let Some(event) = next_event(&mut connection).await else {
+        let Some(event) = next_event!(connection) else {
             return;
         };
         match event {

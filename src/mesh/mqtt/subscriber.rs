@@ -1,8 +1,6 @@
 //! Upstream sessions: subscribe on every connect, hand the messages to the flow.
 
-use super::{
-    back_off, mqtt_options, next_event, BrokerUrl, Inbound, SessionOptions, REQUEST_CAPACITY,
-};
+use super::{back_off, mqtt_options, BrokerUrl, Inbound, SessionOptions, REQUEST_CAPACITY};
 use crate::mesh::links::{Links, Task};
 use flume::{Sender, TrySendError};
 use rumqttc::v5::mqttbytes::v5::Packet;
@@ -99,7 +97,7 @@ async fn subscriber_loop(
     // the flow asked for a new connection: made at once, not after a pause
     let mut reconnecting = false;
     loop {
-        let Some(event) = next_event(&mut connection).await else {
+        let Some(event) = next_event!(connection) else {
             return; // the client side is gone
         };
         match event {

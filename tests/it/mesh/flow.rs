@@ -621,3 +621,36 @@ fn a_file_coming_after_its_removal_is_not_stored_again() {
         .collect();
     assert_eq!(files.len(), 1, "announced once, the new version: {files:?}");
 }
+
+#[test]
+fn a_burst_of_inline_files_is_announced_in_the_order_it_came() {
+    // read in batches off the socket: the MQTT edge must hand them on in that order
+    // (and ack them in that order, as MQTT asks of a QoS 1 receiver)
+    let s = Scratch::new("in-order");
+    let (up, _local, watch, _dir, node) = node_between(&s, &[]);
+    let burst = inline_batch("2026120700/O", "ordered ", 0..300);
+    publish_raw(&up, &burst);
+    assert!(
+        wait_until(WAIT, || watch.count() >= burst.len()),
+        "{} of {} announced\n{}",
+        watch.count(),
+        burst.len(),
+        node.log_text()
+    );
+    let announced: Vec<String> = watch
+        .snapshot()
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter_map(|v| v["relPath"].as_str().map(str::to_string))
+        .collect();
+    let sent: Vec<String> = (0..burst.len())
+        .map(|i| format!("2026120700/O/f{i}.txt"))
+        .collect();
+    let first_out_of_order = announced.iter().zip(&sent).position(|(a, b)| a != b);
+    assert_eq!(
+        first_out_of_order,
+        None,
+        "announced out of order: {:?}",
+        &announced[..announced.len().min(20)]
+    );
+}
