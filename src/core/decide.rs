@@ -132,18 +132,24 @@ pub enum Verdict {
 pub struct Decision<'a> {
     /// The message, when it could be read.
     pub msg: Option<Message<'a>>,
-    /// Its relPath, validated (no leading `/`), when it got that far.
-    pub rel: Option<String>,
+    /// Where its validated relPath (no leading `/`) begins in `msg.rel_path`, when it
+    /// got that far: an offset, not a copy (made for every message, duplicates too).
+    pub rel_at: Option<usize>,
     /// Seconds since its pubTime, when readable.
     pub lag: Option<f64>,
     pub verdict: Verdict,
 }
 
 impl Decision<'_> {
+    /// The validated relPath, when it got that far.
+    pub fn rel(&self) -> Option<&str> {
+        Some(&self.msg.as_ref()?.rel_path[self.rel_at?..])
+    }
+
     fn refuse(r: Refusal) -> Self {
         Decision {
             msg: None,
-            rel: None,
+            rel_at: None,
             lag: None,
             verdict: Verdict::Refuse(r),
         }
@@ -172,7 +178,7 @@ pub fn decide<'a>(
     let lag = published.map(|t| now - t);
     let mut d = Decision {
         msg: None,
-        rel: None,
+        rel_at: None,
         lag,
         verdict: Verdict::LagDrop,
     };
@@ -181,7 +187,7 @@ pub fn decide<'a>(
         return d;
     }
     let rel = match relpath::validate(&msg.rel_path) {
-        Ok(r) => r.to_string(),
+        Ok(r) => r,
         Err(why) => {
             d.verdict = Verdict::Refuse(Refusal::RelPath {
                 why,
@@ -199,19 +205,20 @@ pub fn decide<'a>(
     };
     d.verdict = if seen {
         Verdict::Duplicate
-    } else if !rules.select.accepts(&rel) {
+    } else if !rules.select.accepts(rel) {
         Verdict::Refuse(Refusal::NotSelected)
-    } else if msg.wis2.is_some() && stale(published, &rel, redelivered, local) {
+    } else if msg.wis2.is_some() && stale(published, rel, redelivered, local) {
         // WIS2 by data_id: a copy here as new as the message (its pubtime) stands
         Verdict::Duplicate
     } else {
         match &msg.file_op {
             Some(op) => file_op(op),
-            None => file(&msg, &rel, published, redelivered, rules, local),
+            None => file(&msg, rel, published, redelivered, rules, local),
         }
     };
+    // validation only strips a leading `/`
+    d.rel_at = Some(msg.rel_path.len() - rel.len());
     d.msg = Some(msg);
-    d.rel = Some(rel);
     d
 }
 

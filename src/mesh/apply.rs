@@ -285,7 +285,7 @@ impl Flow {
             (None, None) => {}
         }
         let verdict = match d.verdict {
-            Verdict::Refuse(r) => return self.refuse(topic, d.rel.as_deref(), &r),
+            Verdict::Refuse(ref r) => return self.refuse(topic, d.rel(), r),
             Verdict::LagDrop => {
                 self.stats.lag_dropped += 1;
                 return Outcome::Done(0);
@@ -297,11 +297,12 @@ impl Flow {
             }
             v => v,
         };
-        let (Some(msg), Some(rel)) = (d.msg, d.rel) else {
+        let (Some(msg), Some(at)) = (d.msg, d.rel_at) else {
             return Outcome::Done(0); // a verdict to act on always has both
         };
-        if self.engine.window.is_fetching(&rel) {
-            return Outcome::Busy(rel);
+        let rel = &msg.rel_path[at..];
+        if self.engine.window.is_fetching(rel) {
+            return Outcome::Busy(rel.to_string());
         }
         match verdict {
             Verdict::Forward => {
@@ -314,34 +315,34 @@ impl Flow {
                 self.out.clear();
                 let id = self.new_id();
                 if let Err(why) =
-                    announce::forward(&mut self.out, self.cfg.format, &msg, &rel, &value, &id)
+                    announce::forward(&mut self.out, self.cfg.format, &msg, rel, &value, &id)
                 {
                     log::warn!("{rel}: not forwarded: {why}");
                     self.stats.rejected += 1;
                     return Outcome::Done(0);
                 }
-                let dirs = self.topic_dirs(topic, &rel);
-                self.announce(&rel, &dirs, &value, poster)
+                let dirs = self.topic_dirs(topic, rel);
+                self.announce(rel, &dirs, &value, poster)
             }
             Verdict::Reannounce { method, digest } => {
                 // stored before a crash, its announcement perhaps never acknowledged:
                 // announce again rather than lose the announcement
                 self.stats.duplicates += 1;
-                let size = std::fs::metadata(self.store.path(&rel)).map_or(0, |m| m.len());
-                self.announce_stored(&msg, topic, &rel, method, digest, size, poster)
+                let size = std::fs::metadata(self.store.path(rel)).map_or(0, |m| m.len());
+                self.announce_stored(&msg, topic, rel, method, digest, size, poster)
             }
             Verdict::StoreInline { method, expected } | Verdict::Fetch { method, expected } => {
-                self.store_file(&msg, topic, &rel, method, expected.as_ref(), poster)
+                self.store_file(&msg, topic, rel, method, expected.as_ref(), poster)
             }
             Verdict::Copy {
                 from,
                 method,
                 expected,
-            } => match self.copy_local(&msg, topic, &rel, &from, method, &expected, poster) {
+            } => match self.copy_local(&msg, topic, rel, &from, method, &expected, poster) {
                 Some(outcome) => outcome,
-                None => self.store_file(&msg, topic, &rel, method, Some(&expected), poster),
+                None => self.store_file(&msg, topic, rel, method, Some(&expected), poster),
             },
-            Verdict::Apply(op) => self.file_op(&msg, topic, &rel, op, redelivered, poster),
+            Verdict::Apply(op) => self.file_op(&msg, topic, rel, op, redelivered, poster),
             Verdict::Refuse(_) | Verdict::LagDrop | Verdict::Duplicate => Outcome::Done(0),
         }
     }
