@@ -491,24 +491,28 @@ impl Window {
         }
     }
 
-    /// Since when the download that holds acks back (the oldest unfinished message,
-    /// with others behind it) has waited or run; `None` when none does.
-    pub fn blocking_since(&self) -> Option<Instant> {
+    /// The oldest unfinished message, when a finished one is behind it: its ack waits
+    /// for this one's. Unfinished ones behind it only (a node slower than its feed,
+    /// downloads queued for workers) wait for nothing it holds: moving it to the retry
+    /// queue would cost a write and a log line each and make nothing go sooner.
+    fn holding_acks_back(&self) -> Option<usize> {
         let i = self.entries.iter().position(|e| e.post_seq.is_none())?;
-        if i + 1 >= self.entries.len() {
-            return None;
-        }
+        let mut behind = self.entries.iter().skip(i + 1);
+        behind.any(|e| e.post_seq.is_some()).then_some(i)
+    }
+
+    /// Since when the download that holds acks back has waited or run; `None` when
+    /// none does.
+    pub fn blocking_since(&self) -> Option<Instant> {
+        let i = self.holding_acks_back()?;
         self.entries[i].fetch.as_ref().map(|f| f.since)
     }
 
-    /// The first message not finished, when it is a download begun (queued or
-    /// running) before `before` with messages behind it: it holds their acks back.
-    /// Returns its slot and its download, taken (the caller finishes the message).
+    /// The message holding acks back, when it is a download begun (queued or running)
+    /// before `before`. Returns its slot and its download, taken (the caller finishes
+    /// the message).
     pub fn take_blocking_fetch(&mut self, before: Instant) -> Option<(u64, Box<Fetching>)> {
-        let i = self.entries.iter().position(|e| e.post_seq.is_none())?;
-        if i + 1 >= self.entries.len() {
-            return None; // nothing behind it
-        }
+        let i = self.holding_acks_back()?;
         let e = &mut self.entries[i];
         if e.fetch.as_ref().is_none_or(|f| f.since >= before) {
             return None;

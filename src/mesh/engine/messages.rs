@@ -534,6 +534,13 @@ mod tests {
     fn a_spilled_download_ends_as_its_retry_entry_with_its_message() {
         let now = Instant::now();
         let (mut e, j) = two_for_one(now);
+        assert!(
+            e.blocking(now + SPILL_AFTER * 2).is_none(),
+            "the message held for the same file waits for the download, not its ack"
+        );
+        // a finished message behind: its ack waits for the download's message
+        let c = arrive(&mut e, 3);
+        e.judged(c, Outcome::Done(0), now);
         assert!(e.blocking(now + SPILL_AFTER / 2).is_none(), "not yet");
         let (slot, f) = e.blocking(now + SPILL_AFTER * 2).expect("spilled");
         assert_eq!(slot, j.slot);

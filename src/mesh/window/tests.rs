@@ -411,6 +411,35 @@ fn the_download_holding_acks_back_says_since_when() {
 }
 
 #[test]
+fn downloads_behind_a_download_hold_nothing_back_until_one_is_finished() {
+    // a node slower than its feed: every message a download, queued or running in
+    // arrival order; none of them holds another's ack back
+    let mut w = Window::new(8, 1, 1, 1);
+    let t0 = Instant::now();
+    let slots: Vec<u64> = (0..3u16)
+        .map(|i| {
+            let s = w.push(0, 1, i + 1, QoS::AtLeastOnce);
+            w.fetch(
+                job(s, "http://a", &format!("r{i}"), None),
+                Bytes::new(),
+                Bytes::new(),
+                t0,
+            );
+            s
+        })
+        .collect();
+    let later = t0 + std::time::Duration::from_secs(3600);
+    assert_eq!(w.blocking_since(), None);
+    assert!(w.take_blocking_fetch(later).is_none(), "nothing to spill");
+    // one behind finishes (another server's, say): now the first holds its ack back
+    w.ended(&job(slots[2], "http://a", "r2", None));
+    w.done(slots[2], 1);
+    assert_eq!(w.blocking_since(), Some(t0));
+    let (slot, _) = w.take_blocking_fetch(later).expect("spilled");
+    assert_eq!(slot, slots[0]);
+}
+
+#[test]
 fn servers_remembered_for_their_connections_are_bounded() {
     let mut w = Window::new(16, 4, 2, 4);
     for i in 0..3 * MAX_KNOWN_SERVERS {
