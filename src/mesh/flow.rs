@@ -66,9 +66,6 @@ pub struct Flow {
     pub(super) seen: SeenState,
     /// Files stored lately, by checksum: the same bytes under another name are copied.
     pub(super) same_bytes: super::recent::SameBytes,
-    /// The server of the last download asked for: the next is most often the same,
-    /// and its jobs share this copy of its name.
-    pub(super) last_origin: Option<std::sync::Arc<str>>,
     /// Removals applied lately: relPath -> the removal's pubTime (as f64 bits).
     pub(super) removed: Recent,
 }
@@ -136,7 +133,6 @@ pub fn run(cfg: PeerConfig, stop: Arc<AtomicBool>) -> Result<Stats, Error> {
         announced,
         seen: SeenState::Unopened,
         same_bytes: super::recent::SameBytes::new(super::recent::SAME_BYTES_CAPACITY),
-        last_origin: None,
         removed: Recent::new(super::recent::REMOVED_CAPACITY),
     };
     loop {

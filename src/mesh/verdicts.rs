@@ -71,14 +71,12 @@ impl Flow {
                         relpath::join_url(&mut url, &msg.base_url, path);
                     }
                 }
-                let origin = match &self.last_origin {
-                    Some(o) if **o == *workers::origin(&url) => o.clone(),
-                    _ => {
-                        let o: std::sync::Arc<str> = workers::origin(&url).into();
-                        self.last_origin = Some(o.clone());
-                        o
-                    }
-                };
+                let origin = workers::origin(&url);
+                let origin = self
+                    .engine
+                    .window
+                    .origin_name(origin)
+                    .unwrap_or_else(|| origin.into());
                 return Outcome::Fetch(Job {
                     slot: 0, // set by the caller
                     rel: rel.into(),

@@ -251,6 +251,12 @@ impl Window {
         self.fetching.contains_key(rel)
     }
 
+    /// The window's copy of server `origin`'s name while it has downloads here: a new
+    /// job of that server shares it rather than copying the name again.
+    pub fn origin_name(&self, origin: &str) -> Option<Arc<str>> {
+        self.origins.get_key_value(origin).map(|(k, _)| k.clone())
+    }
+
     /// Holds a message until the download of `rel` ends.
     pub fn hold(&mut self, rel: &str, h: Arrival) {
         match self.fetching.get_mut(rel) {

@@ -34,14 +34,17 @@ fn push_temp_name(to: &mut impl std::fmt::Write) {
     let _ = write!(to, "{TEMP_PREFIX}{pid}.{n}.tmp");
 }
 
-/// A temporary file's name, on the stack (`{TEMP_PREFIX}{pid}.{n}.tmp`: 45 bytes at
-/// most).
-struct NameBuf {
-    buf: [u8; 64],
+/// A short string on the stack, for what is written for every stored file: its
+/// temporary name (45 bytes at most), its checksum cache value (120).
+struct StackStr<const N: usize> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl std::fmt::Write for NameBuf {
+/// A temporary name's buffer.
+type TempName = StackStr<64>;
+
+impl<const N: usize> std::fmt::Write for StackStr<N> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let end = self.len + s.len();
         self.buf
@@ -53,10 +56,10 @@ impl std::fmt::Write for NameBuf {
     }
 }
 
-impl NameBuf {
-    fn new() -> NameBuf {
-        NameBuf {
-            buf: [0; 64],
+impl<const N: usize> StackStr<N> {
+    fn new() -> Self {
+        StackStr {
+            buf: [0; N],
             len: 0,
         }
     }
@@ -156,40 +159,23 @@ pub fn is_local_trouble(e: &io::Error) -> bool {
         || e.raw_os_error() == Some(5)
 }
 
-/// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it), made on
-/// the stack: it is written for every stored file.
-struct XattrValue {
-    buf: [u8; 128],
-    len: usize,
-}
-
-impl XattrValue {
-    fn new(method: Method, digest: &Digest) -> XattrValue {
-        use base64::Engine;
-        let mut v = XattrValue {
-            buf: [0; 128],
-            len: 0,
-        };
-        v.push(br#"{"method":""#);
-        v.push(method.name().as_bytes());
-        v.push(br#"","value":""#);
-        // 64 digest bytes at most: 88 of base64, 128 in all with the rest
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(digest.as_bytes(), &mut v.buf[v.len..])
-            .expect("room for 64 bytes of digest");
-        v.len += n;
-        v.push(br#""}"#);
-        v
-    }
-
-    fn push(&mut self, b: &[u8]) {
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
+/// The checksum cache's value: `{"method":..,"value":..}` (as sr3 writes it).
+fn xattr_value(method: Method, digest: &Digest) -> StackStr<128> {
+    use base64::Engine;
+    use std::fmt::Write;
+    // 64 digest bytes at most: 88 of base64, 120 in all with the rest
+    let mut b64 = [0u8; 88];
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest.as_bytes(), &mut b64)
+        .expect("room for 64 bytes of digest");
+    let value = std::str::from_utf8(&b64[..n]).unwrap_or_default();
+    let mut v = StackStr::new();
+    let _ = write!(
+        v,
+        "{{\"method\":\"{}\",\"value\":\"{value}\"}}",
+        method.name()
+    );
+    v
 }
 
 /// A modification time of `epoch` seconds, the access time left as it is.
@@ -301,7 +287,7 @@ impl Store {
         self.ensure_dirs(rel_dir)?;
         // root/rel_dir/name in one allocation: neither the directory's path nor the
         // name is needed alone
-        let mut name = NameBuf::new();
+        let mut name = TempName::new();
         push_temp_name(&mut name);
         let name = name.as_str();
         let mut path =
@@ -365,7 +351,7 @@ impl Store {
         let _ = xattr::FileExt::set_xattr(
             &tmp.file,
             self.xattr_name,
-            XattrValue::new(computed.0, &computed.1).as_bytes(),
+            xattr_value(computed.0, &computed.1).as_str().as_bytes(),
         );
         if let Some(epoch) = tmp.modified {
             if let Err(e) = rustix::fs::futimens(&tmp.file, &modified_at(epoch)) {
@@ -383,7 +369,7 @@ impl Store {
         let _ = xattr::set(
             path,
             self.xattr_name,
-            XattrValue::new(method, digest).as_bytes(),
+            xattr_value(method, digest).as_str().as_bytes(),
         );
     }
 

@@ -35,10 +35,10 @@ fn writes_verifies_renames_and_caches() {
 fn the_longest_temporary_name_fits_its_buffer() {
     use std::fmt::Write as _;
     let longest = format!("{TEMP_PREFIX}{}.{}.tmp", u32::MAX, u64::MAX);
-    let mut b = NameBuf::new();
+    let mut b = TempName::new();
     write!(b, "{TEMP_PREFIX}{}.{}.tmp", u32::MAX, u64::MAX).unwrap();
     assert_eq!(b.as_str(), longest);
-    let mut b = NameBuf::new();
+    let mut b = TempName::new();
     push_temp_name(&mut b);
     assert!(b.as_str().starts_with(TEMP_PREFIX) && b.as_str().ends_with(".tmp"));
 }
@@ -47,13 +47,13 @@ fn the_longest_temporary_name_fits_its_buffer() {
 fn the_checksum_cache_value_is_sr3s_json_for_the_longest_digest_too() {
     for method in [Method::Md5, Method::Sha3_512] {
         let d = integrity::digest_of(method, b"hello\n").unwrap();
-        let v = XattrValue::new(method, &d);
+        let v = xattr_value(method, &d);
         let want = format!(
             r#"{{"method":"{}","value":"{}"}}"#,
             method.name(),
             d.to_base64()
         );
-        assert_eq!(std::str::from_utf8(v.as_bytes()).unwrap(), want);
+        assert_eq!(std::str::from_utf8(v.as_str().as_bytes()).unwrap(), want);
     }
 }
 
